@@ -1,0 +1,572 @@
+//! The YAML configuration: schema, defaults and validation.
+//!
+//! Pure apart from reading the file. Unknown keys are rejected by serde; everything serde
+//! cannot check (ranges, regexes, formats, combinations) is checked by [`Config::validate`],
+//! and every error names the key it is about, so `check-config` can point at the problem.
+
+mod env;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use crate::inventory::ApiFilter;
+use crate::model::{ApiType, Stat};
+
+/// Why a configuration was refused. The `Display` text is what users see.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config line {line}: {reason}")]
+    Env { line: usize, reason: String },
+    #[error("invalid config: {0}")]
+    Yaml(String),
+    #[error("invalid config: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub poll: PollConfig,
+    pub discovery: DiscoveryConfig,
+    pub targets: Vec<TargetConfig>,
+    pub latency: LatencyConfig,
+    /// API tags copied into `aws_apigateway_api_info` as `tag_<name>` labels.
+    pub tags_as_labels: Vec<String>,
+    pub otlp: OtlpConfig,
+    pub aws: AwsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollConfig {
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub period: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub lookback: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub settle: Duration,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            interval: Duration::from_secs(60),
+            period: Duration::from_secs(60),
+            lookback: Duration::from_secs(600),
+            settle: Duration::from_secs(180),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    #[serde(deserialize_with = "duration")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            refresh_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One account, polled in every region listed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub apis: ApiSelection,
+}
+
+/// Which APIs and stages of a target are exported.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSelection {
+    pub types: Vec<ApiType>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub stages: StageSelection,
+    pub detailed_metrics: DetailedMetrics,
+}
+
+impl Default for ApiSelection {
+    fn default() -> Self {
+        ApiSelection {
+            types: ApiType::ALL.to_vec(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            tags: BTreeMap::new(),
+            stages: StageSelection::All,
+            detailed_metrics: DetailedMetrics::Auto,
+        }
+    }
+}
+
+/// `all`, a list of stage names, or `[]` for API-level metrics only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StageSelection {
+    #[default]
+    All,
+    Only(Vec<String>),
+}
+
+impl StageSelection {
+    pub fn selects(&self, stage: &str) -> bool {
+        match self {
+            StageSelection::All => true,
+            StageSelection::Only(names) => names.iter().any(|n| n == stage),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StageSelection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StageSelection;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`all` or a list of stage names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StageSelection, E> {
+                match v {
+                    "all" => Ok(StageSelection::All),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StageSelection, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(StageSelection::Only(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether route-level (detailed) metrics are read. Route-level families arrive with the
+/// per-route issue; the key is accepted and validated now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetailedMetrics {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyConfig {
+    /// Percentiles (`p50`, `p99.9`) and `max`.
+    pub statistics: Vec<String>,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        LatencyConfig {
+            statistics: ["p50", "p90", "p99", "max"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl LatencyConfig {
+    /// The configured statistics, parsed. Only valid after [`Config::validate`].
+    pub fn stats(&self) -> Vec<Stat> {
+        self.statistics
+            .iter()
+            .filter_map(|s| parse_latency_stat(s))
+            .collect()
+    }
+}
+
+fn parse_latency_stat(s: &str) -> Option<Stat> {
+    if s == "max" {
+        Some(Stat::Maximum)
+    } else {
+        Stat::parse_percentile(s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    #[default]
+    Grpc,
+    Http,
+}
+
+/// OTLP push. Accepted and validated; the push itself arrives with the OTLP issue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    pub enabled: bool,
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    pub headers: BTreeMap<String, String>,
+    pub resource_attributes: BTreeMap<String, String>,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            enabled: false,
+            endpoint: "http://otel-collector:4317".into(),
+            protocol: OtlpProtocol::Grpc,
+            interval: Duration::from_secs(60),
+            headers: BTreeMap::new(),
+            resource_attributes: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    pub endpoints: Endpoints,
+}
+
+/// Per-service endpoint overrides (emulators, VPC endpoints, FIPS endpoints).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Endpoints {
+    pub cloudwatch: Option<String>,
+    pub apigateway: Option<String>,
+    pub apigatewayv2: Option<String>,
+    pub logs: Option<String>,
+    pub sts: Option<String>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        de::Error::custom(format!(
+            "invalid duration {text:?} ({e}); write it like 30s, 5m or 1h"
+        ))
+    })
+}
+
+impl Config {
+    /// Reads, expands `${VAR}` from the environment, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates config text; `env` resolves `${VAR}`.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let expanded = env::expand(text, env)?;
+        // An empty file (or one with only comments) means "all defaults".
+        let config: Config = if expanded.trim().is_empty()
+            || expanded
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            Config::default()
+        } else {
+            yaml_serde::from_str(&expanded).map_err(|e| ConfigError::Yaml(e.to_string()))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the schema alone cannot. Errors name the key, e.g. `targets[0].regions[1]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.poll;
+        if p.period.as_secs() == 0 || p.period.as_secs() % 60 != 0 || p.period.subsec_nanos() != 0 {
+            return Err(invalid(
+                "poll.period",
+                format!(
+                    "must be a whole multiple of 60s (CloudWatch's regular resolution), got {}",
+                    humantime::format_duration(p.period)
+                ),
+            ));
+        }
+        if p.interval < Duration::from_secs(1) {
+            return Err(invalid("poll.interval", "must be at least 1s"));
+        }
+        if p.lookback < p.period {
+            return Err(invalid(
+                "poll.lookback",
+                "must be at least one poll.period, or no period is ever read",
+            ));
+        }
+        if p.lookback > Duration::from_secs(3 * 3600) {
+            return Err(invalid(
+                "poll.lookback",
+                "must be at most 3h (every cycle re-reads the whole window)",
+            ));
+        }
+        if p.settle >= p.lookback {
+            return Err(invalid(
+                "poll.settle",
+                "must be shorter than poll.lookback, or no settled period is ever read",
+            ));
+        }
+        if self.discovery.refresh_interval < Duration::from_secs(1) {
+            return Err(invalid("discovery.refresh_interval", "must be at least 1s"));
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            validate_target(&format!("targets[{i}]"), t)?;
+        }
+        let mut seen = Vec::new();
+        for (i, s) in self.latency.statistics.iter().enumerate() {
+            let key = format!("latency.statistics[{i}]");
+            let stat = parse_latency_stat(s).ok_or_else(|| {
+                invalid(
+                    &key,
+                    format!("{s:?} is not a statistic: use max or a percentile such as p50, p99 or p99.9"),
+                )
+            })?;
+            if seen.contains(&stat) {
+                return Err(invalid(key, format!("{s:?} is listed twice")));
+            }
+            seen.push(stat);
+        }
+        for (i, tag) in self.tags_as_labels.iter().enumerate() {
+            if tag.is_empty() {
+                return Err(invalid(format!("tags_as_labels[{i}]"), "must not be empty"));
+            }
+            if self.tags_as_labels[..i].contains(tag) {
+                return Err(invalid(
+                    format!("tags_as_labels[{i}]"),
+                    format!("{tag:?} is listed twice"),
+                ));
+            }
+        }
+        let o = &self.otlp;
+        check_url("otlp.endpoint", &o.endpoint)?;
+        if o.interval < Duration::from_secs(1) {
+            return Err(invalid("otlp.interval", "must be at least 1s"));
+        }
+        let e = &self.aws.endpoints;
+        for (name, url) in [
+            ("cloudwatch", &e.cloudwatch),
+            ("apigateway", &e.apigateway),
+            ("apigatewayv2", &e.apigatewayv2),
+            ("logs", &e.logs),
+            ("sts", &e.sts),
+        ] {
+            if let Some(url) = url {
+                check_url(&format!("aws.endpoints.{name}"), url)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_target(key: &str, t: &TargetConfig) -> Result<(), ConfigError> {
+    if t.regions.is_empty() {
+        return Err(invalid(
+            format!("{key}.regions"),
+            "must list at least one region, e.g. [us-east-1]",
+        ));
+    }
+    for (i, region) in t.regions.iter().enumerate() {
+        if !is_region(region) {
+            return Err(invalid(
+                format!("{key}.regions[{i}]"),
+                format!("{region:?} is not an AWS region name (like us-east-1 or eu-west-2)"),
+            ));
+        }
+        if t.regions[..i].contains(region) {
+            return Err(invalid(
+                format!("{key}.regions[{i}]"),
+                format!("{region:?} is listed twice"),
+            ));
+        }
+    }
+    if let Some(arn) = &t.role_arn {
+        if !is_role_arn(arn) {
+            return Err(invalid(
+                format!("{key}.role_arn"),
+                format!("{arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"),
+            ));
+        }
+    } else if t.external_id.is_some() {
+        return Err(invalid(
+            format!("{key}.external_id"),
+            "only applies together with role_arn",
+        ));
+    }
+    let apis = &t.apis;
+    if apis.types.is_empty() {
+        return Err(invalid(
+            format!("{key}.apis.types"),
+            "must list at least one of rest, http, websocket",
+        ));
+    }
+    for (i, ty) in apis.types.iter().enumerate() {
+        if apis.types[..i].contains(ty) {
+            return Err(invalid(
+                format!("{key}.apis.types[{i}]"),
+                format!("{ty} is listed twice"),
+            ));
+        }
+    }
+    if let StageSelection::Only(names) = &apis.stages {
+        for (i, name) in names.iter().enumerate() {
+            if name.is_empty() {
+                return Err(invalid(
+                    format!("{key}.apis.stages[{i}]"),
+                    "must not be empty",
+                ));
+            }
+        }
+    }
+    ApiFilter::new(apis).map_err(|(field, i, e)| {
+        invalid(
+            format!("{key}.apis.{field}[{i}]"),
+            format!("invalid regular expression: {e}"),
+        )
+    })?;
+    Ok(())
+}
+
+fn is_region(s: &str) -> bool {
+    // partition-prefix (us, eu, ap, us-gov, cn, ...), a direction word, then a number.
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1]
+            .parse::<u8>()
+            .is_ok_and(|n| n > 0 && !parts[parts.len() - 1].starts_with('0'))
+}
+
+fn is_role_arn(s: &str) -> bool {
+    let mut parts = s.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    partition.starts_with("aws")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource
+            .strip_prefix("role/")
+            .is_some_and(|r| !r.is_empty())
+}
+
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = ["http://", "https://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    }) && !url.contains(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("{url:?} is not an http:// or https:// URL"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, |_| None)
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = parse("# nothing\n").unwrap();
+        assert_eq!(c.poll.interval, Duration::from_secs(60));
+        assert_eq!(c.poll.lookback, Duration::from_secs(600));
+        assert!(c.targets.is_empty());
+        assert_eq!(c.latency.stats().len(), 4);
+    }
+
+    #[test]
+    fn stage_selection_forms() {
+        let c = parse("targets: [{regions: [us-east-1], apis: {stages: all}}]").unwrap();
+        assert_eq!(c.targets[0].apis.stages, StageSelection::All);
+        let c =
+            parse("targets: [{regions: [us-east-1], apis: {stages: [prod, $default]}}]").unwrap();
+        assert_eq!(
+            c.targets[0].apis.stages,
+            StageSelection::Only(vec!["prod".into(), "$default".into()])
+        );
+        let c = parse("targets: [{regions: [us-east-1], apis: {stages: []}}]").unwrap();
+        assert_eq!(c.targets[0].apis.stages, StageSelection::Only(vec![]));
+        let err = parse("targets: [{regions: [us-east-1], apis: {stages: some}}]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stages") && err.contains("`all` or a list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn region_and_arn_shapes() {
+        for ok in [
+            "us-east-1",
+            "eu-west-2",
+            "us-gov-west-1",
+            "ap-southeast-5",
+            "cn-north-1",
+        ] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in [
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "us-east-01",
+            "us--1",
+            "us-east-1a",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+        assert!(is_role_arn("arn:aws:iam::123456789012:role/x"));
+        assert!(is_role_arn("arn:aws-us-gov:iam::123456789012:role/path/x"));
+        assert!(!is_role_arn("arn:aws:iam::12345:role/x"));
+        assert!(!is_role_arn("arn:aws:iam::123456789012:user/x"));
+    }
+}

@@ -1,0 +1,395 @@
+//! The built-in demo: a synthetic inventory and a synthetic CloudWatch behind the same
+//! [`Discovery`] and [`MetricSource`] traits, so the whole pipeline runs without AWS.
+//!
+//! Values are a pure function of (seed, series, statistic, period): re-reading a period gives
+//! the same answer, and a period's counts grow until a minute after it ends, like CloudWatch's
+//! late data. Traffic follows a daily curve with noise; a 20-minute incident schedule makes
+//! every shipped alert fire and resolve:
+//!
+//! | minutes | API | what |
+//! |---|---|---|
+//! | 2–7 | `payments` (REST) `prod` | 5XX burst: 12 % of requests |
+//! | 8–12 | `orders` (HTTP) `$default` | throttling: 25 % of requests answered 4XX/429 |
+//! | 12–18 | `reports` (REST) `prod` | integration latency creeps toward the 29 s timeout |
+//! | 15–18 | `chat` (WebSocket) `production` | integration error spike |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::Config;
+use crate::inventory::{ApiFilter, Discovery, DiscoveryError, RawApi, RawStage};
+use crate::model::{ApiType, Family, Stat};
+use crate::plan::Query;
+use crate::poll::{Clock, Target};
+use crate::source::{MetricSource, Outcome, SourceError, Window};
+
+/// The account id the demo reports: obviously not a real one.
+pub const ACCOUNT_ID: &str = "000000000000";
+/// The region the demo reports.
+pub const REGION: &str = "demo-region-1";
+/// API Gateway's default integration timeout, in milliseconds.
+const TIMEOUT_MS: f64 = 29_000.0;
+/// Length of the incident schedule, in seconds.
+pub const INCIDENT_CYCLE: i64 = 20 * 60;
+
+/// One demo API: its traffic level and shape.
+#[derive(Debug, Clone, Copy)]
+struct DemoApi {
+    id: &'static str,
+    name: &'static str,
+    api_type: ApiType,
+    endpoint: &'static str,
+    stages: &'static [(&'static str, bool, bool)],
+    /// Requests per second at the daily peak (stage `prod`-like; other stages get 5 %).
+    peak_rps: f64,
+    /// Median latency and integration latency in milliseconds.
+    latency_ms: f64,
+    integration_ms: f64,
+}
+
+const APIS: [DemoApi; 6] = [
+    DemoApi {
+        id: "a1b2c3d4e5",
+        name: "payments",
+        api_type: ApiType::Rest,
+        endpoint: "REGIONAL",
+        stages: &[("prod", true, true), ("staging", false, false)],
+        peak_rps: 120.0,
+        latency_ms: 85.0,
+        integration_ms: 70.0,
+    },
+    DemoApi {
+        id: "f6g7h8i9j0",
+        name: "reports",
+        api_type: ApiType::Rest,
+        endpoint: "EDGE",
+        stages: &[("prod", false, false)],
+        peak_rps: 8.0,
+        latency_ms: 900.0,
+        integration_ms: 850.0,
+    },
+    DemoApi {
+        id: "k1l2m3n4o5",
+        name: "catalog",
+        api_type: ApiType::Rest,
+        endpoint: "PRIVATE",
+        stages: &[("prod", false, true)],
+        peak_rps: 60.0,
+        latency_ms: 40.0,
+        integration_ms: 30.0,
+    },
+    DemoApi {
+        id: "p6q7r8s9t0",
+        name: "orders",
+        api_type: ApiType::Http,
+        endpoint: "REGIONAL",
+        stages: &[("$default", false, false)],
+        peak_rps: 200.0,
+        latency_ms: 45.0,
+        integration_ms: 38.0,
+    },
+    DemoApi {
+        id: "u1v2w3x4y5",
+        name: "webhooks",
+        api_type: ApiType::Http,
+        endpoint: "REGIONAL",
+        stages: &[("prod", false, false), ("staging", false, false)],
+        peak_rps: 15.0,
+        latency_ms: 120.0,
+        integration_ms: 110.0,
+    },
+    DemoApi {
+        id: "z6a7b8c9d0",
+        name: "chat",
+        api_type: ApiType::Websocket,
+        endpoint: "REGIONAL",
+        stages: &[("production", false, false)],
+        peak_rps: 40.0,
+        latency_ms: 0.0,
+        integration_ms: 25.0,
+    },
+];
+
+/// The demo targets: one synthetic account and region, filtered by the first target entry's
+/// API selection when the config has one.
+pub fn targets(config: &Config, seed: u64, clock: Arc<dyn Clock>) -> Vec<Target> {
+    let selection = config
+        .targets
+        .first()
+        .map(|t| t.apis.clone())
+        .unwrap_or_default();
+    let filter = ApiFilter::new(&selection).unwrap_or_else(|_| {
+        // Validation compiled these regexes already; fall back to everything.
+        ApiFilter::new(&Default::default()).expect("default selection has no regex")
+    });
+    let period = config.poll.period.as_secs() as i64;
+    vec![Target::new(
+        REGION.to_string(),
+        filter,
+        Arc::new(DemoDiscovery),
+        Arc::new(DemoSource {
+            seed,
+            clock,
+            period,
+        }),
+    )]
+}
+
+/// The demo inventory.
+pub struct DemoDiscovery;
+
+#[async_trait]
+impl Discovery for DemoDiscovery {
+    async fn account_id(&self) -> Result<String, DiscoveryError> {
+        Ok(ACCOUNT_ID.to_string())
+    }
+
+    async fn discover(&self, filter: &ApiFilter) -> Result<Vec<RawApi>, DiscoveryError> {
+        Ok(APIS
+            .iter()
+            .filter(|a| filter.wants_type(a.api_type))
+            .map(|a| RawApi {
+                id: a.id.into(),
+                name: a.name.into(),
+                api_type: a.api_type,
+                endpoint_type: a.endpoint.into(),
+                tags: BTreeMap::from([("environment".into(), "demo".into())]),
+                stages: Some(
+                    a.stages
+                        .iter()
+                        .map(|(name, detailed, cache)| RawStage {
+                            name: (*name).into(),
+                            detailed_metrics: *detailed,
+                            cache_enabled: *cache,
+                        })
+                        .collect(),
+                ),
+            })
+            .collect())
+    }
+}
+
+/// Synthetic CloudWatch.
+pub struct DemoSource {
+    seed: u64,
+    clock: Arc<dyn Clock>,
+    period: i64,
+}
+
+#[async_trait]
+impl MetricSource for DemoSource {
+    async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
+        let now = self.clock.now();
+        Ok(queries
+            .iter()
+            .map(|q| {
+                let Some(api) = APIS.iter().find(|a| a.id == q.labels.api_id) else {
+                    return Outcome::Points(Vec::new());
+                };
+                let stage = q.labels.stage.as_deref().unwrap_or("");
+                let points = (window.start..window.end)
+                    .step_by(window.period.max(1) as usize)
+                    .filter(|t| *t <= now)
+                    .filter_map(|t| {
+                        let p = Period::new(self.seed, api, stage, t, self.period);
+                        // Counts arrive gradually until a minute after the period ends.
+                        let arrived =
+                            ((now - t) as f64 / (self.period + 60) as f64).clamp(0.0, 1.0);
+                        value(&p, q.family, q.stat, arrived).map(|v| (t, v))
+                    })
+                    .collect();
+                Outcome::Points(points)
+            })
+            .collect())
+    }
+}
+
+/// The traffic of one API stage in one period.
+struct Period {
+    requests: f64,
+    rate_4xx: f64,
+    rate_5xx: f64,
+    latency_ms: f64,
+    integration_ms: f64,
+    /// Log-normal spread of latency.
+    sigma: f64,
+    ws_integration_error_rate: f64,
+    noise: f64,
+}
+
+impl Period {
+    fn new(seed: u64, api: &DemoApi, stage: &str, t: i64, period: i64) -> Period {
+        let noise = unit(hash(seed, api.id, stage, t));
+        // Daily curve: trough at 04:00 UTC, peak at 16:00 UTC, never below 25 % of peak.
+        let day = (t.rem_euclid(86_400) as f64) / 86_400.0;
+        let daily = 0.625 - 0.375 * (std::f64::consts::TAU * (day - 4.0 / 24.0)).cos();
+        let stage_share = if api.stages.first().is_some_and(|s| s.0 == stage) {
+            1.0
+        } else {
+            0.05
+        };
+        let requests =
+            (api.peak_rps * period as f64 * daily * stage_share * (0.9 + 0.2 * noise)).round();
+        let minute = t.rem_euclid(INCIDENT_CYCLE) / 60;
+        let primary = stage_share == 1.0;
+        let mut p = Period {
+            requests,
+            rate_4xx: 0.01 + 0.01 * noise,
+            rate_5xx: 0.001 * noise,
+            latency_ms: api.latency_ms * (0.9 + 0.2 * noise),
+            integration_ms: api.integration_ms * (0.9 + 0.2 * noise),
+            sigma: 0.5,
+            ws_integration_error_rate: 0.002,
+            noise,
+        };
+        match (api.name, primary) {
+            ("payments", true) if (2..7).contains(&minute) => p.rate_5xx = 0.12,
+            ("orders", true) if (8..12).contains(&minute) => p.rate_4xx = 0.25,
+            ("reports", true) if (12..18).contains(&minute) => {
+                // p99 climbs from about 1 s to about 27 s over six minutes, max beyond it.
+                let step = (minute - 12) as f64 / 5.0;
+                p.integration_ms = 900.0 + step * 10_000.0;
+                p.latency_ms = p.integration_ms + 40.0;
+                p.sigma = 0.38;
+            }
+            ("chat", true) if (15..18).contains(&minute) => p.ws_integration_error_rate = 0.2,
+            _ => {}
+        }
+        p
+    }
+}
+
+/// z-scores of the standard normal distribution (Acklam's rational approximation).
+fn normal_quantile(q: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let q = q.clamp(1e-9, 1.0 - 1e-9);
+    let tail = |p: f64| {
+        let r = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * r + C[1]) * r + C[2]) * r + C[3]) * r + C[4]) * r + C[5])
+            / ((((D[0] * r + D[1]) * r + D[2]) * r + D[3]) * r + 1.0)
+    };
+    if q < 0.02425 {
+        tail(q)
+    } else if q > 1.0 - 0.02425 {
+        -tail(1.0 - q)
+    } else {
+        let r = (q - 0.5) * (q - 0.5);
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * (q - 0.5)
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// The value CloudWatch would return for a statistic of a family in a period, with the
+/// share `arrived` of the period's requests published so far.
+fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
+    let n = (p.requests * arrived).floor();
+    let sum = |x: f64| Some((x * arrived).floor());
+    let dist = |median: f64| -> Option<f64> {
+        if n < 1.0 || median <= 0.0 {
+            return None;
+        }
+        // Mean of a log-normal: median · e^(σ²/2).
+        let mean = median * (p.sigma * p.sigma / 2.0).exp();
+        match stat {
+            Stat::Sum => Some(n * mean),
+            Stat::SampleCount => Some(n),
+            // API Gateway cuts integrations off at the 29 s timeout.
+            Stat::Maximum => {
+                Some((median * (p.sigma * (3.0 + 0.5 * p.noise)).exp()).min(TIMEOUT_MS))
+            }
+            Stat::Percentile(_) => {
+                Some(median * (p.sigma * normal_quantile(stat.quantile()?)).exp())
+            }
+        }
+    };
+    match family {
+        Family::Requests => sum(p.requests),
+        Family::Errors4xx => sum(p.requests * p.rate_4xx),
+        Family::Errors5xx => sum(p.requests * p.rate_5xx),
+        Family::CacheHits => sum(p.requests * 0.7),
+        Family::CacheMisses => sum(p.requests * 0.3),
+        Family::ProcessedBytes => sum(p.requests * 1800.0),
+        Family::WsConnects => sum(p.requests * 0.05),
+        Family::WsMessages => sum(p.requests),
+        Family::WsClientErrors => sum(p.requests * 0.003),
+        Family::WsIntegrationErrors => sum(p.requests * p.ws_integration_error_rate),
+        Family::WsExecutionErrors => sum(p.requests * 0.001),
+        Family::Latency => dist(p.latency_ms),
+        Family::IntegrationLatency => dist(p.integration_ms),
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a then splitmix64), so demo data is the same on every machine.
+fn hash(seed: u64, api: &str, stage: &str, t: i64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in api
+        .bytes()
+        .chain([0])
+        .chain(stage.bytes())
+        .chain(t.to_le_bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// A hash mapped to [0, 1).
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_quantiles() {
+        assert!(normal_quantile(0.5).abs() < 1e-9);
+        assert!((normal_quantile(0.9) - 1.281_551_6).abs() < 1e-6);
+        assert!((normal_quantile(0.99) - 2.326_347_9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn values_are_deterministic_and_grow_with_arrival() {
+        let api = &APIS[0];
+        let a = Period::new(7, api, "prod", 6000, 60);
+        let b = Period::new(7, api, "prod", 6000, 60);
+        assert_eq!(a.requests, b.requests);
+        let half = value(&a, Family::Requests, Stat::Sum, 0.5).unwrap();
+        let full = value(&a, Family::Requests, Stat::Sum, 1.0).unwrap();
+        assert!(half < full && full == a.requests);
+    }
+}

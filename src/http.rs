@@ -1,0 +1,153 @@
+//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready` and a landing page. Handlers only
+//! read the latest snapshot; they never call AWS, so a slow cycle never slows a scrape.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::render;
+use crate::snapshot::SharedSnapshot;
+
+/// Connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 256;
+
+/// What the handlers read.
+pub struct AppState {
+    pub registry: Registry,
+    pub shared: Arc<SharedSnapshot>,
+    pub demo: bool,
+}
+
+type Body = Full<Bytes>;
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Routes one request. Never panics and never waits on anything but the snapshot lock.
+pub fn handle(state: &AppState, method: &Method, path: &str) -> Response<Body> {
+    let allowed = matches!(*method, Method::GET | Method::HEAD);
+    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready");
+    if !known {
+        return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
+    }
+    if !allowed {
+        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/metrics" => match render::encode(&state.registry) {
+            Ok(body) => respond(StatusCode::OK, render::CONTENT_TYPE, body),
+            Err(e) => {
+                warn!(error = %e, "cannot encode metrics");
+                respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    TEXT,
+                    format!("cannot encode metrics: {e}\n"),
+                )
+            }
+        },
+        "/-/healthy" => respond(StatusCode::OK, TEXT, "Healthy\n"),
+        "/-/ready" if state.shared.is_ready() => respond(StatusCode::OK, TEXT, "Ready\n"),
+        "/-/ready" => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            "Not ready: no poll cycle has reached AWS yet\n",
+        ),
+        _ => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            landing(state.demo),
+        ),
+    }
+}
+
+fn landing(demo: bool) -> String {
+    let banner = if demo {
+        "<p style=\"background:#fde68a;padding:.5em\"><strong>DEMO MODE</strong>: every value \
+         here is synthetic, generated without AWS. Do not use it for anything real.</p>"
+    } else {
+        ""
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>API Gateway Exporter</title></head>\
+         <body><h1>API Gateway Exporter</h1>{banner}<p>Version {version}</p>\
+         <ul><li><a href=\"/metrics\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
+         <li><a href=\"/-/ready\">Readiness</a></li></ul></body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// Serves until `shutdown` resolves. The listener is injected so tests can bind port 0.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(handle(&state, req.method(), req.uri().path())) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            // A scrape that stalls mid-body must not hold a slot forever.
+            match tokio::time::timeout(Duration::from_secs(60), conn).await {
+                Ok(Err(e)) => debug!(%peer, error = %e, "connection error"),
+                Err(_) => debug!(%peer, "connection timed out"),
+                Ok(Ok(())) => {}
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,355 @@
+//! What APIs and stages exist, per target (one account in one region).
+//!
+//! Discovery (AWS calls, behind the [`Discovery`] trait) returns raw facts; [`build`] is the
+//! pure part that filters them and joins REST APIs to the names CloudWatch keys them by.
+
+pub mod aws;
+mod rest_names;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use regex::Regex;
+
+use crate::config::{ApiSelection, StageSelection};
+use crate::model::ApiType;
+
+pub use rest_names::cloudwatch_rest_name;
+
+/// An API as discovery found it, before filtering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawApi {
+    pub id: String,
+    pub name: String,
+    pub api_type: ApiType,
+    /// `EDGE`, `REGIONAL`, `PRIVATE` for REST; `HTTP`/`WEBSOCKET` APIs are always regional.
+    pub endpoint_type: String,
+    pub tags: BTreeMap<String, String>,
+    /// `None` when discovery did not need to fetch them (API not selected, or `stages: []`).
+    pub stages: Option<Vec<RawStage>>,
+}
+
+/// A stage as discovery found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawStage {
+    pub name: String,
+    pub detailed_metrics: bool,
+    pub cache_enabled: bool,
+}
+
+/// An exported API with its selected stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Api {
+    pub id: String,
+    pub name: String,
+    pub api_type: ApiType,
+    pub endpoint_type: String,
+    pub tags: BTreeMap<String, String>,
+    /// The value of the CloudWatch API dimension: the sanitized name for REST, the id otherwise.
+    pub cloudwatch_key: String,
+    /// Selected stages. Empty means API-level series only.
+    pub stages: Vec<Stage>,
+    /// API-level series cannot be attributed (another REST API shares the CloudWatch name).
+    pub api_level_ambiguous: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub detailed_metrics: bool,
+    pub cache_enabled: bool,
+    /// Another REST API with the same CloudWatch name has a stage of this name too, so
+    /// CloudWatch merges their series: we export none of them rather than a wrong one.
+    pub ambiguous: bool,
+}
+
+/// REST APIs that CloudWatch cannot tell apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameConflict {
+    pub cloudwatch_name: String,
+    pub api_ids: Vec<String>,
+    /// Stage names present in more than one of them (`None`: the API-level series).
+    pub stages: Vec<Option<String>>,
+}
+
+/// The inventory of one target.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TargetInventory {
+    pub account_id: String,
+    pub region: String,
+    pub apis: Vec<Api>,
+    pub conflicts: Vec<NameConflict>,
+}
+
+impl TargetInventory {
+    /// APIs with at least one series dropped because of a name conflict.
+    pub fn conflicted_apis(&self) -> usize {
+        self.apis
+            .iter()
+            .filter(|a| a.api_level_ambiguous || a.stages.iter().any(|s| s.ambiguous))
+            .count()
+    }
+}
+
+/// The API selection of one target, with its regexes compiled.
+#[derive(Debug, Clone)]
+pub struct ApiFilter {
+    types: Vec<ApiType>,
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+    tags: BTreeMap<String, String>,
+    stages: StageSelection,
+}
+
+impl ApiFilter {
+    /// Compiles a selection. On a bad regex, says which list, which index and why.
+    pub fn new(sel: &ApiSelection) -> Result<ApiFilter, (&'static str, usize, regex::Error)> {
+        let compile = |field: &'static str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, r)| Regex::new(r).map_err(|e| (field, i, e)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(ApiFilter {
+            types: sel.types.clone(),
+            include: compile("include", &sel.include)?,
+            exclude: compile("exclude", &sel.exclude)?,
+            tags: sel.tags.clone(),
+            stages: sel.stages.clone(),
+        })
+    }
+
+    pub fn wants_type(&self, api_type: ApiType) -> bool {
+        self.types.contains(&api_type)
+    }
+
+    /// Whether an API is exported: its type is selected, a regex of `include` (if any) matches
+    /// its name or id, none of `exclude` does, and it carries every tag of `tags`.
+    pub fn wants(
+        &self,
+        id: &str,
+        name: &str,
+        api_type: ApiType,
+        tags: &BTreeMap<String, String>,
+    ) -> bool {
+        let matches = |r: &Regex| r.is_match(name) || r.is_match(id);
+        self.wants_type(api_type)
+            && (self.include.is_empty() || self.include.iter().any(matches))
+            && !self.exclude.iter().any(matches)
+            && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    }
+
+    /// Whether discovery must call GetStages at all (`stages: []` means API-level only).
+    pub fn needs_stages(&self) -> bool {
+        self.stages != StageSelection::Only(Vec::new())
+    }
+
+    pub fn selects_stage(&self, name: &str) -> bool {
+        self.stages.selects(name)
+    }
+}
+
+/// A discovery failure. Displayed in logs; never contains credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("{service} {operation}: {message}")]
+pub struct DiscoveryError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub message: String,
+}
+
+/// Where inventories come from: API Gateway, or the demo.
+#[async_trait]
+pub trait Discovery: Send + Sync {
+    /// The account the target's credentials belong to.
+    async fn account_id(&self) -> Result<String, DiscoveryError>;
+    /// Every API of the selected types. Stages are fetched for the APIs the filter wants and
+    /// for REST APIs that share a CloudWatch name with one of them (to detect conflicts).
+    async fn discover(&self, filter: &ApiFilter) -> Result<Vec<RawApi>, DiscoveryError>;
+}
+
+/// Filters raw APIs into the exported inventory and marks what CloudWatch cannot attribute.
+pub fn build(
+    account_id: &str,
+    region: &str,
+    raw: &[RawApi],
+    filter: &ApiFilter,
+) -> TargetInventory {
+    let conflicts = rest_names::conflicts(raw);
+    let mut apis: Vec<Api> = raw
+        .iter()
+        .filter(|r| filter.wants(&r.id, &r.name, r.api_type, &r.tags))
+        .map(|r| {
+            let cloudwatch_key = match r.api_type {
+                ApiType::Rest => cloudwatch_rest_name(&r.name, &r.id),
+                ApiType::Http | ApiType::Websocket => r.id.clone(),
+            };
+            let conflict = conflicts.iter().find(|c| c.api_ids.contains(&r.id));
+            let shared = |stage: Option<&str>| {
+                conflict.is_some_and(|c| c.stages.iter().any(|s| s.as_deref() == stage))
+            };
+            let mut stages: Vec<Stage> = r
+                .stages
+                .iter()
+                .flatten()
+                .filter(|s| filter.selects_stage(&s.name))
+                .map(|s| Stage {
+                    name: s.name.clone(),
+                    detailed_metrics: s.detailed_metrics,
+                    cache_enabled: s.cache_enabled,
+                    ambiguous: shared(Some(&s.name)),
+                })
+                .collect();
+            stages.sort_by(|a, b| a.name.cmp(&b.name));
+            Api {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                api_type: r.api_type,
+                endpoint_type: r.endpoint_type.clone(),
+                tags: r.tags.clone(),
+                cloudwatch_key,
+                api_level_ambiguous: stages.is_empty() && shared(None),
+                stages,
+            }
+        })
+        .collect();
+    apis.sort_by(|a, b| (a.api_type, &a.name, &a.id).cmp(&(b.api_type, &b.name, &b.id)));
+    let conflicts = conflicts
+        .into_iter()
+        .filter(|c| c.api_ids.iter().any(|id| apis.iter().any(|a| &a.id == id)))
+        .collect();
+    TargetInventory {
+        account_id: account_id.to_string(),
+        region: region.to_string(),
+        apis,
+        conflicts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(id: &str, name: &str, t: ApiType, stages: &[&str]) -> RawApi {
+        RawApi {
+            id: id.into(),
+            name: name.into(),
+            api_type: t,
+            endpoint_type: "REGIONAL".into(),
+            tags: BTreeMap::new(),
+            stages: Some(
+                stages
+                    .iter()
+                    .map(|s| RawStage {
+                        name: s.to_string(),
+                        detailed_metrics: false,
+                        cache_enabled: false,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn filter(yaml: &str) -> ApiFilter {
+        let sel: ApiSelection = yaml_serde::from_str(yaml).unwrap();
+        ApiFilter::new(&sel).unwrap()
+    }
+
+    #[test]
+    fn include_exclude_and_tags() {
+        let mut tagged = api("t1", "orders", ApiType::Http, &["prod"]);
+        tagged.tags.insert("team".into(), "payments".into());
+        let raw = vec![
+            api("r1", "orders-legacy", ApiType::Rest, &["prod"]),
+            tagged,
+            api("w1", "chat", ApiType::Websocket, &["prod"]),
+        ];
+        let inv = build(
+            "1",
+            "us-east-1",
+            &raw,
+            &filter("include: [orders]\nexclude: [legacy]"),
+        );
+        assert_eq!(
+            inv.apis.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["t1"]
+        );
+        let inv = build("1", "us-east-1", &raw, &filter("tags: {team: payments}"));
+        assert_eq!(inv.apis.len(), 1);
+        let inv = build("1", "us-east-1", &raw, &filter("types: [websocket]"));
+        assert_eq!(inv.apis[0].id, "w1");
+        // include matches ids too
+        let inv = build("1", "us-east-1", &raw, &filter("include: ['^r1$']"));
+        assert_eq!(inv.apis[0].id, "r1");
+    }
+
+    #[test]
+    fn stage_selection() {
+        let raw = vec![api("h1", "a", ApiType::Http, &["$default", "prod", "beta"])];
+        let inv = build("1", "r", &raw, &filter("stages: [prod, $default]"));
+        let names: Vec<_> = inv.apis[0].stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["$default", "prod"]);
+        let inv = build("1", "r", &raw, &filter("stages: []"));
+        assert!(inv.apis[0].stages.is_empty());
+        assert!(!inv.apis[0].api_level_ambiguous);
+    }
+
+    #[test]
+    fn rest_name_conflicts_drop_only_shared_stages() {
+        let raw = vec![
+            api("aaa", "shop", ApiType::Rest, &["prod", "dev"]),
+            api("bbb", "shop", ApiType::Rest, &["prod", "test"]),
+            api("ccc", "other", ApiType::Rest, &["prod"]),
+        ];
+        let inv = build("1", "r", &raw, &filter("{}"));
+        let a = inv.apis.iter().find(|a| a.id == "aaa").unwrap();
+        let b = inv.apis.iter().find(|a| a.id == "bbb").unwrap();
+        let c = inv.apis.iter().find(|a| a.id == "ccc").unwrap();
+        assert!(
+            a.stages
+                .iter()
+                .find(|s| s.name == "prod")
+                .unwrap()
+                .ambiguous
+        );
+        assert!(!a.stages.iter().find(|s| s.name == "dev").unwrap().ambiguous);
+        assert!(
+            b.stages
+                .iter()
+                .find(|s| s.name == "prod")
+                .unwrap()
+                .ambiguous
+        );
+        assert!(
+            !b.stages
+                .iter()
+                .find(|s| s.name == "test")
+                .unwrap()
+                .ambiguous
+        );
+        assert!(c.stages.iter().all(|s| !s.ambiguous));
+        assert_eq!(inv.conflicts.len(), 1);
+        assert_eq!(inv.conflicted_apis(), 2);
+    }
+
+    #[test]
+    fn a_conflict_with_an_excluded_api_still_counts() {
+        let raw = vec![
+            api("aaa", "shop", ApiType::Rest, &["prod"]),
+            api("bbb", "shop", ApiType::Rest, &["prod"]),
+        ];
+        let inv = build("1", "r", &raw, &filter("exclude: ['^bbb$']"));
+        assert_eq!(inv.apis.len(), 1);
+        assert!(inv.apis[0].stages[0].ambiguous);
+    }
+
+    #[test]
+    fn api_level_conflict() {
+        let raw = vec![
+            api("aaa", "shop", ApiType::Rest, &[]),
+            api("bbb", "shop", ApiType::Rest, &[]),
+        ];
+        let inv = build("1", "r", &raw, &filter("stages: []"));
+        assert!(inv.apis.iter().all(|a| a.api_level_ambiguous));
+    }
+}

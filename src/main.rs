@@ -1,0 +1,184 @@
+//! The `apigateway-exporter` binary: parse flags, set up logging, hand over to [`app::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use apigateway_exporter::app::{self, Mode};
+use apigateway_exporter::config::{Config, TargetConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "apigateway-exporter",
+    version,
+    about = "Prometheus exporter for Amazon API Gateway metrics in CloudWatch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Path to the YAML config file.
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
+    config_file: Option<PathBuf>,
+    /// Address to serve /metrics, /-/healthy and /-/ready on.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9743"
+    )]
+    listen_address: String,
+    /// Run on the built-in synthetic source: no AWS account needed. The data is not real.
+    #[arg(long)]
+    demo: bool,
+    /// Seed of the demo's synthetic traffic.
+    #[arg(long = "demo.seed", value_name = "N", default_value_t = 1)]
+    demo_seed: u64,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", global = true)]
+    log_level: String,
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the config file and print the plan: APIs, stages, queries, calls and cost.
+    CheckConfig,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Exit code for an invalid config or command line (as clap uses for bad flags).
+const EXIT_INVALID: u8 = 2;
+
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("--log.level: invalid level {:?}", cli.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// The config to run with: the file, or without one a single target in the SDK's default
+/// region (AWS_REGION, the profile), or for the demo all defaults.
+async fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    if let Some(path) = &cli.config_file {
+        return Ok(Config::load(path)?);
+    }
+    let mut config = Config::default();
+    if cli.demo {
+        // Without a file, the demo polls often so a newcomer sees counters move quickly.
+        config.poll.interval = std::time::Duration::from_secs(15);
+    } else {
+        let region = aws_config::default_provider::region::DefaultRegionChain::builder()
+            .build()
+            .region()
+            .await
+            .context("no --config.file given and no AWS region configured (set AWS_REGION or pass --config.file; --demo runs without AWS)")?;
+        config.targets.push(TargetConfig {
+            regions: vec![region.to_string()],
+            role_arn: None,
+            external_id: None,
+            apis: Default::default(),
+        });
+        config.validate()?;
+    }
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn check_config(cli: &Cli) -> ExitCode {
+    let Some(path) = &cli.config_file else {
+        eprintln!("check-config: --config.file is required");
+        return ExitCode::from(EXIT_INVALID);
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    println!("{}: valid", path.display());
+    print!("{}", app::describe_plan(&config).await);
+    ExitCode::SUCCESS
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("{e:#}");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        return check_config(&cli).await;
+    }
+    let config = match load_config(&cli).await {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e:#}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&cli.listen_address).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(
+                "--web.listen-address {}: cannot listen: {e}",
+                cli.listen_address
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mode = if cli.demo {
+        Mode::Demo {
+            seed: cli.demo_seed,
+        }
+    } else {
+        Mode::Aws
+    };
+    info!(address = %addr, version = env!("CARGO_PKG_VERSION"), demo = cli.demo, "listening");
+    match app::run(config, mode, listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

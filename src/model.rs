@@ -1,0 +1,401 @@
+//! The shared vocabulary of the pipeline: API types, metric families, CloudWatch statistics
+//! and the labels that identify a series. Every other module speaks in these terms, so the
+//! metric contract (`METRICS.md`) is encoded here once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+/// The three kinds of API Gateway API. REST APIs live in the `apigateway` service and are
+/// keyed by name in CloudWatch; HTTP and WebSocket APIs live in `apigatewayv2`, keyed by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiType {
+    Rest,
+    Http,
+    Websocket,
+}
+
+impl ApiType {
+    pub const ALL: [ApiType; 3] = [ApiType::Rest, ApiType::Http, ApiType::Websocket];
+
+    /// The `api_type` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiType::Rest => "rest",
+            ApiType::Http => "http",
+            ApiType::Websocket => "websocket",
+        }
+    }
+
+    /// The CloudWatch dimension that names the API: REST uses the API *name*.
+    pub fn api_dimension(self) -> &'static str {
+        match self {
+            ApiType::Rest => "ApiName",
+            ApiType::Http | ApiType::Websocket => "ApiId",
+        }
+    }
+}
+
+impl fmt::Display for ApiType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a family is exposed to Prometheus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FamilyKind {
+    /// A counter built from the CloudWatch `Sum` of each period.
+    Counter,
+    /// A summary: `_sum`/`_count` counters from `Sum`/`SampleCount`, quantile gauges from
+    /// percentiles, and a companion `_max_seconds` gauge from `Maximum`.
+    Summary,
+}
+
+/// A metric family of the contract that is read from CloudWatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Requests,
+    Errors4xx,
+    Errors5xx,
+    CacheHits,
+    CacheMisses,
+    ProcessedBytes,
+    WsConnects,
+    WsMessages,
+    WsClientErrors,
+    WsIntegrationErrors,
+    WsExecutionErrors,
+    Latency,
+    IntegrationLatency,
+}
+
+/// Static facts about one family: its Prometheus name and the CloudWatch metric behind it
+/// for each API type (`None` where AWS publishes nothing for that type).
+#[derive(Debug)]
+pub struct FamilyInfo {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: FamilyKind,
+    /// Multiplier from the CloudWatch unit to the exported base unit (ms → s).
+    pub scale: f64,
+    pub rest: Option<&'static str>,
+    pub http: Option<&'static str>,
+    pub websocket: Option<&'static str>,
+    /// Only meaningful when the stage has a cache cluster; skipped otherwise to save queries.
+    pub needs_cache: bool,
+}
+
+impl Family {
+    pub const ALL: [Family; 13] = [
+        Family::Requests,
+        Family::Errors4xx,
+        Family::Errors5xx,
+        Family::CacheHits,
+        Family::CacheMisses,
+        Family::ProcessedBytes,
+        Family::WsConnects,
+        Family::WsMessages,
+        Family::WsClientErrors,
+        Family::WsIntegrationErrors,
+        Family::WsExecutionErrors,
+        Family::Latency,
+        Family::IntegrationLatency,
+    ];
+
+    pub fn info(self) -> &'static FamilyInfo {
+        const fn counter(
+            name: &'static str,
+            help: &'static str,
+            rest: Option<&'static str>,
+            http: Option<&'static str>,
+            websocket: Option<&'static str>,
+        ) -> FamilyInfo {
+            FamilyInfo {
+                name,
+                help,
+                kind: FamilyKind::Counter,
+                scale: 1.0,
+                rest,
+                http,
+                websocket,
+                needs_cache: false,
+            }
+        }
+        static REQUESTS: FamilyInfo = counter(
+            "aws_apigateway_requests_total",
+            "Requests received (CloudWatch Count, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            Some("Count"),
+            Some("Count"),
+            None,
+        );
+        static E4XX: FamilyInfo = counter(
+            "aws_apigateway_4xx_errors_total",
+            "Client-side errors (CloudWatch 4XXError for REST, 4xx for HTTP; Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            Some("4XXError"),
+            Some("4xx"),
+            None,
+        );
+        static E5XX: FamilyInfo = counter(
+            "aws_apigateway_5xx_errors_total",
+            "Server-side errors (CloudWatch 5XXError for REST, 5xx for HTTP; Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            Some("5XXError"),
+            Some("5xx"),
+            None,
+        );
+        static CACHE_HITS: FamilyInfo = FamilyInfo {
+            needs_cache: true,
+            ..counter(
+                "aws_apigateway_cache_hits_total",
+                "Requests served from the REST API cache (CloudWatch CacheHitCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+                Some("CacheHitCount"),
+                None,
+                None,
+            )
+        };
+        static CACHE_MISSES: FamilyInfo = FamilyInfo {
+            needs_cache: true,
+            ..counter(
+                "aws_apigateway_cache_misses_total",
+                "Requests served from the backend while the REST API cache was enabled (CloudWatch CacheMissCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+                Some("CacheMissCount"),
+                None,
+                None,
+            )
+        };
+        static BYTES: FamilyInfo = counter(
+            "aws_apigateway_processed_bytes_total",
+            "Bytes processed by an HTTP API (CloudWatch DataProcessed, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            None,
+            Some("DataProcessed"),
+            None,
+        );
+        static WS_CONNECTS: FamilyInfo = counter(
+            "aws_apigateway_websocket_connects_total",
+            "Messages sent to the $connect route (CloudWatch ConnectCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            None,
+            None,
+            Some("ConnectCount"),
+        );
+        static WS_MESSAGES: FamilyInfo = counter(
+            "aws_apigateway_websocket_messages_total",
+            "Messages sent to and from clients (CloudWatch MessageCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            None,
+            None,
+            Some("MessageCount"),
+        );
+        static WS_CLIENT: FamilyInfo = counter(
+            "aws_apigateway_websocket_client_errors_total",
+            "Requests answered 4XX before the integration was invoked (CloudWatch ClientError, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            None,
+            None,
+            Some("ClientError"),
+        );
+        static WS_INTEGRATION: FamilyInfo = counter(
+            "aws_apigateway_websocket_integration_errors_total",
+            "Requests for which the integration returned an error (CloudWatch IntegrationError, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            None,
+            None,
+            Some("IntegrationError"),
+        );
+        static WS_EXECUTION: FamilyInfo = counter(
+            "aws_apigateway_websocket_execution_errors_total",
+            "Errors while calling the integration (CloudWatch ExecutionError, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            None,
+            None,
+            Some("ExecutionError"),
+        );
+        static LATENCY: FamilyInfo = FamilyInfo {
+            name: "aws_apigateway_latency_seconds",
+            help: "Time from request received to response sent, including the integration (CloudWatch Latency). Quantiles are from the latest settled period; _sum and _count are counters. Polled from CloudWatch AWS/ApiGateway, not live.",
+            kind: FamilyKind::Summary,
+            scale: 0.001,
+            rest: Some("Latency"),
+            http: Some("Latency"),
+            websocket: None,
+            needs_cache: false,
+        };
+        static INTEGRATION_LATENCY: FamilyInfo = FamilyInfo {
+            name: "aws_apigateway_integration_latency_seconds",
+            help: "Time from request relayed to the backend to response received from it (CloudWatch IntegrationLatency). Quantiles are from the latest settled period; _sum and _count are counters. Polled from CloudWatch AWS/ApiGateway, not live.",
+            kind: FamilyKind::Summary,
+            scale: 0.001,
+            rest: Some("IntegrationLatency"),
+            http: Some("IntegrationLatency"),
+            websocket: Some("IntegrationLatency"),
+            needs_cache: false,
+        };
+        match self {
+            Family::Requests => &REQUESTS,
+            Family::Errors4xx => &E4XX,
+            Family::Errors5xx => &E5XX,
+            Family::CacheHits => &CACHE_HITS,
+            Family::CacheMisses => &CACHE_MISSES,
+            Family::ProcessedBytes => &BYTES,
+            Family::WsConnects => &WS_CONNECTS,
+            Family::WsMessages => &WS_MESSAGES,
+            Family::WsClientErrors => &WS_CLIENT,
+            Family::WsIntegrationErrors => &WS_INTEGRATION,
+            Family::WsExecutionErrors => &WS_EXECUTION,
+            Family::Latency => &LATENCY,
+            Family::IntegrationLatency => &INTEGRATION_LATENCY,
+        }
+    }
+
+    /// The CloudWatch metric name for this family and API type, if AWS publishes one.
+    pub fn cloudwatch_metric(self, api_type: ApiType) -> Option<&'static str> {
+        let info = self.info();
+        match api_type {
+            ApiType::Rest => info.rest,
+            ApiType::Http => info.http,
+            ApiType::Websocket => info.websocket,
+        }
+    }
+
+    /// The name of the `_max_seconds` gauge that accompanies a summary family.
+    pub fn max_name(self) -> Option<&'static str> {
+        match self {
+            Family::Latency => Some("aws_apigateway_latency_max_seconds"),
+            Family::IntegrationLatency => Some("aws_apigateway_integration_latency_max_seconds"),
+            _ => None,
+        }
+    }
+}
+
+/// A CloudWatch statistic the exporter requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stat {
+    Sum,
+    SampleCount,
+    Maximum,
+    /// A percentile in hundredths of a percent: `p99.9` is `Percentile(9990)`.
+    Percentile(u32),
+}
+
+impl Stat {
+    /// Parses a percentile written as in CloudWatch (`p50`, `p99.9`, `p99.99`).
+    pub fn parse_percentile(s: &str) -> Option<Stat> {
+        let rest = s.strip_prefix('p')?;
+        let (whole, frac) = match rest.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (rest, ""),
+        };
+        if whole.is_empty()
+            || frac.len() > 2
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+            || (rest.contains('.') && frac.is_empty())
+        {
+            return None;
+        }
+        let whole: u32 = whole.parse().ok()?;
+        let frac: u32 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<2}").parse().ok()?
+        };
+        let value = whole.checked_mul(100)?.checked_add(frac)?;
+        (value > 0 && value < 10_000).then_some(Stat::Percentile(value))
+    }
+
+    /// The statistic string GetMetricData expects.
+    pub fn cloudwatch_name(self) -> String {
+        match self {
+            Stat::Sum => "Sum".into(),
+            Stat::SampleCount => "SampleCount".into(),
+            Stat::Maximum => "Maximum".into(),
+            Stat::Percentile(v) => {
+                let (whole, frac) = (v / 100, v % 100);
+                match frac {
+                    0 => format!("p{whole}"),
+                    f if f % 10 == 0 => format!("p{whole}.{}", f / 10),
+                    f => format!("p{whole}.{f:02}"),
+                }
+            }
+        }
+    }
+
+    /// The Prometheus `quantile` label value of a percentile (`p99.9` → 0.999).
+    pub fn quantile(self) -> Option<f64> {
+        match self {
+            Stat::Percentile(v) => Some(f64::from(v) / 10_000.0),
+            _ => None,
+        }
+    }
+}
+
+/// Where a series comes from: the contract's identifying labels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesLabels {
+    pub account_id: String,
+    pub region: String,
+    pub api_id: String,
+    pub api_name: String,
+    pub api_type: ApiType,
+    /// `None` for API-level series (no stage selected for the API).
+    pub stage: Option<String>,
+}
+
+impl SeriesLabels {
+    /// Label pairs in the contract's order.
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let mut pairs = vec![
+            ("account_id", self.account_id.as_str()),
+            ("region", self.region.as_str()),
+            ("api_id", self.api_id.as_str()),
+            ("api_name", self.api_name.as_str()),
+            ("api_type", self.api_type.as_str()),
+        ];
+        if let Some(stage) = &self.stage {
+            pairs.push(("stage", stage.as_str()));
+        }
+        pairs
+    }
+}
+
+pub type Labels = Arc<SeriesLabels>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_round_trip() {
+        for (text, value, q) in [
+            ("p50", 5000, 0.5),
+            ("p99", 9900, 0.99),
+            ("p99.9", 9990, 0.999),
+            ("p99.99", 9999, 0.9999),
+            ("p1", 100, 0.01),
+        ] {
+            let stat = Stat::parse_percentile(text).unwrap();
+            assert_eq!(stat, Stat::Percentile(value));
+            assert_eq!(stat.cloudwatch_name(), text);
+            assert!((stat.quantile().unwrap() - q).abs() < 1e-12);
+        }
+        for bad in [
+            "p0", "p100", "p", "99", "p99.", "p99.999", "px", "p-1", "p1e2",
+        ] {
+            assert_eq!(Stat::parse_percentile(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_family_has_a_metric_for_some_type() {
+        for family in Family::ALL {
+            let info = family.info();
+            assert!(info.rest.is_some() || info.http.is_some() || info.websocket.is_some());
+            assert!(info.name.starts_with("aws_apigateway_"));
+            assert_eq!(
+                info.kind == FamilyKind::Counter,
+                info.name.ends_with("_total")
+            );
+            assert_eq!(
+                info.kind == FamilyKind::Summary,
+                family.max_name().is_some()
+            );
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Inventory + config → the CloudWatch queries of a cycle, packed 500 to a GetMetricData call
+//! (the API's limit, so a cycle makes the fewest calls possible), and what that costs.
+//! Pure: `check-config` prints the same plan the poll loop runs.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::inventory::{Api, TargetInventory};
+use crate::model::{ApiType, Family, FamilyKind, Labels, SeriesLabels, Stat};
+
+/// GetMetricData accepts at most this many queries per call.
+pub const MAX_QUERIES_PER_CALL: usize = 500;
+
+/// AWS list price of GetMetricData in most regions: USD per 1,000 metrics requested.
+pub const DEFAULT_PRICE_PER_1000_METRICS: f64 = 0.01;
+
+/// One GetMetricData query: a metric, one statistic, one dimension set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub family: Family,
+    pub stat: Stat,
+    pub metric_name: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub labels: Labels,
+}
+
+/// The queries of one target (account × region).
+#[derive(Debug, Clone, Default)]
+pub struct TargetPlan {
+    pub account_id: String,
+    pub region: String,
+    pub queries: Vec<Query>,
+}
+
+impl TargetPlan {
+    /// The queries of each GetMetricData call.
+    pub fn batches(&self) -> std::slice::Chunks<'_, Query> {
+        self.queries.chunks(MAX_QUERIES_PER_CALL)
+    }
+
+    /// GetMetricData calls per cycle: ceil(queries / 500).
+    pub fn calls(&self) -> usize {
+        self.queries.len().div_ceil(MAX_QUERIES_PER_CALL)
+    }
+}
+
+/// The statistics read for a family: `Sum` for counters; `Sum`, `SampleCount` and the
+/// configured latency statistics for summaries.
+pub fn stats_for(family: Family, latency: &[Stat]) -> Vec<Stat> {
+    match family.info().kind {
+        FamilyKind::Counter => vec![Stat::Sum],
+        FamilyKind::Summary => {
+            let mut stats = vec![Stat::Sum, Stat::SampleCount];
+            for s in latency {
+                if !stats.contains(s) {
+                    stats.push(*s);
+                }
+            }
+            stats
+        }
+    }
+}
+
+/// Plans the stage-level series of every selected stage, or the API-level series of an API
+/// with no selected stage. Series CloudWatch cannot attribute (REST name conflicts) are left
+/// out rather than exported under the wrong API.
+pub fn plan_target(inv: &TargetInventory, latency: &[Stat]) -> TargetPlan {
+    let mut queries = Vec::new();
+    for api in &inv.apis {
+        if api.stages.is_empty() {
+            if !api.api_level_ambiguous {
+                push_level(&mut queries, inv, api, None, false, latency);
+            }
+            continue;
+        }
+        for stage in api.stages.iter().filter(|s| !s.ambiguous) {
+            push_level(
+                &mut queries,
+                inv,
+                api,
+                Some(&stage.name),
+                stage.cache_enabled,
+                latency,
+            );
+        }
+    }
+    TargetPlan {
+        account_id: inv.account_id.clone(),
+        region: inv.region.clone(),
+        queries,
+    }
+}
+
+fn push_level(
+    queries: &mut Vec<Query>,
+    inv: &TargetInventory,
+    api: &Api,
+    stage: Option<&str>,
+    cache_enabled: bool,
+    latency: &[Stat],
+) {
+    let labels = Arc::new(SeriesLabels {
+        account_id: inv.account_id.clone(),
+        region: inv.region.clone(),
+        api_id: api.id.clone(),
+        api_name: api.name.clone(),
+        api_type: api.api_type,
+        stage: stage.map(str::to_string),
+    });
+    let mut dimensions = vec![(api.api_type.api_dimension(), api.cloudwatch_key.clone())];
+    if let Some(stage) = stage {
+        dimensions.push(("Stage", stage.to_string()));
+    }
+    for family in Family::ALL {
+        let Some(metric_name) = family.cloudwatch_metric(api.api_type) else {
+            continue;
+        };
+        // Cache counters only exist where a cache cluster runs; at API level we cannot know.
+        if family.info().needs_cache && !(cache_enabled && stage.is_some()) {
+            continue;
+        }
+        for stat in stats_for(family, latency) {
+            queries.push(Query {
+                family,
+                stat,
+                metric_name,
+                dimensions: dimensions.clone(),
+                labels: Arc::clone(&labels),
+            });
+        }
+    }
+}
+
+/// What a plan costs in CloudWatch, at list price.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    pub queries_per_cycle: usize,
+    pub calls_per_cycle: usize,
+    pub cycles_per_month: f64,
+    pub metrics_per_month: f64,
+    pub usd_per_month: f64,
+}
+
+/// AWS bills GetMetricData per metric requested: every query of every call counts, whatever
+/// the number of datapoints returned. A month is taken as 30 days.
+pub fn cost(queries: usize, calls: usize, interval: Duration, price_per_1000: f64) -> Cost {
+    let cycles_per_month = 30.0 * 86_400.0 / interval.as_secs_f64().max(1.0);
+    let metrics_per_month = queries as f64 * cycles_per_month;
+    Cost {
+        queries_per_cycle: queries,
+        calls_per_cycle: calls,
+        cycles_per_month,
+        metrics_per_month,
+        usd_per_month: metrics_per_month / 1000.0 * price_per_1000,
+    }
+}
+
+/// The human-readable plan `check-config` prints.
+pub fn describe(
+    inventories: &[TargetInventory],
+    plans: &[TargetPlan],
+    interval: Duration,
+) -> String {
+    let mut out = String::new();
+    let (mut total_q, mut total_c) = (0, 0);
+    for (inv, plan) in inventories.iter().zip(plans) {
+        let stages: usize = inv.apis.iter().map(|a| a.stages.len()).sum();
+        let by_type = |t: ApiType| inv.apis.iter().filter(|a| a.api_type == t).count();
+        let _ = writeln!(
+            out,
+            "target account={} region={}: {} APIs (rest {}, http {}, websocket {}), {} stages",
+            inv.account_id,
+            inv.region,
+            inv.apis.len(),
+            by_type(ApiType::Rest),
+            by_type(ApiType::Http),
+            by_type(ApiType::Websocket),
+            stages
+        );
+        for api in &inv.apis {
+            let stage_list = if api.stages.is_empty() {
+                "(API level)".to_string()
+            } else {
+                api.stages
+                    .iter()
+                    .map(|s| {
+                        let mut name = s.name.clone();
+                        if s.detailed_metrics {
+                            name.push_str(" [detailed]");
+                        }
+                        if s.ambiguous {
+                            name.push_str(" [skipped: name shared with another REST API]");
+                        }
+                        name
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "  {:<9} {:<12} {:<30} stages: {}",
+                api.api_type.as_str(),
+                api.id,
+                api.name,
+                stage_list
+            );
+        }
+        for c in &inv.conflicts {
+            let _ = writeln!(
+                out,
+                "  warning: REST APIs {} share the CloudWatch ApiName {:?}; their shared series are not exported",
+                c.api_ids.join(", "),
+                c.cloudwatch_name
+            );
+        }
+        let c = cost(
+            plan.queries.len(),
+            plan.calls(),
+            interval,
+            DEFAULT_PRICE_PER_1000_METRICS,
+        );
+        let _ = writeln!(
+            out,
+            "  series queried: {}  GetMetricData calls per cycle: {}  estimated cost: ${:.2}/month",
+            c.queries_per_cycle, c.calls_per_cycle, c.usd_per_month
+        );
+        total_q += plan.queries.len();
+        total_c += plan.calls();
+    }
+    let c = cost(total_q, total_c, interval, DEFAULT_PRICE_PER_1000_METRICS);
+    let _ = writeln!(
+        out,
+        "total: {} queries and {} GetMetricData calls per cycle; {:.0} cycles/month (every {}) → {:.0} metrics requested, about ${:.2}/month at ${} per 1,000 metrics",
+        c.queries_per_cycle,
+        c.calls_per_cycle,
+        c.cycles_per_month,
+        humantime::format_duration(interval),
+        c.metrics_per_month,
+        c.usd_per_month,
+        DEFAULT_PRICE_PER_1000_METRICS
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Stage;
+    use std::collections::BTreeMap;
+
+    fn inv(apis: Vec<Api>) -> TargetInventory {
+        TargetInventory {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            apis,
+            conflicts: vec![],
+        }
+    }
+
+    fn api(id: &str, t: ApiType, stages: &[(&str, bool)]) -> Api {
+        Api {
+            id: id.into(),
+            name: format!("{id}-name"),
+            api_type: t,
+            endpoint_type: "REGIONAL".into(),
+            tags: BTreeMap::new(),
+            cloudwatch_key: if t == ApiType::Rest {
+                format!("{id}-name")
+            } else {
+                id.into()
+            },
+            stages: stages
+                .iter()
+                .map(|(n, cache)| Stage {
+                    name: n.to_string(),
+                    detailed_metrics: false,
+                    cache_enabled: *cache,
+                    ambiguous: false,
+                })
+                .collect(),
+            api_level_ambiguous: false,
+        }
+    }
+
+    const LAT: [Stat; 4] = [
+        Stat::Percentile(5000),
+        Stat::Percentile(9000),
+        Stat::Percentile(9900),
+        Stat::Maximum,
+    ];
+
+    #[test]
+    fn query_counts_per_stage() {
+        // REST: 3 counters + 2 summaries × (Sum, SampleCount, p50, p90, p99, max) = 15, +2 cache.
+        let p = plan_target(
+            &inv(vec![api("r", ApiType::Rest, &[("prod", false)])]),
+            &LAT,
+        );
+        assert_eq!(p.queries.len(), 15);
+        let p = plan_target(&inv(vec![api("r", ApiType::Rest, &[("prod", true)])]), &LAT);
+        assert_eq!(p.queries.len(), 17);
+        // HTTP: 4 counters + 2 × 6.
+        let p = plan_target(
+            &inv(vec![api("h", ApiType::Http, &[("$default", false)])]),
+            &LAT,
+        );
+        assert_eq!(p.queries.len(), 16);
+        assert!(p.queries.iter().any(|q| q.metric_name == "4xx"));
+        // WebSocket: 5 counters + IntegrationLatency × 6.
+        let p = plan_target(
+            &inv(vec![api("w", ApiType::Websocket, &[("prod", false)])]),
+            &LAT,
+        );
+        assert_eq!(p.queries.len(), 11);
+    }
+
+    #[test]
+    fn dimensions_use_name_for_rest_and_id_for_v2() {
+        let p = plan_target(
+            &inv(vec![
+                api("r1", ApiType::Rest, &[("prod", false)]),
+                api("h1", ApiType::Http, &[]),
+            ]),
+            &LAT,
+        );
+        let rest = p.queries.iter().find(|q| q.labels.api_id == "r1").unwrap();
+        assert_eq!(
+            rest.dimensions,
+            [
+                ("ApiName", "r1-name".to_string()),
+                ("Stage", "prod".to_string())
+            ]
+        );
+        let http = p.queries.iter().find(|q| q.labels.api_id == "h1").unwrap();
+        assert_eq!(http.dimensions, [("ApiId", "h1".to_string())]);
+        assert_eq!(http.labels.stage, None);
+    }
+
+    #[test]
+    fn batches_hold_at_most_500_and_calls_are_the_ceiling() {
+        let apis: Vec<Api> = (0..40)
+            .map(|i| {
+                api(
+                    &format!("h{i}"),
+                    ApiType::Http,
+                    &[("a", false), ("b", false)],
+                )
+            })
+            .collect();
+        let p = plan_target(&inv(apis), &LAT);
+        assert_eq!(p.queries.len(), 40 * 2 * 16);
+        assert_eq!(p.calls(), 1280usize.div_ceil(500));
+        assert_eq!(p.batches().count(), p.calls());
+        assert!(p.batches().all(|b| b.len() <= MAX_QUERIES_PER_CALL));
+    }
+
+    #[test]
+    fn ambiguous_series_are_not_queried() {
+        let mut a = api("r", ApiType::Rest, &[("prod", false), ("dev", false)]);
+        a.stages[0].ambiguous = true;
+        let p = plan_target(&inv(vec![a]), &LAT);
+        assert!(
+            p.queries
+                .iter()
+                .all(|q| q.labels.stage.as_deref() == Some("dev"))
+        );
+        let mut b = api("r", ApiType::Rest, &[]);
+        b.api_level_ambiguous = true;
+        assert!(plan_target(&inv(vec![b]), &LAT).queries.is_empty());
+    }
+
+    #[test]
+    fn cost_is_metrics_requested_times_price() {
+        let c = cost(1000, 2, Duration::from_secs(60), 0.01);
+        assert_eq!(c.cycles_per_month, 43_200.0);
+        assert!((c.usd_per_month - 432.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,272 @@
+//! The immutable view readers get: built once per cycle from the store and the inventories,
+//! then swapped in whole, so `/metrics` and OTLP never see half a cycle and never wait on AWS.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::inventory::TargetInventory;
+use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
+use crate::store::Store;
+
+/// How a family is typed in the exposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Summary,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Single(f64),
+    Summary {
+        sum: f64,
+        count: f64,
+        /// (quantile, value) pairs, ascending.
+        quantiles: Vec<(f64, f64)>,
+    },
+}
+
+/// One exported series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    /// Labels beyond the contract's identifying ones (info gauges).
+    pub extra: Vec<(String, String)>,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilySnapshot {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub samples: Vec<Sample>,
+}
+
+/// Everything the API Gateway side of `/metrics` shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub families: Vec<FamilySnapshot>,
+}
+
+impl Snapshot {
+    /// Samples across all families (a summary counts once).
+    pub fn series(&self) -> usize {
+        self.families.iter().map(|f| f.samples.len()).sum()
+    }
+}
+
+/// Names and help of the info families, for the collector's descriptors.
+pub const API_INFO: (&str, &str) = (
+    "aws_apigateway_api_info",
+    "Always 1 for each API in the inventory; labels describe it. From API Gateway discovery, refreshed on discovery.refresh_interval.",
+);
+pub const STAGE_INFO: (&str, &str) = (
+    "aws_apigateway_stage_info",
+    "Always 1 for each exported stage; labels say whether detailed (per-route) metrics and the cache are enabled. From API Gateway discovery.",
+);
+
+/// Builds the snapshot. `settled` is the start of the period that quantile and max gauges
+/// report; `tags` are the API tags copied into `api_info` as `tag_<name>`.
+pub fn build(
+    store: &Store,
+    inventories: &[TargetInventory],
+    settled: i64,
+    tags: &[String],
+) -> Snapshot {
+    let mut counters: Vec<(Family, Vec<Sample>)> = Vec::new();
+    let mut maxima: Vec<(Family, Vec<Sample>)> = Vec::new();
+    for (key, view) in store.iter(settled) {
+        let info = key.family.info();
+        let bucket = |list: &mut Vec<(Family, Vec<Sample>)>| -> usize {
+            match list.iter().position(|(f, _)| *f == key.family) {
+                Some(i) => i,
+                None => {
+                    list.push((key.family, Vec::new()));
+                    list.len() - 1
+                }
+            }
+        };
+        match info.kind {
+            FamilyKind::Counter => {
+                let i = bucket(&mut counters);
+                counters[i].1.push(Sample {
+                    labels: Arc::clone(&key.labels),
+                    extra: Vec::new(),
+                    value: Value::Single(view.counter(Stat::Sum).unwrap_or(0.0) * info.scale),
+                });
+            }
+            FamilyKind::Summary => {
+                let mut quantiles: Vec<(f64, f64)> = view
+                    .gauges
+                    .iter()
+                    .filter_map(|(s, v)| Some((s.quantile()?, v * info.scale)))
+                    .collect();
+                quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let i = bucket(&mut counters);
+                counters[i].1.push(Sample {
+                    labels: Arc::clone(&key.labels),
+                    extra: Vec::new(),
+                    value: Value::Summary {
+                        sum: view.counter(Stat::Sum).unwrap_or(0.0) * info.scale,
+                        count: view.counter(Stat::SampleCount).unwrap_or(0.0),
+                        quantiles,
+                    },
+                });
+                if let Some((_, max)) = view.gauges.iter().find(|(s, _)| *s == Stat::Maximum) {
+                    let i = bucket(&mut maxima);
+                    maxima[i].1.push(Sample {
+                        labels: Arc::clone(&key.labels),
+                        extra: Vec::new(),
+                        value: Value::Single(max * info.scale),
+                    });
+                }
+            }
+        }
+    }
+    let mut families = Vec::new();
+    for (family, samples) in counters {
+        let info = family.info();
+        families.push(FamilySnapshot {
+            name: info.name,
+            help: info.help,
+            kind: match info.kind {
+                FamilyKind::Counter => Kind::Counter,
+                FamilyKind::Summary => Kind::Summary,
+            },
+            samples,
+        });
+    }
+    for (family, samples) in maxima {
+        families.push(FamilySnapshot {
+            name: family.max_name().unwrap_or_default(),
+            help: max_help(family),
+            kind: Kind::Gauge,
+            samples,
+        });
+    }
+    let (api_info, stage_info) = info_samples(inventories, tags);
+    families.push(FamilySnapshot {
+        name: API_INFO.0,
+        help: API_INFO.1,
+        kind: Kind::Gauge,
+        samples: api_info,
+    });
+    families.push(FamilySnapshot {
+        name: STAGE_INFO.0,
+        help: STAGE_INFO.1,
+        kind: Kind::Gauge,
+        samples: stage_info,
+    });
+    families.retain(|f| !f.samples.is_empty());
+    Snapshot { families }
+}
+
+pub fn max_help(family: Family) -> &'static str {
+    match family {
+        Family::Latency => {
+            "Maximum Latency of the latest settled CloudWatch period, in seconds. Polled from CloudWatch AWS/ApiGateway, not live."
+        }
+        _ => {
+            "Maximum IntegrationLatency of the latest settled CloudWatch period, in seconds. Polled from CloudWatch AWS/ApiGateway, not live."
+        }
+    }
+}
+
+/// Turns an API tag key into a label name: `tag_` + the key with every character outside
+/// `[a-zA-Z0-9_]` replaced by `_`.
+pub fn tag_label(tag: &str) -> String {
+    let mut name = String::from("tag_");
+    name.extend(tag.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    name
+}
+
+fn info_samples(inventories: &[TargetInventory], tags: &[String]) -> (Vec<Sample>, Vec<Sample>) {
+    let mut apis = Vec::new();
+    let mut stages = Vec::new();
+    for inv in inventories {
+        for api in &inv.apis {
+            let base = SeriesLabels {
+                account_id: inv.account_id.clone(),
+                region: inv.region.clone(),
+                api_id: api.id.clone(),
+                api_name: api.name.clone(),
+                api_type: api.api_type,
+                stage: None,
+            };
+            let mut extra = vec![("endpoint_type".to_string(), api.endpoint_type.clone())];
+            for tag in tags {
+                extra.push((
+                    tag_label(tag),
+                    api.tags.get(tag).cloned().unwrap_or_default(),
+                ));
+            }
+            apis.push(Sample {
+                labels: Arc::new(base.clone()),
+                extra,
+                value: Value::Single(1.0),
+            });
+            for stage in &api.stages {
+                stages.push(Sample {
+                    labels: Arc::new(SeriesLabels {
+                        stage: Some(stage.name.clone()),
+                        ..base.clone()
+                    }),
+                    extra: vec![
+                        (
+                            "detailed_metrics".into(),
+                            stage.detailed_metrics.to_string(),
+                        ),
+                        ("cache_enabled".into(), stage.cache_enabled.to_string()),
+                    ],
+                    value: Value::Single(1.0),
+                });
+            }
+        }
+    }
+    (apis, stages)
+}
+
+/// The latest snapshot and readiness, shared between the poll loop and readers.
+#[derive(Debug, Default)]
+pub struct SharedSnapshot {
+    current: RwLock<Arc<Snapshot>>,
+    ready: AtomicBool,
+}
+
+impl SharedSnapshot {
+    pub fn new() -> Arc<SharedSnapshot> {
+        Arc::new(SharedSnapshot::default())
+    }
+
+    /// The current snapshot; the lock is held only to clone the `Arc`.
+    pub fn load(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn store(&self, snapshot: Snapshot) {
+        let next = Arc::new(snapshot);
+        match self.current.write() {
+            Ok(mut guard) => *guard = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,136 @@
+//! GetMetricData against CloudWatch: one call per batch (plus NextToken pages), results
+//! matched back to queries by id, per-query status codes honoured.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{
+    Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StatusCode,
+};
+use aws_smithy_types::DateTime;
+
+use super::{MetricSource, Outcome, SourceError, Window};
+use crate::aws::{classify, describe};
+use crate::plan::Query;
+use crate::selfmetrics::{CallResult, SelfMetrics};
+
+/// The AWS namespace of API Gateway metrics.
+pub const NAMESPACE: &str = "AWS/ApiGateway";
+
+/// Reads API Gateway metrics of one target from CloudWatch.
+pub struct CloudWatchSource {
+    client: aws_sdk_cloudwatch::Client,
+    metrics: SelfMetrics,
+}
+
+impl CloudWatchSource {
+    pub fn new(client: aws_sdk_cloudwatch::Client, metrics: SelfMetrics) -> CloudWatchSource {
+        CloudWatchSource { client, metrics }
+    }
+}
+
+/// The GetMetricData query for `q`, with an id unique in its batch (`q<index>`).
+pub fn to_query(index: usize, q: &Query, period: i64) -> MetricDataQuery {
+    let dimensions = q
+        .dimensions
+        .iter()
+        .map(|(name, value)| Dimension::builder().name(*name).value(value).build())
+        .collect();
+    let metric = Metric::builder()
+        .namespace(NAMESPACE)
+        .metric_name(q.metric_name)
+        .set_dimensions(Some(dimensions))
+        .build();
+    MetricDataQuery::builder()
+        .id(format!("q{index}"))
+        .metric_stat(
+            MetricStat::builder()
+                .metric(metric)
+                .period(i32::try_from(period).unwrap_or(60))
+                .stat(q.stat.cloudwatch_name())
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
+#[async_trait]
+impl MetricSource for CloudWatchSource {
+    async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
+        let built: Vec<MetricDataQuery> = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| to_query(i, q, window.period))
+            .collect();
+        let mut points: HashMap<usize, Vec<(i64, f64)>> = HashMap::new();
+        let mut failed: HashMap<usize, &'static str> = HashMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let result = self
+                .client
+                .get_metric_data()
+                .set_metric_data_queries(Some(built.clone()))
+                .start_time(DateTime::from_secs(window.start))
+                .end_time(DateTime::from_secs(window.end))
+                .scan_by(ScanBy::TimestampAscending)
+                .set_next_token(token.take())
+                .send()
+                .await;
+            // AWS bills every query of every call, NextToken pages included.
+            self.metrics.metrics_requested.inc_by(queries.len() as f64);
+            let out = match result {
+                Ok(out) => {
+                    self.metrics
+                        .cloudwatch_call("GetMetricData", CallResult::Success);
+                    out
+                }
+                Err(e) => {
+                    let class = classify(&e);
+                    self.metrics.cloudwatch_call("GetMetricData", class);
+                    return Err(SourceError {
+                        message: format!("GetMetricData: {}", describe(&e)),
+                        throttled: class == CallResult::Throttled,
+                    });
+                }
+            };
+            for r in out.metric_data_results() {
+                let Some(index) = r
+                    .id()
+                    .and_then(|id| id.strip_prefix('q'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|i| *i < queries.len())
+                else {
+                    continue;
+                };
+                match r.status_code() {
+                    Some(StatusCode::InternalError) => {
+                        failed.insert(index, "InternalError");
+                        continue;
+                    }
+                    Some(StatusCode::Forbidden) => {
+                        failed.insert(index, "Forbidden");
+                        continue;
+                    }
+                    _ => {}
+                }
+                let entry = points.entry(index).or_default();
+                for (ts, value) in r.timestamps().iter().zip(r.values()) {
+                    if value.is_finite() {
+                        let t = ts.secs().div_euclid(window.period) * window.period;
+                        entry.push((t, *value));
+                    }
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok((0..queries.len())
+            .map(|i| match failed.get(&i) {
+                Some(status) => Outcome::Failed(status),
+                None => Outcome::Points(points.remove(&i).unwrap_or_default()),
+            })
+            .collect())
+    }
+}

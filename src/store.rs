@@ -1,0 +1,273 @@
+//! Per-period CloudWatch values → Prometheus counters and gauges.
+//!
+//! CloudWatch data is late and revised: a minute's `Sum` keeps growing after the minute ends.
+//! Each cycle re-reads the lookback window; for every period the store remembers the value it
+//! has counted, so a counter is topped up by exactly the growth and never counts a period
+//! twice. Periods that leave the window are forgotten (their value stays in the total), and a
+//! floor makes sure a forgotten period is never counted again.
+//!
+//! The first read of a series is a *baseline*: it is remembered but not counted. Prometheus
+//! treats a restarted exporter's counters as reset and adds their whole value, so counting
+//! the lookback window again after a restart would double count it; a new series' first value
+//! carries no rate information anyway.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::model::{Family, Labels, Stat};
+use crate::source::Window;
+
+/// One series of one family (all of its statistics).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub family: Family,
+    pub labels: Labels,
+}
+
+/// A counter built from per-period values.
+#[derive(Debug, Clone, Default)]
+pub struct CounterState {
+    /// Everything counted so far.
+    pub total: f64,
+    /// The value counted for each period still inside the window.
+    periods: BTreeMap<i64, f64>,
+    /// Periods before this were forgotten and must not be counted again.
+    floor: i64,
+    /// Whether the first read (the baseline) happened.
+    baselined: bool,
+}
+
+/// A gauge that reports one settled period.
+#[derive(Debug, Clone, Default)]
+pub struct GaugeState {
+    periods: BTreeMap<i64, f64>,
+}
+
+#[derive(Debug, Clone)]
+enum StatState {
+    Counter(CounterState),
+    Gauge(GaugeState),
+}
+
+impl StatState {
+    fn new(stat: Stat) -> StatState {
+        match stat {
+            Stat::Sum | Stat::SampleCount => StatState::Counter(CounterState::default()),
+            Stat::Maximum | Stat::Percentile(_) => StatState::Gauge(GaugeState::default()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct SeriesState {
+    stats: Vec<(Stat, StatState)>,
+}
+
+/// What an ingest changed, for the self-metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// Periods whose value went down (ignored).
+    pub decreases: u64,
+    /// The newest period start seen with data, if any.
+    pub newest: Option<i64>,
+}
+
+/// All series state. Owned by the poll loop; readers see [`crate::snapshot::Snapshot`]s.
+#[derive(Debug, Default)]
+pub struct Store {
+    series: BTreeMap<SeriesKey, SeriesState>,
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Ingests what one query returned over `window`.
+    pub fn ingest(
+        &mut self,
+        key: &SeriesKey,
+        stat: Stat,
+        window: &Window,
+        points: &[(i64, f64)],
+    ) -> Ingested {
+        let series = self.series.entry(key.clone()).or_default();
+        let i = match series.stats.binary_search_by_key(&stat, |(s, _)| *s) {
+            Ok(i) => i,
+            Err(i) => {
+                series.stats.insert(i, (stat, StatState::new(stat)));
+                i
+            }
+        };
+        let state = &mut series.stats[i].1;
+        let mut report = Ingested {
+            decreases: 0,
+            newest: points.iter().map(|(t, _)| *t).max(),
+        };
+        match state {
+            StatState::Counter(c) => {
+                report.decreases = c.ingest(window, points);
+            }
+            StatState::Gauge(g) => {
+                g.periods.retain(|t, _| *t >= window.start);
+                for &(t, v) in points
+                    .iter()
+                    .filter(|(t, _)| *t >= window.start && *t < window.end)
+                {
+                    g.periods.insert(t, v);
+                }
+            }
+        }
+        report
+    }
+
+    /// Drops every series not in `live` (its API or stage left the inventory).
+    pub fn retain(&mut self, live: &HashSet<SeriesKey>) {
+        self.series.retain(|k, _| live.contains(k));
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Every series with its counters and the gauges of the period starting at `settled`.
+    pub fn iter(&self, settled: i64) -> impl Iterator<Item = (&SeriesKey, SeriesView)> + '_ {
+        self.series.iter().map(move |(k, s)| {
+            let mut view = SeriesView::default();
+            for (stat, state) in &s.stats {
+                match state {
+                    StatState::Counter(c) => view.counters.push((*stat, c.total)),
+                    StatState::Gauge(g) => {
+                        if let Some(v) = g.periods.get(&settled) {
+                            view.gauges.push((*stat, *v));
+                        }
+                    }
+                }
+            }
+            (k, view)
+        })
+    }
+}
+
+/// The exportable values of one series.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SeriesView {
+    pub counters: Vec<(Stat, f64)>,
+    pub gauges: Vec<(Stat, f64)>,
+}
+
+impl SeriesView {
+    pub fn counter(&self, stat: Stat) -> Option<f64> {
+        self.counters
+            .iter()
+            .find(|(s, _)| *s == stat)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl CounterState {
+    /// Tops the counter up with the growth of every period in the window; returns how many
+    /// periods went down (ignored: a counter never decreases).
+    fn ingest(&mut self, window: &Window, points: &[(i64, f64)]) -> u64 {
+        if !self.baselined {
+            self.baselined = true;
+            self.floor = window.start;
+            for &(t, v) in points
+                .iter()
+                .filter(|(t, _)| *t >= window.start && *t < window.end)
+            {
+                self.periods.insert(t, v);
+            }
+            return 0;
+        }
+        let mut decreases = 0;
+        // Forget periods that left the window; raise the floor so they are never re-counted.
+        if window.start > self.floor {
+            self.periods.retain(|t, _| *t >= window.start);
+            self.floor = window.start;
+        }
+        for &(t, v) in points {
+            if t < self.floor || t >= window.end || !v.is_finite() || v < 0.0 {
+                continue;
+            }
+            match self.periods.get_mut(&t) {
+                None => {
+                    self.total += v;
+                    self.periods.insert(t, v);
+                }
+                Some(seen) if v > *seen => {
+                    self.total += v - *seen;
+                    *seen = v;
+                }
+                Some(seen) if v < *seen => decreases += 1,
+                Some(_) => {}
+            }
+        }
+        decreases
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ApiType, SeriesLabels};
+    use std::sync::Arc;
+
+    fn key() -> SeriesKey {
+        SeriesKey {
+            family: Family::Requests,
+            labels: Arc::new(SeriesLabels {
+                account_id: "1".into(),
+                region: "r".into(),
+                api_id: "a".into(),
+                api_name: "n".into(),
+                api_type: ApiType::Http,
+                stage: Some("prod".into()),
+            }),
+        }
+    }
+
+    fn total(store: &Store) -> f64 {
+        store.iter(0).next().unwrap().1.counter(Stat::Sum).unwrap()
+    }
+
+    #[test]
+    fn first_read_is_a_baseline_then_growth_is_counted() {
+        let mut s = Store::new();
+        let w = Window::at(600, 60, 600);
+        s.ingest(&key(), Stat::Sum, &w, &[(0, 5.0), (60, 3.0)]);
+        assert_eq!(total(&s), 0.0);
+        // Late data into a baselined period and a new period.
+        s.ingest(&key(), Stat::Sum, &w, &[(0, 7.0), (60, 3.0), (120, 4.0)]);
+        assert_eq!(total(&s), 6.0);
+    }
+
+    #[test]
+    fn repeated_reads_never_double_count_and_decreases_are_ignored() {
+        let mut s = Store::new();
+        let w = Window::at(600, 60, 600);
+        s.ingest(&key(), Stat::Sum, &w, &[]);
+        for _ in 0..3 {
+            s.ingest(&key(), Stat::Sum, &w, &[(60, 10.0)]);
+        }
+        assert_eq!(total(&s), 10.0);
+        let r = s.ingest(&key(), Stat::Sum, &w, &[(60, 8.0)]);
+        assert_eq!(r.decreases, 1);
+        assert_eq!(total(&s), 10.0);
+    }
+
+    #[test]
+    fn a_forgotten_period_is_never_counted_again() {
+        let mut s = Store::new();
+        s.ingest(&key(), Stat::Sum, &Window::at(600, 60, 600), &[]);
+        s.ingest(&key(), Stat::Sum, &Window::at(600, 60, 600), &[(60, 1.0)]);
+        // The window moves past period 60 …
+        s.ingest(&key(), Stat::Sum, &Window::at(1200, 60, 600), &[]);
+        // … and a window that reaches back (a reload with a longer lookback) sees it again.
+        s.ingest(&key(), Stat::Sum, &Window::at(1200, 60, 1200), &[(60, 1.0)]);
+        assert_eq!(total(&s), 1.0);
+    }
+}

@@ -1,0 +1,484 @@
+//! Shared harness of the integration tests: emulator endpoints, SDK clients for seeding, the
+//! real exporter binary, and a scraper with a small exposition parser.
+//!
+//! Emulators are started by `scripts/test.sh`; a test that needs one and finds no endpoint
+//! fails with a message saying how to run it. It never skips.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+
+pub const REGION: &str = "us-east-1";
+
+fn endpoint(var: &str, what: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: this test needs {what}. Run the suite with `scripts/test.sh`, \
+             which installs and starts the emulators and exports {var}."
+        )
+    })
+}
+
+/// LocalStack: CloudWatch (CBOR), REST API Gateway, STS.
+pub fn localstack() -> String {
+    endpoint("APIGW_TEST_LOCALSTACK", "LocalStack")
+}
+
+/// moto: apigatewayv2 (HTTP and WebSocket APIs).
+pub fn moto() -> String {
+    endpoint("APIGW_TEST_MOTO", "moto")
+}
+
+/// `promtool`, from the Debian `prometheus` package.
+pub fn promtool() -> String {
+    std::env::var("APIGW_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".into())
+}
+
+/// A name unique to this test run, so tests sharing one emulator never collide.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}{:x}{:05x}", std::process::id(), nanos >> 12)
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn sdk(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                "test", "test", None, None, "tests",
+            )),
+        )
+        .build()
+}
+
+pub fn cloudwatch() -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(&sdk(&localstack()))
+}
+
+pub fn apigateway() -> aws_sdk_apigateway::Client {
+    aws_sdk_apigateway::Client::new(&sdk(&localstack()))
+}
+
+pub fn apigatewayv2() -> aws_sdk_apigatewayv2::Client {
+    aws_sdk_apigatewayv2::Client::new(&sdk(&moto()))
+}
+
+/// A config pointing at the emulators, selecting only APIs whose name or id matches
+/// `include` (each test's unique marker). Percentiles are left out: LocalStack fails a whole
+/// GetMetricData call that asks for one (they are covered with `aws-smithy-mocks`).
+pub fn emulator_config(include: &str, extra: &str) -> String {
+    format!(
+        "poll:\n  interval: 1s\n  period: 60s\n  lookback: 10m\n  settle: 0s\n\
+         discovery:\n  refresh_interval: 2s\n\
+         latency:\n  statistics: [max]\n\
+         targets:\n  - regions: [{REGION}]\n    apis:\n      include: ['{include}']\n\
+         aws:\n  endpoints:\n    cloudwatch: {ls}\n    apigateway: {ls}\n    apigatewayv2: {moto}\n    sts: {ls}\n{extra}",
+        ls = localstack(),
+        moto = moto(),
+    )
+}
+
+/// Creates a REST API with a MOCK `GET /` and deploys it to each stage; returns its id.
+pub async fn create_rest_api(name: &str, stages: &[&str]) -> String {
+    let gw = apigateway();
+    let api = gw
+        .create_rest_api()
+        .name(name)
+        .send()
+        .await
+        .expect("CreateRestApi");
+    let id = api.id().expect("rest api id").to_string();
+    let resources = gw
+        .get_resources()
+        .rest_api_id(&id)
+        .send()
+        .await
+        .expect("GetResources");
+    let root = resources
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .and_then(|r| r.id())
+        .expect("root resource")
+        .to_string();
+    gw.put_method()
+        .rest_api_id(&id)
+        .resource_id(&root)
+        .http_method("GET")
+        .authorization_type("NONE")
+        .send()
+        .await
+        .expect("PutMethod");
+    gw.put_integration()
+        .rest_api_id(&id)
+        .resource_id(&root)
+        .http_method("GET")
+        .r#type(aws_sdk_apigateway::types::IntegrationType::Mock)
+        .send()
+        .await
+        .expect("PutIntegration");
+    for stage in stages {
+        gw.create_deployment()
+            .rest_api_id(&id)
+            .stage_name(*stage)
+            .send()
+            .await
+            .expect("CreateDeployment");
+    }
+    id
+}
+
+/// Creates an HTTP or WebSocket API in moto with the given stages; returns its id.
+pub async fn create_v2_api(name: &str, websocket: bool, stages: &[&str]) -> String {
+    use aws_sdk_apigatewayv2::types::ProtocolType;
+    let gw = apigatewayv2();
+    let mut req = gw.create_api().name(name);
+    req = if websocket {
+        req.protocol_type(ProtocolType::Websocket)
+            .route_selection_expression("$request.body.action")
+    } else {
+        req.protocol_type(ProtocolType::Http)
+    };
+    let id = req
+        .send()
+        .await
+        .expect("CreateApi")
+        .api_id()
+        .expect("api id")
+        .to_string();
+    for stage in stages {
+        gw.create_stage()
+            .api_id(&id)
+            .stage_name(*stage)
+            .send()
+            .await
+            .expect("CreateStage");
+    }
+    id
+}
+
+/// One datapoint for PutMetricData.
+pub struct Datum<'a> {
+    pub metric: &'a str,
+    pub dims: &'a [(&'a str, &'a str)],
+    pub at: i64,
+    pub value: f64,
+}
+
+/// Puts datapoints into `AWS/ApiGateway`.
+pub async fn put(data: &[Datum<'_>]) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let cw = cloudwatch();
+    for chunk in data.chunks(20) {
+        let datums: Vec<MetricDatum> = chunk
+            .iter()
+            .map(|d| {
+                MetricDatum::builder()
+                    .metric_name(d.metric)
+                    .set_dimensions(Some(
+                        d.dims
+                            .iter()
+                            .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
+                            .collect(),
+                    ))
+                    .timestamp(aws_smithy_types::DateTime::from_secs(d.at))
+                    .value(d.value)
+                    .build()
+            })
+            .collect();
+        cw.put_metric_data()
+            .namespace("AWS/ApiGateway")
+            .set_metric_data(Some(datums))
+            .send()
+            .await
+            .expect("PutMetricData");
+    }
+}
+
+/// A free loopback port (bound, then released for the exporter to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The real exporter binary, killed on drop.
+pub struct Exporter {
+    child: Child,
+    pub port: u16,
+    pub config_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Starts the binary with `config` (YAML text) and extra flags; waits until it listens.
+    pub fn start(config: &str, flags: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=debug")
+            .args(flags)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start exporter");
+        let exporter = Exporter {
+            child,
+            port,
+            config_path,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get(port, "/-/healthy").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "exporter did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        exporter
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        get(self.port, path)
+    }
+
+    /// Waits until `/-/ready` answers 200.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.get("/-/ready").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "exporter not ready after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn scrape(&self) -> Metrics {
+        let (status, body) = self.get("/metrics").expect("scrape");
+        assert_eq!(status, 200, "{body}");
+        Metrics::parse(&body)
+    }
+
+    /// Scrapes until `check` holds, or panics with the last scrape after `timeout`.
+    pub fn scrape_until(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&Metrics) -> bool,
+    ) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.scrape();
+            if check(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "condition not met after {timeout:?}; last scrape:\n{}",
+                    m.text
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Sends a signal to the process (`kill -s SIG`).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET (`Connection: close`); `None` when nothing listens.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    request(port, "GET", path)
+}
+
+pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// One sample of the text exposition.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed scrape.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let value: f64 = value.parse().unwrap_or(f64::NAN);
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_string(), BTreeMap::new()),
+                Some((name, rest)) => (name.to_string(), parse_labels(rest.trim_end_matches('}'))),
+            };
+            samples.push(Sample {
+                name,
+                labels,
+                value,
+            });
+        }
+        Metrics {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// Samples of `name` carrying all of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the one sample of `name` with `labels`; `None` if absent.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        assert!(
+            found.len() <= 1,
+            "more than one {name} with {labels:?}: {found:?}"
+        );
+        found.first().map(|s| s.value)
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if name.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'));
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').to_string(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
+}
+
+/// Runs `promtool check metrics` on an exposition; returns its complaints (empty when clean).
+pub fn promtool_check_metrics(text: &str) -> String {
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (scripts/setup-tools.sh installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let mut report = String::from_utf8_lossy(&out.stdout).to_string();
+    report.push_str(&String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        String::new()
+    } else {
+        report
+    }
+}
