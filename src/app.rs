@@ -62,7 +62,16 @@ pub fn settings(config: &Config) -> PollSettings {
     PollSettings {
         poll: config.poll.clone(),
         refresh_interval: config.discovery.refresh_interval,
-        latency: config.latency.stats(),
+        plan: crate::plan::PlanOptions {
+            latency: config.latency.stats(),
+            access_logs: (config.access_logs.mode == crate::config::AccessLogsMode::MetricFilter)
+                .then(|| {
+                    (
+                        Arc::from(config.access_logs.namespace.as_str()),
+                        Arc::from(config.access_logs.metric_name.as_str()),
+                    )
+                }),
+        },
         tags_as_labels: config.tags_as_labels.clone(),
     }
 }
@@ -112,7 +121,7 @@ pub async fn describe_plan(config: &Config) -> String {
 /// Runs the exporter until `shutdown` resolves: the poll loop in the background, the HTTP
 /// server in the foreground.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     mode: Mode,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
@@ -125,6 +134,8 @@ pub async fn run(
     let (targets, clock): (Vec<Target>, Arc<dyn Clock>) = match mode {
         Mode::Aws => (aws_targets(&config, &metrics).await?, Arc::new(SystemClock)),
         Mode::Demo { seed } => {
+            // The demo has synthetic access logs too, so every family of the contract shows.
+            config.access_logs.mode = crate::config::AccessLogsMode::MetricFilter;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             (demo::targets(&config, seed, Arc::clone(&clock)), clock)
         }

@@ -9,7 +9,7 @@
 //! | minutes | API | what |
 //! |---|---|---|
 //! | 2–7 | `payments` (REST) `prod` | 5XX burst: 12 % of requests |
-//! | 8–12 | `orders` (HTTP) `$default` | throttling: 25 % of requests answered 4XX/429 |
+//! | 8–12 | `orders` (HTTP) `$default` | traffic near the 250 rps stage limit: 25 % answered 4XX, 22 % 429 |
 //! | 12–18 | `reports` (REST) `prod` | integration latency creeps toward the 29 s timeout |
 //! | 15–18 | `chat` (WebSocket) `production` | integration error spike |
 
@@ -19,7 +19,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::Config;
-use crate::inventory::{ApiFilter, Discovery, DiscoveryError, RawApi, RawStage};
+use crate::inventory::{
+    ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
+};
 use crate::model::{ApiType, Family, Stat};
 use crate::plan::Query;
 use crate::poll::{Clock, Target};
@@ -47,6 +49,10 @@ struct DemoApi {
     /// Median latency and integration latency in milliseconds.
     latency_ms: f64,
     integration_ms: f64,
+    /// Rate and burst limit of the first stage, when it sets one.
+    limit: Option<(f64, f64)>,
+    /// Routes (`METHOD /path`, or a WebSocket route key) with their integration timeout (s).
+    routes: &'static [(&'static str, f64)],
 }
 
 const APIS: [DemoApi; 6] = [
@@ -59,6 +65,8 @@ const APIS: [DemoApi; 6] = [
         peak_rps: 120.0,
         latency_ms: 85.0,
         integration_ms: 70.0,
+        limit: Some((1000.0, 2000.0)),
+        routes: &[("POST /charges", 29.0), ("GET /charges/{id}", 10.0)],
     },
     DemoApi {
         id: "f6g7h8i9j0",
@@ -69,6 +77,8 @@ const APIS: [DemoApi; 6] = [
         peak_rps: 8.0,
         latency_ms: 900.0,
         integration_ms: 850.0,
+        limit: None,
+        routes: &[("GET /reports", 29.0)],
     },
     DemoApi {
         id: "k1l2m3n4o5",
@@ -79,6 +89,8 @@ const APIS: [DemoApi; 6] = [
         peak_rps: 60.0,
         latency_ms: 40.0,
         integration_ms: 30.0,
+        limit: Some((300.0, 600.0)),
+        routes: &[("GET /items", 60.0)],
     },
     DemoApi {
         id: "p6q7r8s9t0",
@@ -89,6 +101,8 @@ const APIS: [DemoApi; 6] = [
         peak_rps: 200.0,
         latency_ms: 45.0,
         integration_ms: 38.0,
+        limit: Some((250.0, 500.0)),
+        routes: &[("POST /orders", 30.0), ("GET /orders/{id}", 30.0)],
     },
     DemoApi {
         id: "u1v2w3x4y5",
@@ -99,6 +113,8 @@ const APIS: [DemoApi; 6] = [
         peak_rps: 15.0,
         latency_ms: 120.0,
         integration_ms: 110.0,
+        limit: None,
+        routes: &[("POST /hooks", 15.0)],
     },
     DemoApi {
         id: "z6a7b8c9d0",
@@ -109,6 +125,8 @@ const APIS: [DemoApi; 6] = [
         peak_rps: 40.0,
         latency_ms: 0.0,
         integration_ms: 25.0,
+        limit: Some((100.0, 200.0)),
+        routes: &[("$connect", 29.0), ("sendMessage", 29.0)],
     },
 ];
 
@@ -146,8 +164,8 @@ impl Discovery for DemoDiscovery {
         Ok(ACCOUNT_ID.to_string())
     }
 
-    async fn discover(&self, filter: &ApiFilter) -> Result<Vec<RawApi>, DiscoveryError> {
-        Ok(APIS
+    async fn discover(&self, filter: &ApiFilter) -> Result<Discovered, DiscoveryError> {
+        let apis = APIS
             .iter()
             .filter(|a| filter.wants_type(a.api_type))
             .map(|a| RawApi {
@@ -159,15 +177,58 @@ impl Discovery for DemoDiscovery {
                 stages: Some(
                     a.stages
                         .iter()
-                        .map(|(name, detailed, cache)| RawStage {
-                            name: (*name).into(),
-                            detailed_metrics: *detailed,
-                            cache_enabled: *cache,
+                        .enumerate()
+                        .map(|(i, (name, detailed, cache))| {
+                            let throttle = a
+                                .limit
+                                .filter(|_| i == 0)
+                                .map(|(rate, burst)| Throttle { rate, burst });
+                            RawStage {
+                                name: (*name).into(),
+                                detailed_metrics: *detailed,
+                                cache_enabled: *cache,
+                                throttle,
+                                // The first route of a limited stage has a tighter limit.
+                                route_throttles: throttle
+                                    .zip(a.routes.first())
+                                    .map(|(t, (route, _))| {
+                                        let key = RouteKey::from_v2(
+                                            route,
+                                            a.api_type == ApiType::Websocket,
+                                        );
+                                        (
+                                            key,
+                                            Throttle {
+                                                rate: t.rate / 5.0,
+                                                burst: t.burst / 5.0,
+                                            },
+                                        )
+                                    })
+                                    .into_iter()
+                                    .collect(),
+                            }
                         })
                         .collect(),
                 ),
+                timeouts: a
+                    .routes
+                    .iter()
+                    .map(|(route, secs)| {
+                        (
+                            RouteKey::from_v2(route, a.api_type == ApiType::Websocket),
+                            *secs,
+                        )
+                    })
+                    .collect(),
             })
-            .collect())
+            .collect();
+        Ok(Discovered {
+            apis,
+            account_throttle: Some(Throttle {
+                rate: 10_000.0,
+                burst: 5_000.0,
+            }),
+        })
     }
 }
 
@@ -216,6 +277,9 @@ struct Period {
     /// Log-normal spread of latency.
     sigma: f64,
     ws_integration_error_rate: f64,
+    /// Shares of requests answered 429 for a throttle limit and for a usage plan quota.
+    throttled_rate: f64,
+    quota_rate: f64,
     noise: f64,
 }
 
@@ -242,11 +306,23 @@ impl Period {
             integration_ms: api.integration_ms * (0.9 + 0.2 * noise),
             sigma: 0.5,
             ws_integration_error_rate: 0.002,
+            throttled_rate: 0.0,
+            // Usage plan clients running out of quota now and then.
+            quota_rate: if api.name == "payments" && primary {
+                0.0005
+            } else {
+                0.0
+            },
             noise,
         };
         match (api.name, primary) {
             ("payments", true) if (2..7).contains(&minute) => p.rate_5xx = 0.12,
-            ("orders", true) if (8..12).contains(&minute) => p.rate_4xx = 0.25,
+            ("orders", true) if (8..12).contains(&minute) => {
+                // Traffic near the stage limit; most of the 4XX answers are 429s.
+                p.requests = (p.requests * 1.3).round();
+                p.rate_4xx = 0.25;
+                p.throttled_rate = 0.22;
+            }
             ("reports", true) if (12..18).contains(&minute) => {
                 // p99 climbs from about 1 s to about 27 s over six minutes, max beyond it.
                 let step = (minute - 12) as f64 / 5.0;
@@ -346,6 +422,8 @@ fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
         Family::WsExecutionErrors => sum(p.requests * 0.001),
         Family::Latency => dist(p.latency_ms),
         Family::IntegrationLatency => dist(p.integration_ms),
+        Family::Throttled => sum(p.requests * p.throttled_rate),
+        Family::QuotaExceeded => sum(p.requests * p.quota_rate),
     }
 }
 

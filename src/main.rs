@@ -35,7 +35,12 @@ struct Cli {
     #[arg(long = "demo.seed", value_name = "N", default_value_t = 1)]
     demo_seed: u64,
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
-    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", global = true)]
+    #[arg(
+        long = "log.level",
+        value_name = "LEVEL",
+        default_value = "info",
+        global = true
+    )]
     log_level: String,
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]

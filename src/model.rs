@@ -70,6 +70,10 @@ pub enum Family {
     WsExecutionErrors,
     Latency,
     IntegrationLatency,
+    /// 429s answered because a throttle limit was hit (access logs, `THROTTLED`).
+    Throttled,
+    /// 429s answered because a usage plan quota ran out (access logs, `QUOTA_EXCEEDED`).
+    QuotaExceeded,
 }
 
 /// Static facts about one family: its Prometheus name and the CloudWatch metric behind it
@@ -86,10 +90,12 @@ pub struct FamilyInfo {
     pub websocket: Option<&'static str>,
     /// Only meaningful when the stage has a cache cluster; skipped otherwise to save queries.
     pub needs_cache: bool,
+    /// The `reason` label of access-log families, which share one Prometheus name.
+    pub reason: Option<&'static str>,
 }
 
 impl Family {
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 15] = [
         Family::Requests,
         Family::Errors4xx,
         Family::Errors5xx,
@@ -103,6 +109,8 @@ impl Family {
         Family::WsExecutionErrors,
         Family::Latency,
         Family::IntegrationLatency,
+        Family::Throttled,
+        Family::QuotaExceeded,
     ];
 
     pub fn info(self) -> &'static FamilyInfo {
@@ -122,6 +130,7 @@ impl Family {
                 http,
                 websocket,
                 needs_cache: false,
+                reason: None,
             }
         }
         static REQUESTS: FamilyInfo = counter(
@@ -216,6 +225,7 @@ impl Family {
             http: Some("Latency"),
             websocket: None,
             needs_cache: false,
+            reason: None,
         };
         static INTEGRATION_LATENCY: FamilyInfo = FamilyInfo {
             name: "aws_apigateway_integration_latency_seconds",
@@ -226,6 +236,28 @@ impl Family {
             http: Some("IntegrationLatency"),
             websocket: Some("IntegrationLatency"),
             needs_cache: false,
+            reason: None,
+        };
+        const THROTTLED_HELP: &str = "Requests answered 429, by reason: throttled (a rate or burst limit) or quota_exceeded (a usage plan quota). Counted from API Gateway access logs through a CloudWatch Logs metric filter (access_logs in the config); polled, not live.";
+        static THROTTLED: FamilyInfo = FamilyInfo {
+            reason: Some("throttled"),
+            ..counter(
+                "aws_apigateway_throttled_requests_total",
+                THROTTLED_HELP,
+                None,
+                None,
+                None,
+            )
+        };
+        static QUOTA: FamilyInfo = FamilyInfo {
+            reason: Some("quota_exceeded"),
+            ..counter(
+                "aws_apigateway_throttled_requests_total",
+                THROTTLED_HELP,
+                None,
+                None,
+                None,
+            )
         };
         match self {
             Family::Requests => &REQUESTS,
@@ -241,6 +273,8 @@ impl Family {
             Family::WsExecutionErrors => &WS_EXECUTION,
             Family::Latency => &LATENCY,
             Family::IntegrationLatency => &INTEGRATION_LATENCY,
+            Family::Throttled => &THROTTLED,
+            Family::QuotaExceeded => &QUOTA,
         }
     }
 
@@ -339,8 +373,27 @@ pub struct SeriesLabels {
 }
 
 impl SeriesLabels {
-    /// Label pairs in the contract's order.
+    /// Labels of an account-level series (the account's throttle limits): no API.
+    pub fn account(account_id: &str, region: &str) -> SeriesLabels {
+        SeriesLabels {
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            api_id: String::new(),
+            api_name: String::new(),
+            api_type: ApiType::Rest,
+            stage: None,
+        }
+    }
+
+    /// Label pairs in the contract's order; account-level series (empty `api_id`) carry only
+    /// `account_id` and `region`.
     pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        if self.api_id.is_empty() {
+            return vec![
+                ("account_id", self.account_id.as_str()),
+                ("region", self.region.as_str()),
+            ];
+        }
         let mut pairs = vec![
             ("account_id", self.account_id.as_str()),
             ("region", self.region.as_str()),
@@ -383,10 +436,12 @@ mod tests {
     }
 
     #[test]
-    fn every_family_has_a_metric_for_some_type() {
+    fn every_family_has_a_source() {
         for family in Family::ALL {
             let info = family.info();
-            assert!(info.rest.is_some() || info.http.is_some() || info.websocket.is_some());
+            let from_cloudwatch =
+                info.rest.is_some() || info.http.is_some() || info.websocket.is_some();
+            assert!(from_cloudwatch != info.reason.is_some(), "{family:?}");
             assert!(info.name.starts_with("aws_apigateway_"));
             assert_eq!(
                 info.kind == FamilyKind::Counter,

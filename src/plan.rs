@@ -18,9 +18,11 @@ pub const DEFAULT_PRICE_PER_1000_METRICS: f64 = 0.01;
 /// One GetMetricData query: a metric, one statistic, one dimension set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
+    /// `AWS/ApiGateway`, or the namespace an access-log metric filter publishes into.
+    pub namespace: Arc<str>,
     pub family: Family,
     pub stat: Stat,
-    pub metric_name: &'static str,
+    pub metric_name: Arc<str>,
     pub dimensions: Vec<(&'static str, String)>,
     pub labels: Labels,
 }
@@ -62,27 +64,66 @@ pub fn stats_for(family: Family, latency: &[Stat]) -> Vec<Stat> {
     }
 }
 
+/// What the config adds to an inventory when planning.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanOptions {
+    /// Latency statistics beyond `Sum` and `SampleCount`.
+    pub latency: Vec<Stat>,
+    /// Namespace and metric name that an access-log metric filter publishes 429 counts to.
+    pub access_logs: Option<(Arc<str>, Arc<str>)>,
+}
+
+/// The value of the `Reason` dimension an access-log metric filter publishes.
+fn reason_dimension(family: Family) -> &'static str {
+    match family {
+        Family::QuotaExceeded => "QUOTA_EXCEEDED",
+        _ => "THROTTLED",
+    }
+}
+
 /// Plans the stage-level series of every selected stage, or the API-level series of an API
 /// with no selected stage. Series CloudWatch cannot attribute (REST name conflicts) are left
-/// out rather than exported under the wrong API.
-pub fn plan_target(inv: &TargetInventory, latency: &[Stat]) -> TargetPlan {
+/// out rather than exported under the wrong API; access-log series are keyed by API id and
+/// always attributable.
+pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
+    let namespace: Arc<str> = Arc::from(crate::source::cloudwatch::NAMESPACE);
     let mut queries = Vec::new();
     for api in &inv.apis {
         if api.stages.is_empty() {
             if !api.api_level_ambiguous {
-                push_level(&mut queries, inv, api, None, false, latency);
+                let labels = labels(inv, api, None);
+                push_level(&mut queries, &namespace, api, labels, false, &opts.latency);
             }
             continue;
         }
-        for stage in api.stages.iter().filter(|s| !s.ambiguous) {
-            push_level(
-                &mut queries,
-                inv,
-                api,
-                Some(&stage.name),
-                stage.cache_enabled,
-                latency,
-            );
+        for stage in &api.stages {
+            let labels = labels(inv, api, Some(&stage.name));
+            if !stage.ambiguous {
+                push_level(
+                    &mut queries,
+                    &namespace,
+                    api,
+                    Arc::clone(&labels),
+                    stage.cache_enabled,
+                    &opts.latency,
+                );
+            }
+            if let Some((ns, metric)) = &opts.access_logs {
+                for family in [Family::Throttled, Family::QuotaExceeded] {
+                    queries.push(Query {
+                        namespace: Arc::clone(ns),
+                        family,
+                        stat: Stat::Sum,
+                        metric_name: Arc::clone(metric),
+                        dimensions: vec![
+                            ("ApiId", api.id.clone()),
+                            ("Stage", stage.name.clone()),
+                            ("Reason", reason_dimension(family).to_string()),
+                        ],
+                        labels: Arc::clone(&labels),
+                    });
+                }
+            }
         }
     }
     TargetPlan {
@@ -92,22 +133,26 @@ pub fn plan_target(inv: &TargetInventory, latency: &[Stat]) -> TargetPlan {
     }
 }
 
-fn push_level(
-    queries: &mut Vec<Query>,
-    inv: &TargetInventory,
-    api: &Api,
-    stage: Option<&str>,
-    cache_enabled: bool,
-    latency: &[Stat],
-) {
-    let labels = Arc::new(SeriesLabels {
+fn labels(inv: &TargetInventory, api: &Api, stage: Option<&str>) -> Labels {
+    Arc::new(SeriesLabels {
         account_id: inv.account_id.clone(),
         region: inv.region.clone(),
         api_id: api.id.clone(),
         api_name: api.name.clone(),
         api_type: api.api_type,
         stage: stage.map(str::to_string),
-    });
+    })
+}
+
+fn push_level(
+    queries: &mut Vec<Query>,
+    namespace: &Arc<str>,
+    api: &Api,
+    labels: Labels,
+    cache_enabled: bool,
+    latency: &[Stat],
+) {
+    let stage = labels.stage.as_deref();
     let mut dimensions = vec![(api.api_type.api_dimension(), api.cloudwatch_key.clone())];
     if let Some(stage) = stage {
         dimensions.push(("Stage", stage.to_string()));
@@ -122,9 +167,10 @@ fn push_level(
         }
         for stat in stats_for(family, latency) {
             queries.push(Query {
+                namespace: Arc::clone(namespace),
                 family,
                 stat,
-                metric_name,
+                metric_name: Arc::from(metric_name),
                 dimensions: dimensions.clone(),
                 labels: Arc::clone(&labels),
             });
@@ -255,6 +301,7 @@ mod tests {
             region: "us-east-1".into(),
             apis,
             conflicts: vec![],
+            account_throttle: None,
         }
     }
 
@@ -277,40 +324,51 @@ mod tests {
                     detailed_metrics: false,
                     cache_enabled: *cache,
                     ambiguous: false,
+                    throttle: None,
+                    route_throttles: vec![],
                 })
                 .collect(),
             api_level_ambiguous: false,
+            timeouts: vec![],
         }
     }
 
-    const LAT: [Stat; 4] = [
-        Stat::Percentile(5000),
-        Stat::Percentile(9000),
-        Stat::Percentile(9900),
-        Stat::Maximum,
-    ];
+    fn opts() -> PlanOptions {
+        PlanOptions {
+            latency: vec![
+                Stat::Percentile(5000),
+                Stat::Percentile(9000),
+                Stat::Percentile(9900),
+                Stat::Maximum,
+            ],
+            access_logs: None,
+        }
+    }
 
     #[test]
     fn query_counts_per_stage() {
         // REST: 3 counters + 2 summaries × (Sum, SampleCount, p50, p90, p99, max) = 15, +2 cache.
         let p = plan_target(
             &inv(vec![api("r", ApiType::Rest, &[("prod", false)])]),
-            &LAT,
+            &opts(),
         );
         assert_eq!(p.queries.len(), 15);
-        let p = plan_target(&inv(vec![api("r", ApiType::Rest, &[("prod", true)])]), &LAT);
+        let p = plan_target(
+            &inv(vec![api("r", ApiType::Rest, &[("prod", true)])]),
+            &opts(),
+        );
         assert_eq!(p.queries.len(), 17);
         // HTTP: 4 counters + 2 × 6.
         let p = plan_target(
             &inv(vec![api("h", ApiType::Http, &[("$default", false)])]),
-            &LAT,
+            &opts(),
         );
         assert_eq!(p.queries.len(), 16);
-        assert!(p.queries.iter().any(|q| q.metric_name == "4xx"));
+        assert!(p.queries.iter().any(|q| &*q.metric_name == "4xx"));
         // WebSocket: 5 counters + IntegrationLatency × 6.
         let p = plan_target(
             &inv(vec![api("w", ApiType::Websocket, &[("prod", false)])]),
-            &LAT,
+            &opts(),
         );
         assert_eq!(p.queries.len(), 11);
     }
@@ -322,7 +380,7 @@ mod tests {
                 api("r1", ApiType::Rest, &[("prod", false)]),
                 api("h1", ApiType::Http, &[]),
             ]),
-            &LAT,
+            &opts(),
         );
         let rest = p.queries.iter().find(|q| q.labels.api_id == "r1").unwrap();
         assert_eq!(
@@ -348,7 +406,7 @@ mod tests {
                 )
             })
             .collect();
-        let p = plan_target(&inv(apis), &LAT);
+        let p = plan_target(&inv(apis), &opts());
         assert_eq!(p.queries.len(), 40 * 2 * 16);
         assert_eq!(p.calls(), 1280usize.div_ceil(500));
         assert_eq!(p.batches().count(), p.calls());
@@ -359,7 +417,7 @@ mod tests {
     fn ambiguous_series_are_not_queried() {
         let mut a = api("r", ApiType::Rest, &[("prod", false), ("dev", false)]);
         a.stages[0].ambiguous = true;
-        let p = plan_target(&inv(vec![a]), &LAT);
+        let p = plan_target(&inv(vec![a]), &opts());
         assert!(
             p.queries
                 .iter()
@@ -367,7 +425,28 @@ mod tests {
         );
         let mut b = api("r", ApiType::Rest, &[]);
         b.api_level_ambiguous = true;
-        assert!(plan_target(&inv(vec![b]), &LAT).queries.is_empty());
+        assert!(plan_target(&inv(vec![b]), &opts()).queries.is_empty());
+    }
+
+    #[test]
+    fn access_log_queries_are_keyed_by_id_even_for_ambiguous_rest_names() {
+        let mut a = api("r", ApiType::Rest, &[("prod", false)]);
+        a.stages[0].ambiguous = true;
+        let o = PlanOptions {
+            access_logs: Some((Arc::from("Logs"), Arc::from("Throttled"))),
+            ..opts()
+        };
+        let p = plan_target(&inv(vec![a]), &o);
+        assert_eq!(p.queries.len(), 2);
+        assert!(
+            p.queries
+                .iter()
+                .all(|q| &*q.namespace == "Logs" && q.dimensions[0] == ("ApiId", "r".to_string()))
+        );
+        assert_eq!(
+            p.queries[1].dimensions[2],
+            ("Reason", "QUOTA_EXCEEDED".to_string())
+        );
     }
 
     #[test]

@@ -11,8 +11,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::PollConfig;
 use crate::inventory::{self, ApiFilter, Discovery, TargetInventory};
-use crate::model::Stat;
-use crate::plan::{self, Query, TargetPlan};
+use crate::plan::{self, PlanOptions, Query, TargetPlan};
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::{self, SharedSnapshot};
 use crate::source::{MetricSource, Outcome, Window};
@@ -36,6 +35,31 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default()
+    }
+}
+
+/// A clock that only moves when told: simulated time for the demo's tests and for tests of
+/// the loop itself.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(now: i64) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(now))
+    }
+
+    pub fn set(&self, now: i64) {
+        self.0.store(now, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -84,7 +108,7 @@ impl Target {
         &mut self,
         now: i64,
         every: Duration,
-        latency: &[Stat],
+        opts: &PlanOptions,
     ) -> Result<(), String> {
         if self.account_id.is_none() {
             let id = self
@@ -102,12 +126,12 @@ impl Target {
         }
         let account = self.account_id.clone().unwrap_or_default();
         // On failure, try again next cycle rather than after a whole refresh interval.
-        let raw = self
+        let found = self
             .discovery
             .discover(&self.filter)
             .await
             .map_err(|e| format!("discovery failed: {e}"))?;
-        let inv = inventory::build(&account, &self.region, &raw, &self.filter);
+        let inv = inventory::build(&account, &self.region, &found, &self.filter);
         if self.inventory.as_ref() != Some(&inv) {
             for c in &inv.conflicts {
                 warn!(
@@ -116,8 +140,9 @@ impl Target {
                     "REST APIs share one CloudWatch ApiName; CloudWatch merges their metrics, so the shared series are not exported"
                 );
             }
-            info!(account_id = %account, region = %self.region, apis = inv.apis.len(), queries = plan::plan_target(&inv, latency).queries.len(), "inventory updated");
-            self.plan = plan::plan_target(&inv, latency);
+            info!(account_id = %account, region = %self.region, apis = inv.apis.len(), "inventory updated");
+            self.plan = plan::plan_target(&inv, opts);
+            info!(account_id = %account, region = %self.region, queries = self.plan.queries.len(), calls = self.plan.calls(), "plan updated");
             self.inventory = Some(inv);
         }
         self.refreshed_at = Some(now);
@@ -146,7 +171,7 @@ impl CycleReport {
 pub struct PollSettings {
     pub poll: PollConfig,
     pub refresh_interval: Duration,
-    pub latency: Vec<Stat>,
+    pub plan: PlanOptions,
     pub tags_as_labels: Vec<String>,
 }
 
@@ -155,10 +180,10 @@ async fn fetch_target(
     t: &mut Target,
     now: i64,
     refresh: Duration,
-    latency: &[Stat],
+    opts: &PlanOptions,
     window: Window,
 ) -> Fetched {
-    if let Err(e) = t.refresh(now, refresh, latency).await {
+    if let Err(e) = t.refresh(now, refresh, opts).await {
         warn!(region = %t.region, error = %e, "keeping the last inventory");
     }
     if t.inventory.is_none() {
@@ -220,11 +245,11 @@ impl Poller {
     /// Refreshes every target's inventory now; the errors, by target index.
     pub async fn refresh_all(&mut self) -> Vec<Result<(), String>> {
         let now = self.clock.now();
-        let latency = self.settings.latency.clone();
+        let opts = self.settings.plan.clone();
         futures::future::join_all(
             self.targets
                 .iter_mut()
-                .map(|t| t.refresh(now, Duration::ZERO, &latency)),
+                .map(|t| t.refresh(now, Duration::ZERO, &opts)),
         )
         .await
     }
@@ -255,13 +280,13 @@ impl Poller {
         let period = p.period.as_secs() as i64;
         let window = Window::at(now, period, p.lookback.as_secs() as i64);
         let refresh = self.settings.refresh_interval;
-        let latency = self.settings.latency.clone();
+        let opts = self.settings.plan.clone();
 
         // Futures are built in plain loops: closures over borrowed batches trip the
         // compiler's higher-ranked lifetime inference once the loop is spawned.
         let mut per_target = Vec::with_capacity(self.targets.len());
         for t in self.targets.iter_mut() {
-            per_target.push(fetch_target(t, now, refresh, &latency, window));
+            per_target.push(fetch_target(t, now, refresh, &opts, window));
         }
         let fetched: Vec<Fetched> = futures::future::join_all(per_target).await;
 

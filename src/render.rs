@@ -9,7 +9,8 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::model::{Family, FamilyKind};
 use crate::snapshot::{
-    API_INFO, FamilySnapshot, Kind, STAGE_INFO, SharedSnapshot, Value, max_help,
+    API_INFO, BURST_LIMIT, FamilySnapshot, Kind, RATE_LIMIT, STAGE_INFO, SharedSnapshot, TIMEOUT,
+    Value, max_help,
 };
 
 /// Reads the current snapshot on every collect.
@@ -23,6 +24,10 @@ impl SnapshotCollector {
         let mut descs = Vec::new();
         for family in Family::ALL {
             let info = family.info();
+            // The access-log families share one name.
+            if family == Family::QuotaExceeded {
+                continue;
+            }
             descs.push(Desc::new(
                 info.name.into(),
                 info.help.into(),
@@ -40,7 +45,7 @@ impl SnapshotCollector {
                 )?);
             }
         }
-        for (name, help) in [API_INFO, STAGE_INFO] {
+        for (name, help) in [API_INFO, STAGE_INFO, RATE_LIMIT, BURST_LIMIT, TIMEOUT] {
             descs.push(Desc::new(
                 name.into(),
                 help.into(),

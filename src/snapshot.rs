@@ -75,12 +75,13 @@ pub fn build(
     settled: i64,
     tags: &[String],
 ) -> Snapshot {
+    // Grouped by Prometheus name: the two access-log families share one, told apart by `reason`.
     let mut counters: Vec<(Family, Vec<Sample>)> = Vec::new();
     let mut maxima: Vec<(Family, Vec<Sample>)> = Vec::new();
     for (key, view) in store.iter(settled) {
         let info = key.family.info();
         let bucket = |list: &mut Vec<(Family, Vec<Sample>)>| -> usize {
-            match list.iter().position(|(f, _)| *f == key.family) {
+            match list.iter().position(|(f, _)| f.info().name == info.name) {
                 Some(i) => i,
                 None => {
                     list.push((key.family, Vec::new()));
@@ -93,7 +94,10 @@ pub fn build(
                 let i = bucket(&mut counters);
                 counters[i].1.push(Sample {
                     labels: Arc::clone(&key.labels),
-                    extra: Vec::new(),
+                    extra: info
+                        .reason
+                        .map(|r| vec![("reason".to_string(), r.to_string())])
+                        .unwrap_or_default(),
                     value: Value::Single(view.counter(Stat::Sum).unwrap_or(0.0) * info.scale),
                 });
             }
@@ -147,20 +151,94 @@ pub fn build(
         });
     }
     let (api_info, stage_info) = info_samples(inventories, tags);
-    families.push(FamilySnapshot {
-        name: API_INFO.0,
-        help: API_INFO.1,
-        kind: Kind::Gauge,
-        samples: api_info,
-    });
-    families.push(FamilySnapshot {
-        name: STAGE_INFO.0,
-        help: STAGE_INFO.1,
-        kind: Kind::Gauge,
-        samples: stage_info,
-    });
+    let (rate, burst, timeouts) = limit_samples(inventories);
+    for ((name, help), samples) in [
+        (API_INFO, api_info),
+        (STAGE_INFO, stage_info),
+        (RATE_LIMIT, rate),
+        (BURST_LIMIT, burst),
+        (TIMEOUT, timeouts),
+    ] {
+        families.push(FamilySnapshot {
+            name,
+            help,
+            kind: Kind::Gauge,
+            samples,
+        });
+    }
     families.retain(|f| !f.samples.is_empty());
     Snapshot { families }
+}
+
+pub const RATE_LIMIT: (&str, &str) = (
+    "aws_apigateway_throttle_rate_limit",
+    "Steady-state requests per second API Gateway allows, by scope: account (GetAccount; shared by every API of the region), stage (the stage's default method or route settings) or method (a method's or route's own settings). From API Gateway discovery.",
+);
+pub const BURST_LIMIT: (&str, &str) = (
+    "aws_apigateway_throttle_burst_limit",
+    "Burst of requests API Gateway allows, by scope (account, stage, method), as for aws_apigateway_throttle_rate_limit. From API Gateway discovery.",
+);
+pub const TIMEOUT: (&str, &str) = (
+    "aws_apigateway_integration_timeout_seconds",
+    "Configured integration timeout of a method or route, in seconds (29 s unless raised). From API Gateway discovery.",
+);
+
+/// Throttle limits (account, stage, method/route) and integration timeouts.
+fn limit_samples(inventories: &[TargetInventory]) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>) {
+    let (mut rate, mut burst, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut push =
+        |labels: &Labels, extra: Vec<(String, String)>, t: &crate::inventory::Throttle| {
+            rate.push(Sample {
+                labels: Arc::clone(labels),
+                extra: extra.clone(),
+                value: Value::Single(t.rate),
+            });
+            burst.push(Sample {
+                labels: Arc::clone(labels),
+                extra,
+                value: Value::Single(t.burst),
+            });
+        };
+    let scope = |s: &str| vec![("scope".to_string(), s.to_string())];
+    for inv in inventories {
+        if let Some(t) = &inv.account_throttle {
+            let labels = Arc::new(SeriesLabels::account(&inv.account_id, &inv.region));
+            push(&labels, scope("account"), t);
+        }
+        for api in &inv.apis {
+            let base = SeriesLabels {
+                account_id: inv.account_id.clone(),
+                region: inv.region.clone(),
+                api_id: api.id.clone(),
+                api_name: api.name.clone(),
+                api_type: api.api_type,
+                stage: None,
+            };
+            for stage in &api.stages {
+                let labels = Arc::new(SeriesLabels {
+                    stage: Some(stage.name.clone()),
+                    ..base.clone()
+                });
+                if let Some(t) = &stage.throttle {
+                    push(&labels, scope("stage"), t);
+                }
+                for (route, t) in &stage.route_throttles {
+                    let mut extra = scope("method");
+                    extra.extend(route.labels());
+                    push(&labels, extra, t);
+                }
+            }
+            let api_labels = Arc::new(base);
+            for (route, seconds) in &api.timeouts {
+                timeouts.push(Sample {
+                    labels: Arc::clone(&api_labels),
+                    extra: route.labels(),
+                    value: Value::Single(*seconds),
+                });
+            }
+        }
+    }
+    (rate, burst, timeouts)
 }
 
 pub fn max_help(family: Family) -> &'static str {

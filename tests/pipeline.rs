@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Datum, Exporter, create_rest_api, create_v2_api, emulator_config, now_secs, put, unique,
+    Datum, Exporter, create_rest_api, create_v2_api, emulator_config, now_secs, put, put_in, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -325,4 +325,79 @@ async fn every_api_type_lands_in_the_contract_families_with_the_right_labels() {
         complaints.is_empty(),
         "promtool check metrics:\n{complaints}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_metric_filter_counts_429s_by_reason() {
+    let tag = unique("al");
+    let rest_id = create_rest_api(&format!("logs-{tag}"), &["prod"]).await;
+    let namespace = format!("Test/AccessLogs/{tag}");
+    let extra = format!(
+        "access_logs:\n  mode: metric_filter\n  namespace: {namespace}\n  metric_name: ThrottledRequests\n"
+    );
+    let exporter = Exporter::start(&emulator_config(&tag, &extra), &[]);
+    exporter.wait_ready(WAIT);
+    let at = (now_secs() / 60) * 60 - 60;
+    let dims = |reason: &'static str| {
+        [
+            ("ApiId", rest_id.clone()),
+            ("Stage", "prod".to_string()),
+            ("Reason", reason.to_string()),
+        ]
+    };
+    let (throttled, quota) = (dims("THROTTLED"), dims("QUOTA_EXCEEDED"));
+    let t: Vec<(&str, &str)> = throttled.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let q: Vec<(&str, &str)> = quota.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    put_in(
+        &namespace,
+        &[
+            Datum {
+                metric: "ThrottledRequests",
+                dims: &t,
+                at,
+                value: 1.0,
+            },
+            Datum {
+                metric: "ThrottledRequests",
+                dims: &t,
+                at,
+                value: 1.0,
+            },
+            Datum {
+                metric: "ThrottledRequests",
+                dims: &t,
+                at,
+                value: 1.0,
+            },
+            Datum {
+                metric: "ThrottledRequests",
+                dims: &q,
+                at,
+                value: 1.0,
+            },
+        ],
+    )
+    .await;
+    let labels = |reason| {
+        [
+            ("api_id", rest_id.as_str()),
+            ("stage", "prod"),
+            ("reason", reason),
+        ]
+    };
+    let m = exporter.scrape_until(WAIT, |m| {
+        m.value(
+            "aws_apigateway_throttled_requests_total",
+            &labels("throttled"),
+        ) == Some(3.0)
+            && m.value(
+                "aws_apigateway_throttled_requests_total",
+                &labels("quota_exceeded"),
+            ) == Some(1.0)
+    });
+    let s = m.find(
+        "aws_apigateway_throttled_requests_total",
+        &labels("throttled"),
+    );
+    assert_eq!(s[0].labels["api_type"], "rest");
 }

@@ -95,8 +95,14 @@ mod tests {
         assert_eq!(expand("a: '${EMPTY}'", env).unwrap(), "a: ''");
         assert_eq!(expand("a: $$HOME $x", env).unwrap(), "a: $HOME $x");
         assert_eq!(expand("stage: $default", env).unwrap(), "stage: $default");
-        assert_eq!(expand("a: 1 # ${NOPE}\n# ${NOPE}\n", env).unwrap(), "a: 1 # ${NOPE}\n# ${NOPE}\n");
-        assert_eq!(expand("a: 'x # ${REGION}'", env).unwrap(), "a: 'x # eu-west-1'");
+        assert_eq!(
+            expand("a: 1 # ${NOPE}\n# ${NOPE}\n", env).unwrap(),
+            "a: 1 # ${NOPE}\n# ${NOPE}\n"
+        );
+        assert_eq!(
+            expand("a: 'x # ${REGION}'", env).unwrap(),
+            "a: 'x # eu-west-1'"
+        );
         assert_eq!(expand("a: x#${REGION}", env).unwrap(), "a: x#eu-west-1");
     }
 

@@ -52,6 +52,7 @@ pub struct Config {
     pub tags_as_labels: Vec<String>,
     pub otlp: OtlpConfig,
     pub aws: AwsConfig,
+    pub access_logs: AccessLogsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +253,35 @@ impl Default for OtlpConfig {
     }
 }
 
+/// Where 429 counts come from: API Gateway access logs, counted by a CloudWatch Logs metric
+/// filter that publishes `metric_name` into `namespace` with the dimensions ApiId, Stage and
+/// Reason (`THROTTLED` or `QUOTA_EXCEEDED`); the exporter reads it with GetMetricData.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogsConfig {
+    pub mode: AccessLogsMode,
+    pub namespace: String,
+    pub metric_name: String,
+}
+
+impl Default for AccessLogsConfig {
+    fn default() -> Self {
+        AccessLogsConfig {
+            mode: AccessLogsMode::Off,
+            namespace: "ApiGatewayAccessLogs".into(),
+            metric_name: "ThrottledRequests".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogsMode {
+    #[default]
+    Off,
+    MetricFilter,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsConfig {
@@ -299,7 +329,7 @@ impl Config {
         {
             Config::default()
         } else {
-            yaml_serde::from_str(&expanded).map_err(|e| ConfigError::Yaml(e.to_string()))?
+            yaml_serde::from_str(&expanded).map_err(|e| yaml_error(&e, &expanded))?
         };
         config.validate()?;
         Ok(config)
@@ -369,6 +399,16 @@ impl Config {
                 ));
             }
         }
+        let a = &self.access_logs;
+        if a.namespace.is_empty() || a.namespace.starts_with("AWS/") {
+            return Err(invalid(
+                "access_logs.namespace",
+                "must be your metric filter's own namespace (not empty, not AWS/...)",
+            ));
+        }
+        if a.metric_name.is_empty() {
+            return Err(invalid("access_logs.metric_name", "must not be empty"));
+        }
         let o = &self.otlp;
         check_url("otlp.endpoint", &o.endpoint)?;
         if o.interval < Duration::from_secs(1) {
@@ -388,6 +428,35 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The YAML error with its key path completed: serde reports errors raised inside a field's
+/// own deserializer (durations, enums) at the parent's path, so the key on the line the error
+/// points at is appended (`poll` → `poll.interval`).
+fn yaml_error(e: &yaml_serde::Error, text: &str) -> ConfigError {
+    let message = e.to_string();
+    let key = e
+        .location()
+        .and_then(|loc| text.lines().nth(loc.line().saturating_sub(1)))
+        .and_then(|line| {
+            let line = line.trim_start().trim_start_matches("- ").trim_start();
+            let (key, _) = line.split_once(':')?;
+            let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+            let plain = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            plain.then(|| key.to_string())
+        });
+    if let (Some(key), Some((path, rest))) = (key, message.split_once(": "))
+        && !path.contains(' ')
+        && !path
+            .trim_end_matches(|c: char| c == ']' || c == '[' || c.is_ascii_digit())
+            .ends_with(key.as_str())
+    {
+        return ConfigError::Yaml(format!("{path}.{key}: {rest}"));
+    }
+    ConfigError::Yaml(message)
 }
 
 fn validate_target(key: &str, t: &TargetConfig) -> Result<(), ConfigError> {

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{ApiFilter, Discovery, DiscoveryError, RawApi, RawStage, cloudwatch_rest_name};
+use super::{
+    ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
+    cloudwatch_rest_name,
+};
 use crate::aws::{TargetClients, classify, describe};
 use crate::model::ApiType;
 use crate::selfmetrics::{CallResult, SelfMetrics};
@@ -83,6 +86,7 @@ impl AwsDiscovery {
                     endpoint_type,
                     tags: tags(api.tags()),
                     stages: None,
+                    timeouts: Vec::new(),
                 });
             }
             match out.position() {
@@ -130,12 +134,22 @@ impl AwsDiscovery {
             .item()
             .iter()
             .filter_map(|s| {
+                let settings = s.method_settings();
+                let throttle = |m: &aws_sdk_apigateway::types::MethodSetting| Throttle {
+                    rate: m.throttling_rate_limit(),
+                    burst: f64::from(m.throttling_burst_limit()),
+                };
                 Some(RawStage {
                     name: s.stage_name()?.to_string(),
-                    detailed_metrics: s
-                        .method_settings()
+                    detailed_metrics: settings
                         .is_some_and(|m| m.values().any(|m| m.metrics_enabled())),
                     cache_enabled: s.cache_cluster_enabled(),
+                    throttle: settings.and_then(|m| m.get("*/*")).map(throttle),
+                    route_throttles: settings
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(key, m)| Some((rest_method_key(key)?, throttle(m))))
+                        .collect(),
                 })
             })
             .collect())
@@ -173,6 +187,7 @@ impl AwsDiscovery {
                     endpoint_type: "REGIONAL".into(),
                     tags: tags(api.tags()),
                     stages: None,
+                    timeouts: Vec::new(),
                 });
             }
             match out.next_token() {
@@ -183,13 +198,13 @@ impl AwsDiscovery {
         if !filter.needs_stages() {
             return Ok(apis);
         }
-        let need: Vec<String> = apis
+        let need: Vec<(String, bool)> = apis
             .iter()
             .filter(|a| filter.wants(&a.id, &a.name, a.api_type, &a.tags))
-            .map(|a| a.id.clone())
+            .map(|a| (a.id.clone(), a.api_type == ApiType::Websocket))
             .collect();
         let stages: HashMap<String, Vec<RawStage>> = futures::stream::iter(need)
-            .map(|id| async move { self.v2_stages(&id).await.map(|s| (id, s)) })
+            .map(|(id, ws)| async move { self.v2_stages(&id, ws).await.map(|s| (id, s)) })
             .buffer_unordered(STAGE_CONCURRENCY)
             .try_collect()
             .await?;
@@ -199,7 +214,7 @@ impl AwsDiscovery {
         Ok(apis)
     }
 
-    async fn v2_stages(&self, id: &str) -> Result<Vec<RawStage>, DiscoveryError> {
+    async fn v2_stages(&self, id: &str, websocket: bool) -> Result<Vec<RawStage>, DiscoveryError> {
         let mut stages = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -227,6 +242,15 @@ impl AwsDiscovery {
                     name: s.stage_name()?.to_string(),
                     detailed_metrics: detailed,
                     cache_enabled: false,
+                    throttle: s.default_route_settings().and_then(v2_throttle),
+                    route_throttles: s
+                        .route_settings()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(key, r)| {
+                            Some((RouteKey::from_v2(key, websocket), v2_throttle(r)?))
+                        })
+                        .collect(),
                 })
             }));
             match out.next_token() {
@@ -236,6 +260,27 @@ impl AwsDiscovery {
         }
         Ok(stages)
     }
+}
+
+/// A REST method settings key (`~1pets~1{id}/GET`: the resource path with `/` escaped as
+/// `~1`, then the method); `None` for the stage-wide `*/*`.
+fn rest_method_key(key: &str) -> Option<RouteKey> {
+    let (path, method) = key.rsplit_once('/')?;
+    if path == "*" {
+        return None;
+    }
+    Some(RouteKey::Method {
+        resource: path.replace("~1", "/"),
+        method: method.to_string(),
+    })
+}
+
+/// The throttle of v2 route settings, when both limits are set.
+fn v2_throttle(r: &aws_sdk_apigatewayv2::types::RouteSettings) -> Option<Throttle> {
+    Some(Throttle {
+        rate: r.throttling_rate_limit()?,
+        burst: f64::from(r.throttling_burst_limit()?),
+    })
 }
 
 fn tags(tags: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
@@ -258,7 +303,7 @@ impl Discovery for AwsDiscovery {
         })
     }
 
-    async fn discover(&self, filter: &ApiFilter) -> Result<Vec<RawApi>, DiscoveryError> {
+    async fn discover(&self, filter: &ApiFilter) -> Result<Discovered, DiscoveryError> {
         let mut apis = Vec::new();
         if filter.wants_type(ApiType::Rest) {
             apis.extend(self.rest_apis(filter).await?);
@@ -266,6 +311,25 @@ impl Discovery for AwsDiscovery {
         if filter.wants_type(ApiType::Http) || filter.wants_type(ApiType::Websocket) {
             apis.extend(self.v2_apis(filter).await?);
         }
-        Ok(apis)
+        // The account throttle is useful but optional: without apigateway:GET on /account
+        // the rest of the inventory still stands.
+        let account_throttle = match self.record(
+            "apigateway",
+            "GetAccount",
+            self.clients.apigateway.get_account().send().await,
+        ) {
+            Ok(out) => out.throttle_settings().map(|t| Throttle {
+                rate: t.rate_limit(),
+                burst: f64::from(t.burst_limit()),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the account throttle (apigateway:GET on /account)");
+                None
+            }
+        };
+        Ok(Discovered {
+            apis,
+            account_throttle,
+        })
     }
 }

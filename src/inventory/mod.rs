@@ -16,6 +16,54 @@ use crate::model::ApiType;
 
 pub use rest_names::cloudwatch_rest_name;
 
+/// A throttle limit: steady-state requests per second and burst size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+/// A method (REST, HTTP: resource path and HTTP method) or a route key (WebSocket, and HTTP
+/// routes that are not `METHOD /path`, like `$default`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteKey {
+    Method { resource: String, method: String },
+    Route(String),
+}
+
+impl RouteKey {
+    /// An apigatewayv2 route key: `GET /pets` for HTTP APIs, `$connect` or `sendMessage`
+    /// for WebSocket APIs.
+    pub fn from_v2(key: &str, websocket: bool) -> RouteKey {
+        match key.split_once(' ') {
+            Some((method, resource)) if !websocket => RouteKey::Method {
+                resource: resource.to_string(),
+                method: method.to_string(),
+            },
+            _ => RouteKey::Route(key.to_string()),
+        }
+    }
+
+    /// The labels this key adds to a series.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        match self {
+            RouteKey::Method { resource, method } => vec![
+                ("resource".into(), resource.clone()),
+                ("method".into(), method.clone()),
+            ],
+            RouteKey::Route(route) => vec![("route".into(), route.clone())],
+        }
+    }
+}
+
+/// What one discovery of a target found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Discovered {
+    pub apis: Vec<RawApi>,
+    /// The account's regional throttle (GetAccount), shared by every API of the region.
+    pub account_throttle: Option<Throttle>,
+}
+
 /// An API as discovery found it, before filtering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawApi {
@@ -27,6 +75,8 @@ pub struct RawApi {
     pub tags: BTreeMap<String, String>,
     /// `None` when discovery did not need to fetch them (API not selected, or `stages: []`).
     pub stages: Option<Vec<RawStage>>,
+    /// Configured integration timeouts, in seconds, per method or route.
+    pub timeouts: Vec<(RouteKey, f64)>,
 }
 
 /// A stage as discovery found it.
@@ -35,6 +85,10 @@ pub struct RawStage {
     pub name: String,
     pub detailed_metrics: bool,
     pub cache_enabled: bool,
+    /// The stage's default throttle (REST `*/*` method settings, v2 default route settings).
+    pub throttle: Option<Throttle>,
+    /// Per-method or per-route throttle overrides.
+    pub route_throttles: Vec<(RouteKey, Throttle)>,
 }
 
 /// An exported API with its selected stages.
@@ -51,6 +105,8 @@ pub struct Api {
     pub stages: Vec<Stage>,
     /// API-level series cannot be attributed (another REST API shares the CloudWatch name).
     pub api_level_ambiguous: bool,
+    /// Configured integration timeouts, in seconds, per method or route.
+    pub timeouts: Vec<(RouteKey, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +117,8 @@ pub struct Stage {
     /// Another REST API with the same CloudWatch name has a stage of this name too, so
     /// CloudWatch merges their series: we export none of them rather than a wrong one.
     pub ambiguous: bool,
+    pub throttle: Option<Throttle>,
+    pub route_throttles: Vec<(RouteKey, Throttle)>,
 }
 
 /// REST APIs that CloudWatch cannot tell apart.
@@ -79,6 +137,7 @@ pub struct TargetInventory {
     pub region: String,
     pub apis: Vec<Api>,
     pub conflicts: Vec<NameConflict>,
+    pub account_throttle: Option<Throttle>,
 }
 
 impl TargetInventory {
@@ -165,16 +224,17 @@ pub trait Discovery: Send + Sync {
     async fn account_id(&self) -> Result<String, DiscoveryError>;
     /// Every API of the selected types. Stages are fetched for the APIs the filter wants and
     /// for REST APIs that share a CloudWatch name with one of them (to detect conflicts).
-    async fn discover(&self, filter: &ApiFilter) -> Result<Vec<RawApi>, DiscoveryError>;
+    async fn discover(&self, filter: &ApiFilter) -> Result<Discovered, DiscoveryError>;
 }
 
 /// Filters raw APIs into the exported inventory and marks what CloudWatch cannot attribute.
 pub fn build(
     account_id: &str,
     region: &str,
-    raw: &[RawApi],
+    found: &Discovered,
     filter: &ApiFilter,
 ) -> TargetInventory {
+    let raw = &found.apis;
     let conflicts = rest_names::conflicts(raw);
     let mut apis: Vec<Api> = raw
         .iter()
@@ -198,6 +258,8 @@ pub fn build(
                     detailed_metrics: s.detailed_metrics,
                     cache_enabled: s.cache_enabled,
                     ambiguous: shared(Some(&s.name)),
+                    throttle: s.throttle,
+                    route_throttles: s.route_throttles.clone(),
                 })
                 .collect();
             stages.sort_by(|a, b| a.name.cmp(&b.name));
@@ -210,6 +272,7 @@ pub fn build(
                 cloudwatch_key,
                 api_level_ambiguous: stages.is_empty() && shared(None),
                 stages,
+                timeouts: r.timeouts.clone(),
             }
         })
         .collect();
@@ -223,6 +286,7 @@ pub fn build(
         region: region.to_string(),
         apis,
         conflicts,
+        account_throttle: found.account_throttle,
     }
 }
 
@@ -244,9 +308,19 @@ mod tests {
                         name: s.to_string(),
                         detailed_metrics: false,
                         cache_enabled: false,
+                        throttle: None,
+                        route_throttles: vec![],
                     })
                     .collect(),
             ),
+            timeouts: vec![],
+        }
+    }
+
+    fn found(apis: Vec<RawApi>) -> Discovered {
+        Discovered {
+            apis,
+            account_throttle: None,
         }
     }
 
@@ -267,29 +341,68 @@ mod tests {
         let inv = build(
             "1",
             "us-east-1",
-            &raw,
+            &found(raw.clone()),
             &filter("include: [orders]\nexclude: [legacy]"),
         );
         assert_eq!(
             inv.apis.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
             ["t1"]
         );
-        let inv = build("1", "us-east-1", &raw, &filter("tags: {team: payments}"));
+        let inv = build(
+            "1",
+            "us-east-1",
+            &found(raw.clone()),
+            &filter("tags: {team: payments}"),
+        );
         assert_eq!(inv.apis.len(), 1);
-        let inv = build("1", "us-east-1", &raw, &filter("types: [websocket]"));
+        let inv = build(
+            "1",
+            "us-east-1",
+            &found(raw.clone()),
+            &filter("types: [websocket]"),
+        );
         assert_eq!(inv.apis[0].id, "w1");
         // include matches ids too
-        let inv = build("1", "us-east-1", &raw, &filter("include: ['^r1$']"));
+        let inv = build(
+            "1",
+            "us-east-1",
+            &found(raw.clone()),
+            &filter("include: ['^r1$']"),
+        );
         assert_eq!(inv.apis[0].id, "r1");
+    }
+
+    #[test]
+    fn v2_route_keys() {
+        assert_eq!(
+            RouteKey::from_v2("GET /pets/{id}", false),
+            RouteKey::Method {
+                resource: "/pets/{id}".into(),
+                method: "GET".into()
+            }
+        );
+        assert_eq!(
+            RouteKey::from_v2("$default", false),
+            RouteKey::Route("$default".into())
+        );
+        assert_eq!(
+            RouteKey::from_v2("$connect", true),
+            RouteKey::Route("$connect".into())
+        );
     }
 
     #[test]
     fn stage_selection() {
         let raw = vec![api("h1", "a", ApiType::Http, &["$default", "prod", "beta"])];
-        let inv = build("1", "r", &raw, &filter("stages: [prod, $default]"));
+        let inv = build(
+            "1",
+            "r",
+            &found(raw.clone()),
+            &filter("stages: [prod, $default]"),
+        );
         let names: Vec<_> = inv.apis[0].stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["$default", "prod"]);
-        let inv = build("1", "r", &raw, &filter("stages: []"));
+        let inv = build("1", "r", &found(raw.clone()), &filter("stages: []"));
         assert!(inv.apis[0].stages.is_empty());
         assert!(!inv.apis[0].api_level_ambiguous);
     }
@@ -301,7 +414,7 @@ mod tests {
             api("bbb", "shop", ApiType::Rest, &["prod", "test"]),
             api("ccc", "other", ApiType::Rest, &["prod"]),
         ];
-        let inv = build("1", "r", &raw, &filter("{}"));
+        let inv = build("1", "r", &found(raw.clone()), &filter("{}"));
         let a = inv.apis.iter().find(|a| a.id == "aaa").unwrap();
         let b = inv.apis.iter().find(|a| a.id == "bbb").unwrap();
         let c = inv.apis.iter().find(|a| a.id == "ccc").unwrap();
@@ -338,7 +451,7 @@ mod tests {
             api("aaa", "shop", ApiType::Rest, &["prod"]),
             api("bbb", "shop", ApiType::Rest, &["prod"]),
         ];
-        let inv = build("1", "r", &raw, &filter("exclude: ['^bbb$']"));
+        let inv = build("1", "r", &found(raw.clone()), &filter("exclude: ['^bbb$']"));
         assert_eq!(inv.apis.len(), 1);
         assert!(inv.apis[0].stages[0].ambiguous);
     }
@@ -349,7 +462,7 @@ mod tests {
             api("aaa", "shop", ApiType::Rest, &[]),
             api("bbb", "shop", ApiType::Rest, &[]),
         ];
-        let inv = build("1", "r", &raw, &filter("stages: []"));
+        let inv = build("1", "r", &found(raw.clone()), &filter("stages: []"));
         assert!(inv.apis.iter().all(|a| a.api_level_ambiguous));
     }
 }

@@ -37,8 +37,8 @@ pub fn to_query(index: usize, q: &Query, period: i64) -> MetricDataQuery {
         .map(|(name, value)| Dimension::builder().name(*name).value(value).build())
         .collect();
     let metric = Metric::builder()
-        .namespace(NAMESPACE)
-        .metric_name(q.metric_name)
+        .namespace(&*q.namespace)
+        .metric_name(&*q.metric_name)
         .set_dimensions(Some(dimensions))
         .build();
     MetricDataQuery::builder()

@@ -185,6 +185,11 @@ pub struct Datum<'a> {
 
 /// Puts datapoints into `AWS/ApiGateway`.
 pub async fn put(data: &[Datum<'_>]) {
+    put_in("AWS/ApiGateway", data).await;
+}
+
+/// Puts datapoints into a namespace.
+pub async fn put_in(namespace: &str, data: &[Datum<'_>]) {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
     let cw = cloudwatch();
     for chunk in data.chunks(20) {
@@ -205,7 +210,7 @@ pub async fn put(data: &[Datum<'_>]) {
             })
             .collect();
         cw.put_metric_data()
-            .namespace("AWS/ApiGateway")
+            .namespace(namespace)
             .set_metric_data(Some(datums))
             .send()
             .await
@@ -239,7 +244,7 @@ impl Exporter {
         let child = Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=debug")
+            .arg("--log.level=warn,apigateway_exporter=info")
             .args(flags)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -480,5 +485,69 @@ pub fn promtool_check_metrics(text: &str) -> String {
         String::new()
     } else {
         report
+    }
+}
+
+/// A TCP forwarder in front of an emulator that can be closed like an outage: while blocked
+/// it drops new connections and cuts the established ones (pooled keep-alive connections
+/// included). Runs on its own thread and runtime.
+pub struct Gate {
+    pub port: u16,
+    blocked: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Gate {
+    /// Forwards `127.0.0.1:<port>` to the `http://host:port` of `upstream`.
+    pub fn start(upstream: &str) -> Gate {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind gate");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let mut rx = rx.clone();
+                    if *rx.borrow() {
+                        drop(inbound);
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = rx.wait_for(|b| *b) => {}
+                        }
+                    });
+                }
+            });
+        });
+        Gate {
+            port,
+            blocked: std::sync::Arc::new(tx),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn block(&self, blocked: bool) {
+        self.blocked.send_replace(blocked);
     }
 }

@@ -1,0 +1,55 @@
+# Container image of apigateway-exporter.
+#
+#   docker build -t apigateway-exporter .
+#   docker build --build-arg VERSION=0.1.0 \
+#     --build-arg REVISION="$(git rev-parse --short=12 HEAD)" -t apigateway-exporter:0.1.0 .
+#
+# The build stage runs the release build exactly as documented: `cargo build --release --locked`.
+# The runtime stage is distroless (glibc, libgcc, CA certificates; no shell, no package
+# manager), runs as the numeric non-root user 65532 and writes nothing to its filesystem, so
+# it runs with a read-only root filesystem. tests/deploy.rs lints this file with hadolint and
+# checks these properties.
+
+# ---- build ---------------------------------------------------------------------------------
+# Debian 12 (bookworm), the same glibc as the distroless debian12 runtime below: a binary
+# built against a newer glibc would not start there.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+
+# Dependency layer: compile every dependency against stub sources, so that editing the
+# exporter's own code does not recompile the dependency graph. Only Cargo.toml and Cargo.lock
+# invalidate this layer. The stub's own build fingerprints are deleted so the real sources
+# below are always rebuilt, whatever their timestamps.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src target/release/.fingerprint/apigateway-exporter-*
+
+COPY build.rs ./
+COPY src ./src
+# build.rs stamps the git revision into aws_apigateway_exporter_build_info; the build context
+# carries no .git, so the revision comes in as a build argument.
+ARG REVISION=unknown
+RUN APIGW_EXPORTER_REVISION="${REVISION}" cargo build --release --locked
+
+# ---- runtime -------------------------------------------------------------------------------
+FROM gcr.io/distroless/cc-debian12:nonroot
+
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="apigateway-exporter" \
+      org.opencontainers.image.description="Prometheus and OpenTelemetry exporter for Amazon API Gateway metrics from CloudWatch" \
+      org.opencontainers.image.source="https://github.com/apigateway-exporter/apigateway-exporter" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+
+COPY --from=build /src/target/release/apigateway-exporter /usr/local/bin/apigateway-exporter
+
+# distroless's "nonroot" user, given by number so that Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
+# The default --web.listen-address (0.0.0.0:9743): /metrics, /-/healthy, /-/ready, /.
+EXPOSE 9743
+ENTRYPOINT ["/usr/local/bin/apigateway-exporter"]

@@ -1,0 +1,590 @@
+//! What the emulators cannot do, with `aws-smithy-mocks` behind the real SDK clients:
+//! percentile statistics, NextToken pages, per-query status codes, throttling, batching at
+//! scale, and paginated discovery. Each test drives the real poll loop and reads the real
+//! Prometheus exposition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use apigateway_exporter::config::{ApiSelection, PollConfig};
+use apigateway_exporter::inventory::aws::AwsDiscovery;
+use apigateway_exporter::inventory::{
+    ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage,
+};
+use apigateway_exporter::model::{ApiType, Stat};
+use apigateway_exporter::plan::PlanOptions;
+use apigateway_exporter::poll::{ManualClock, PollSettings, Poller, Target};
+use apigateway_exporter::render::{self, SnapshotCollector};
+use apigateway_exporter::selfmetrics::SelfMetrics;
+use apigateway_exporter::snapshot::SharedSnapshot;
+use apigateway_exporter::source::cloudwatch::CloudWatchSource;
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::operation::get_metric_data::{
+    GetMetricDataError, GetMetricDataInput, GetMetricDataOutput,
+};
+use aws_sdk_cloudwatch::types::{MetricDataQuery, MetricDataResult, StatusCode};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_types::DateTime;
+use aws_smithy_types::error::ErrorMetadata;
+use prometheus::Registry;
+
+/// 2026-11-21T10:00:30Z: thirty seconds into a period.
+const NOW: i64 = 1_795_428_030;
+const PERIOD: i64 = 60;
+
+struct FakeDiscovery(Vec<RawApi>);
+
+#[async_trait]
+impl Discovery for FakeDiscovery {
+    async fn account_id(&self) -> Result<String, DiscoveryError> {
+        Ok("111122223333".into())
+    }
+    async fn discover(&self, _: &ApiFilter) -> Result<Discovered, DiscoveryError> {
+        Ok(Discovered {
+            apis: self.0.clone(),
+            account_throttle: None,
+        })
+    }
+}
+
+fn http_api(id: &str, stages: usize) -> RawApi {
+    RawApi {
+        id: id.into(),
+        name: format!("{id}-name"),
+        api_type: ApiType::Http,
+        endpoint_type: "REGIONAL".into(),
+        tags: BTreeMap::new(),
+        stages: Some(
+            (0..stages)
+                .map(|i| RawStage {
+                    name: format!("s{i}"),
+                    detailed_metrics: false,
+                    cache_enabled: false,
+                    throttle: None,
+                    route_throttles: vec![],
+                })
+                .collect(),
+        ),
+        timeouts: vec![],
+    }
+}
+
+struct Harness {
+    poller: Poller,
+    registry: Registry,
+    clock: Arc<ManualClock>,
+}
+
+impl Harness {
+    fn new(targets: Vec<(Vec<RawApi>, aws_sdk_cloudwatch::Client)>, latency: Vec<Stat>) -> Harness {
+        let registry = Registry::new();
+        let shared = SharedSnapshot::new();
+        let metrics = SelfMetrics::new(&registry, false).unwrap();
+        registry
+            .register(Box::new(
+                SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
+            ))
+            .unwrap();
+        let clock = Arc::new(ManualClock::new(NOW));
+        let targets = targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (apis, client))| {
+                Target::new(
+                    format!("eu-west-{}", i + 1),
+                    ApiFilter::new(&ApiSelection::default()).unwrap(),
+                    Arc::new(FakeDiscovery(apis)),
+                    Arc::new(CloudWatchSource::new(client, metrics.clone())),
+                )
+            })
+            .collect();
+        let settings = PollSettings {
+            poll: PollConfig {
+                interval: Duration::from_secs(60),
+                period: Duration::from_secs(60),
+                lookback: Duration::from_secs(600),
+                settle: Duration::from_secs(180),
+            },
+            refresh_interval: Duration::from_secs(600),
+            plan: PlanOptions {
+                latency,
+                access_logs: None,
+            },
+            tags_as_labels: vec![],
+        };
+        Harness {
+            poller: Poller::new(targets, settings, clock.clone(), shared, metrics),
+            registry,
+            clock,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(render::encode(&self.registry).unwrap()).unwrap()
+    }
+
+    /// The value of the first exposition line that starts with `series`.
+    fn value(&self, series: &str) -> Option<f64> {
+        self.text()
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// A GetMetricData answer: for every query, `value(query)` at every period of the request.
+fn answer(
+    req: &GetMetricDataInput,
+    value: impl Fn(&MetricDataQuery) -> Option<f64>,
+) -> GetMetricDataOutput {
+    let start = req.start_time().map(|t| t.secs()).unwrap();
+    let end = req.end_time().map(|t| t.secs()).unwrap();
+    let results = req
+        .metric_data_queries()
+        .iter()
+        .map(|q| {
+            let mut r = MetricDataResult::builder()
+                .id(q.id().unwrap())
+                .status_code(StatusCode::Complete);
+            if let Some(v) = value(q) {
+                for t in (start..end).step_by(PERIOD as usize) {
+                    r = r.timestamps(DateTime::from_secs(t)).values(v);
+                }
+            }
+            r.build()
+        })
+        .collect();
+    GetMetricDataOutput::builder()
+        .set_metric_data_results(Some(results))
+        .build()
+}
+
+fn stat(q: &MetricDataQuery) -> &str {
+    q.metric_stat().and_then(|s| s.stat()).unwrap()
+}
+
+fn metric(q: &MetricDataQuery) -> &str {
+    q.metric_stat()
+        .and_then(|s| s.metric())
+        .and_then(|m| m.metric_name())
+        .unwrap()
+}
+
+const LABELS: &str = r#"account_id="111122223333",region="eu-west-1",api_id="h1",api_name="h1-name",api_type="http",stage="s0""#;
+
+#[tokio::test]
+async fn percentiles_become_quantile_gauges_in_seconds() {
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(|req| {
+        answer(req, |q| match (metric(q), stat(q)) {
+            ("Latency", "p50") => Some(120.0),
+            ("Latency", "p90") => Some(800.0),
+            ("Latency", "p99") => Some(2500.0),
+            ("Latency", "p99.9") => Some(9000.0),
+            ("Latency", "Maximum") => Some(28_000.0),
+            (_, "Sum") => Some(1000.0),
+            (_, "SampleCount") => Some(4.0),
+            _ => Some(0.0),
+        })
+    });
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+    let latency = vec![
+        Stat::Percentile(5000),
+        Stat::Percentile(9000),
+        Stat::Percentile(9900),
+        Stat::Percentile(9990),
+        Stat::Maximum,
+    ];
+    let mut h = Harness::new(vec![(vec![http_api("h1", 1)], client)], latency);
+    h.poller.cycle().await;
+    let q = |quantile: &str| {
+        format!("aws_apigateway_latency_seconds{{{LABELS},quantile=\"{quantile}\"}}")
+    };
+    assert_eq!(h.value(&q("0.5")), Some(0.12));
+    assert_eq!(h.value(&q("0.9")), Some(0.8));
+    assert_eq!(h.value(&q("0.99")), Some(2.5));
+    assert_eq!(h.value(&q("0.999")), Some(9.0));
+    assert_eq!(
+        h.value(&format!("aws_apigateway_latency_max_seconds{{{LABELS}}}")),
+        Some(28.0)
+    );
+    // The first read is the baseline; the next cycle's new period is counted: Sum in seconds.
+    h.clock.advance(PERIOD);
+    h.poller.cycle().await;
+    assert_eq!(
+        h.value(&format!("aws_apigateway_latency_seconds_sum{{{LABELS}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        h.value(&format!("aws_apigateway_latency_seconds_count{{{LABELS}}}")),
+        Some(4.0)
+    );
+}
+
+#[tokio::test]
+async fn next_token_pages_are_followed_and_billed() {
+    // Page one carries the Count datapoints, page two the rest; both are needed.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |req| {
+        let call = seen.fetch_add(1, Ordering::SeqCst);
+        let first_page = req.next_token().is_none();
+        let wanted = |q: &MetricDataQuery| (metric(q) == "Count") == first_page;
+        let mut out = answer(req, |q| wanted(q).then_some(7.0 + call as f64));
+        if first_page {
+            out = GetMetricDataOutput::builder()
+                .set_metric_data_results(Some(out.metric_data_results().to_vec()))
+                .next_token("page-2")
+                .build();
+        }
+        out
+    });
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+    let mut h = Harness::new(vec![(vec![http_api("h1", 1)], client)], vec![Stat::Maximum]);
+    h.poller.cycle().await;
+    h.clock.advance(PERIOD);
+    h.poller.cycle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "two pages per cycle");
+    // Baseline at values 7 (page 1) / 8 (page 2); cycle two answers 9 and 10 for every
+    // period: growth of 2 in each of the 10 old periods plus the new period in full.
+    assert_eq!(
+        h.value(&format!("aws_apigateway_requests_total{{{LABELS}}}")),
+        Some(2.0 * 10.0 + 9.0)
+    );
+    assert_eq!(
+        h.value(&format!("aws_apigateway_5xx_errors_total{{{LABELS}}}")),
+        Some(2.0 * 10.0 + 10.0)
+    );
+    assert_eq!(
+        h.value(r#"aws_apigateway_exporter_cloudwatch_requests_total{operation="GetMetricData",result="success"}"#),
+        Some(4.0)
+    );
+    // Every page of every call bills every query: 10 queries (4 counters + 2 summaries ×
+    // Sum, SampleCount, Maximum) × 4 calls.
+    assert_eq!(
+        h.value("aws_apigateway_exporter_cloudwatch_metrics_requested_total"),
+        Some(40.0)
+    );
+}
+
+#[tokio::test]
+async fn per_query_errors_affect_only_their_series() {
+    let round = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&round);
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |req| {
+        let n = r.fetch_add(1, Ordering::SeqCst) as f64;
+        let mut out = answer(req, |_| Some(10.0 + n));
+        // From the second call on, the 5xx query fails with InternalError.
+        if n >= 1.0 {
+            let results = out
+                .metric_data_results()
+                .iter()
+                .zip(req.metric_data_queries())
+                .map(|(res, q)| {
+                    if metric(q) == "5xx" {
+                        MetricDataResult::builder()
+                            .id(res.id().unwrap())
+                            .status_code(StatusCode::InternalError)
+                            .build()
+                    } else {
+                        res.clone()
+                    }
+                })
+                .collect();
+            out = GetMetricDataOutput::builder()
+                .set_metric_data_results(Some(results))
+                .build();
+        }
+        out
+    });
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+    let mut h = Harness::new(vec![(vec![http_api("h1", 1)], client)], vec![Stat::Maximum]);
+    h.poller.cycle().await;
+    assert_eq!(h.value("aws_apigateway_exporter_up"), Some(1.0));
+    h.clock.advance(PERIOD);
+    let report = h.poller.cycle().await;
+    assert_eq!(report.failed_queries, 1);
+    // The failed series keeps its baseline value; the others counted the growth.
+    assert_eq!(
+        h.value(&format!("aws_apigateway_5xx_errors_total{{{LABELS}}}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        h.value(&format!("aws_apigateway_requests_total{{{LABELS}}}")),
+        Some(10.0 + 11.0)
+    );
+    assert_eq!(h.value("aws_apigateway_exporter_up"), Some(0.0));
+    assert_eq!(
+        h.value(r#"aws_apigateway_exporter_query_errors_total{status="InternalError"}"#),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_target_never_blanks_the_other() {
+    let throttled = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_error(|| {
+        GetMetricDataError::generic(
+            ErrorMetadata::builder()
+                .code("Throttling")
+                .message("Rate exceeded")
+                .build(),
+        )
+    });
+    let healthy = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .then_compute_output(|req| answer(req, |_| Some(5.0)));
+    let bad_client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&throttled]);
+    let good_client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&healthy]);
+    let mut h = Harness::new(
+        vec![
+            (vec![http_api("h1", 1)], bad_client),
+            (vec![http_api("h2", 1)], good_client),
+        ],
+        vec![Stat::Maximum],
+    );
+    let report = h.poller.cycle().await;
+    assert_eq!(report.failed_batches, 1);
+    assert_eq!(report.targets_ok, 2);
+    let text = h.text();
+    assert!(text.contains(r#"api_id="h2""#), "{text}");
+    assert!(
+        !text.contains(
+            r#"aws_apigateway_requests_total{account_id="111122223333",region="eu-west-1""#
+        )
+    );
+    assert_eq!(
+        h.value(r#"aws_apigateway_exporter_cloudwatch_requests_total{operation="GetMetricData",result="throttled"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        h.value(
+            r#"aws_apigateway_exporter_target_up{account_id="111122223333",region="eu-west-1"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        h.value(
+            r#"aws_apigateway_exporter_target_up{account_id="111122223333",region="eu-west-2"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(h.value("aws_apigateway_exporter_up"), Some(0.0));
+}
+
+#[tokio::test]
+async fn calls_per_cycle_are_the_ceiling_of_queries_over_500() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let largest = Arc::new(AtomicUsize::new(0));
+    let (c, l) = (Arc::clone(&calls), Arc::clone(&largest));
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |req| {
+        c.fetch_add(1, Ordering::SeqCst);
+        l.fetch_max(req.metric_data_queries().len(), Ordering::SeqCst);
+        answer(req, |_| Some(1.0))
+    });
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+    // 40 APIs × 2 stages × 16 queries (default latency statistics) = 1280 queries.
+    let apis = (0..40).map(|i| http_api(&format!("a{i}"), 2)).collect();
+    let latency = vec![
+        Stat::Percentile(5000),
+        Stat::Percentile(9000),
+        Stat::Percentile(9900),
+        Stat::Maximum,
+    ];
+    let mut h = Harness::new(vec![(apis, client)], latency);
+    let report = h.poller.cycle().await;
+    assert_eq!(report.calls, 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 1280usize.div_ceil(500));
+    assert_eq!(largest.load(Ordering::SeqCst), 500);
+    assert_eq!(
+        h.value("aws_apigateway_exporter_cloudwatch_metrics_requested_total"),
+        Some(1280.0)
+    );
+}
+
+#[tokio::test]
+async fn discovery_follows_every_page() {
+    use apigateway_exporter::inventory::{RouteKey, Throttle};
+    use aws_sdk_apigateway::operation::get_rest_apis::GetRestApisOutput;
+    use aws_sdk_apigateway::operation::get_stages::GetStagesOutput;
+    use aws_sdk_apigateway::types::{MethodSetting, ThrottleSettings};
+    use aws_sdk_apigatewayv2::operation::get_apis::GetApisOutput;
+    use aws_sdk_apigatewayv2::operation::get_stages::GetStagesOutput as V2Stages;
+    use aws_sdk_apigatewayv2::types::{Api, ProtocolType, RouteSettings, Stage as V2Stage};
+
+    let rest_pages = mock!(aws_sdk_apigateway::Client::get_rest_apis).then_compute_output(|req| {
+        let rest = |id: &str, name: &str| {
+            aws_sdk_apigateway::types::RestApi::builder()
+                .id(id)
+                .name(name)
+                .build()
+        };
+        match req.position() {
+            None => GetRestApisOutput::builder()
+                .items(rest("r1", "one"))
+                .position("p2")
+                .build(),
+            Some("p2") => GetRestApisOutput::builder()
+                .items(rest("r2", "two"))
+                .build(),
+            Some(other) => panic!("unexpected position {other}"),
+        }
+    });
+    let rest_stages = mock!(aws_sdk_apigateway::Client::get_stages).then_compute_output(|req| {
+        GetStagesOutput::builder()
+            .item(
+                aws_sdk_apigateway::types::Stage::builder()
+                    .stage_name(format!("{}-prod", req.rest_api_id().unwrap()))
+                    .cache_cluster_enabled(true)
+                    .method_settings(
+                        "*/*",
+                        MethodSetting::builder()
+                            .throttling_rate_limit(100.0)
+                            .throttling_burst_limit(200)
+                            .build(),
+                    )
+                    .method_settings(
+                        "~1pets~1{id}/GET",
+                        MethodSetting::builder()
+                            .metrics_enabled(true)
+                            .throttling_rate_limit(10.0)
+                            .throttling_burst_limit(20)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let v2_pages = mock!(aws_sdk_apigatewayv2::Client::get_apis).then_compute_output(|req| {
+        let api =
+            |id: &str, p: ProtocolType| Api::builder().api_id(id).name(id).protocol_type(p).build();
+        match req.next_token() {
+            None => GetApisOutput::builder()
+                .items(api("h1", ProtocolType::Http))
+                .next_token("n2")
+                .build(),
+            Some("n2") => GetApisOutput::builder()
+                .items(api("w1", ProtocolType::Websocket))
+                .build(),
+            Some(other) => panic!("unexpected token {other}"),
+        }
+    });
+    let v2_stages = mock!(aws_sdk_apigatewayv2::Client::get_stages).then_compute_output(|req| {
+        let stage = |name: &str, detailed: bool| {
+            V2Stage::builder()
+                .stage_name(name)
+                .default_route_settings(
+                    RouteSettings::builder()
+                        .detailed_metrics_enabled(detailed)
+                        .build(),
+                )
+                .build()
+        };
+        match req.next_token() {
+            None => V2Stages::builder()
+                .items(stage("$default", false))
+                .next_token("s2")
+                .build(),
+            Some(_) => V2Stages::builder().items(stage("prod", true)).build(),
+        }
+    });
+    let account = mock!(aws_sdk_apigateway::Client::get_account).then_output(|| {
+        aws_sdk_apigateway::operation::get_account::GetAccountOutput::builder()
+            .throttle_settings(
+                ThrottleSettings::builder()
+                    .rate_limit(10_000.0)
+                    .burst_limit(5_000)
+                    .build(),
+            )
+            .build()
+    });
+    let sts = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+            .account("444455556666")
+            .build()
+    });
+    let clients = apigateway_exporter::aws::TargetClients {
+        cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rest_pages]),
+        apigateway: mock_client!(
+            aws_sdk_apigateway,
+            RuleMode::MatchAny,
+            [&rest_pages, &rest_stages, &account]
+        ),
+        apigatewayv2: mock_client!(
+            aws_sdk_apigatewayv2,
+            RuleMode::MatchAny,
+            [&v2_pages, &v2_stages]
+        ),
+        sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&sts]),
+    };
+    let registry = Registry::new();
+    let discovery = AwsDiscovery::new(clients, SelfMetrics::new(&registry, false).unwrap());
+    assert_eq!(discovery.account_id().await.unwrap(), "444455556666");
+    let filter = ApiFilter::new(&ApiSelection::default()).unwrap();
+    let found = discovery.discover(&filter).await.unwrap();
+    assert_eq!(
+        found.account_throttle,
+        Some(Throttle {
+            rate: 10_000.0,
+            burst: 5_000.0
+        })
+    );
+    let stage = &found.apis[0].stages.as_ref().unwrap()[0];
+    assert_eq!(
+        stage.throttle,
+        Some(Throttle {
+            rate: 100.0,
+            burst: 200.0
+        })
+    );
+    assert_eq!(
+        stage.route_throttles,
+        [(
+            RouteKey::Method {
+                resource: "/pets/{id}".into(),
+                method: "GET".into()
+            },
+            Throttle {
+                rate: 10.0,
+                burst: 20.0
+            }
+        )]
+    );
+    let raw = found.apis;
+    type Summary = Vec<(String, Vec<(String, bool, bool)>)>;
+    let summary: Summary = raw
+        .iter()
+        .map(|a| {
+            let stages = a
+                .stages
+                .iter()
+                .flatten()
+                .map(|s| (s.name.clone(), s.detailed_metrics, s.cache_enabled))
+                .collect();
+            (a.id.clone(), stages)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("r1".into(), vec![("r1-prod".into(), true, true)]),
+            ("r2".into(), vec![("r2-prod".into(), true, true)]),
+            (
+                "h1".into(),
+                vec![
+                    ("$default".into(), false, false),
+                    ("prod".into(), true, false)
+                ]
+            ),
+            (
+                "w1".into(),
+                vec![
+                    ("$default".into(), false, false),
+                    ("prod".into(), true, false)
+                ]
+            ),
+        ]
+    );
+    assert_eq!(rest_pages.num_calls(), 2);
+    assert_eq!(v2_pages.num_calls(), 2);
+}
