@@ -1,11 +1,13 @@
 //! Wiring: config → targets (AWS or demo) → poller and HTTP server, sharing one snapshot.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tracing::info;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::demo;
@@ -40,9 +42,11 @@ pub enum AppError {
 pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<Target>, AppError> {
     let mut targets = Vec::new();
     for (i, t) in config.targets.iter().enumerate() {
-        let filter = ApiFilter::new(&t.apis).map_err(|(field, j, e)| {
-            AppError::Config(format!("targets[{i}].apis.{field}[{j}]: {e}"))
-        })?;
+        let filter = ApiFilter::new(&t.apis)
+            .map_err(|(field, j, e)| {
+                AppError::Config(format!("targets[{i}].apis.{field}[{j}]: {e}"))
+            })?
+            .with_shard(config.shard);
         for region in &t.regions {
             let sdk = crate::aws::sdk_config(region, t, &config.aws.endpoints).await;
             let clients = crate::aws::clients(&sdk, &config.aws.endpoints);
@@ -118,50 +122,89 @@ pub async fn describe_plan(config: &Config) -> String {
     out
 }
 
-/// Runs the exporter until `shutdown` resolves: the poll loop in the background, the HTTP
-/// server in the foreground.
-pub async fn run(
-    mut config: Config,
-    mode: Mode,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), AppError> {
-    let registry = Registry::new();
-    let shared = SharedSnapshot::new();
-    let metrics = SelfMetrics::new(&registry, matches!(mode, Mode::Demo { .. }))?;
-    registry.register(Box::new(SnapshotCollector::new(Arc::clone(&shared))?))?;
+/// How long shutdown waits for an in-flight cycle before abandoning it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-    let (targets, clock): (Vec<Target>, Arc<dyn Clock>) = match mode {
-        Mode::Aws => (aws_targets(&config, &metrics).await?, Arc::new(SystemClock)),
+/// A request to re-read the config file (SIGHUP or `POST /-/reload`); the HTTP handler
+/// waits for the outcome, the signal handler does not.
+pub struct ReloadRequest {
+    pub respond: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Where the exporter's config comes from, so it can be read again.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub mode: Mode,
+    /// The config file; `None` when running on defaults (nothing to reload).
+    pub path: Option<PathBuf>,
+}
+
+/// The targets and settings a config yields.
+async fn build(
+    config: &mut Config,
+    mode: Mode,
+    metrics: &SelfMetrics,
+    clock: &Arc<dyn Clock>,
+) -> Result<(Vec<Target>, PollSettings), AppError> {
+    let targets = match mode {
+        Mode::Aws => aws_targets(config, metrics).await?,
         Mode::Demo { seed } => {
             // The demo has synthetic access logs too, so every family of the contract shows.
             config.access_logs.mode = crate::config::AccessLogsMode::MetricFilter;
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            (demo::targets(&config, seed, Arc::clone(&clock)), clock)
+            demo::targets(config, seed, Arc::clone(clock))
         }
     };
-    info!(
-        targets = targets.len(),
-        demo = matches!(mode, Mode::Demo { .. }),
-        "starting poll loop"
-    );
+    Ok((targets, settings(config)))
+}
+
+/// Runs the exporter until `shutdown` resolves: the poll loop and the reloader in the
+/// background, the HTTP server in the foreground. On shutdown, readiness goes false first,
+/// then the server stops accepting and an in-flight cycle gets [`SHUTDOWN_GRACE`].
+pub async fn run(
+    mut config: Config,
+    source: Source,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AppError> {
+    let demo = matches!(source.mode, Mode::Demo { .. });
+    let registry = Registry::new();
+    let shared = SharedSnapshot::new();
+    let metrics = SelfMetrics::new(&registry, demo)?;
+    registry.register(Box::new(SnapshotCollector::new(Arc::clone(&shared))?))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let (targets, poll_settings) = build(&mut config, source.mode, &metrics, &clock).await?;
+    info!(targets = targets.len(), demo, "starting poll loop");
     let poller = Poller::new(
         targets,
-        settings(&config),
-        clock,
+        poll_settings,
+        Arc::clone(&clock),
         Arc::clone(&shared),
-        metrics,
+        metrics.clone(),
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let poll_task = tokio::spawn(poller.run(stopped(stop_rx.clone())));
+    let (apply_tx, apply_rx) = mpsc::channel::<(Vec<Target>, PollSettings)>(1);
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let poll_task = tokio::spawn(poller.run(stopped(stop_rx.clone()), apply_rx));
+    let reload_task = tokio::spawn(reloader(
+        source.clone(),
+        metrics.clone(),
+        clock,
+        reload_rx,
+        apply_tx,
+    ));
+    let signal_task = tokio::spawn(reload_on_sighup(reload_tx.clone()));
+    metrics.config_reload_ok.set(1.0);
+
     let state = Arc::new(AppState {
         registry,
-        shared,
-        demo: matches!(mode, Mode::Demo { .. }),
+        shared: Arc::clone(&shared),
+        demo,
+        reload: Some(reload_tx),
     });
     let server = http::serve(listener, state, stopped(stop_rx));
     tokio::pin!(server);
@@ -170,7 +213,85 @@ pub async fn run(
         _ = &mut server => {}
     }
     info!("shutting down");
+    shared.set_ready(false);
     let _ = stop_tx.send(true);
-    let _ = poll_task.await;
+    signal_task.abort();
+    reload_task.abort();
+    if tokio::time::timeout(SHUTDOWN_GRACE, poll_task)
+        .await
+        .is_err()
+    {
+        warn!("poll cycle did not stop within {SHUTDOWN_GRACE:?}; abandoned");
+    }
     Ok(())
+}
+
+/// Serves reload requests one at a time: read and validate the file, build the new targets,
+/// hand them to the poll loop. An invalid file changes nothing.
+async fn reloader(
+    source: Source,
+    metrics: SelfMetrics,
+    clock: Arc<dyn Clock>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    apply: mpsc::Sender<(Vec<Target>, PollSettings)>,
+) {
+    while let Some(request) = requests.recv().await {
+        let result = match reload(&source, &metrics, &clock).await {
+            Ok(built) => match apply.send(built).await {
+                Ok(()) => {
+                    metrics.config_reload_ok.set(1.0);
+                    metrics.config_reload_time.set(clock.now() as f64);
+                    info!("config reloaded");
+                    Ok(())
+                }
+                Err(_) => Err("the poll loop has stopped".to_string()),
+            },
+            Err(e) => {
+                metrics.config_reload_ok.set(0.0);
+                error!(error = %e, "config reload rejected; the previous config keeps running");
+                Err(e)
+            }
+        };
+        if let Some(respond) = request.respond {
+            let _ = respond.send(result);
+        }
+    }
+}
+
+async fn reload(
+    source: &Source,
+    metrics: &SelfMetrics,
+    clock: &Arc<dyn Clock>,
+) -> Result<(Vec<Target>, PollSettings), String> {
+    let Some(path) = &source.path else {
+        return Err("no --config.file to reload: the exporter runs on built-in defaults".into());
+    };
+    let mut config = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    build(&mut config, source.mode, metrics, clock)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Turns SIGHUP into reload requests (Unix only).
+async fn reload_on_sighup(requests: mpsc::Sender<ReloadRequest>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            info!("SIGHUP: reloading the config");
+            if requests
+                .send(ReloadRequest { respond: None })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = requests;
 }

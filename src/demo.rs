@@ -142,6 +142,7 @@ pub fn targets(config: &Config, seed: u64, clock: Arc<dyn Clock>) -> Vec<Target>
         // Validation compiled these regexes already; fall back to everything.
         ApiFilter::new(&Default::default()).expect("default selection has no regex")
     });
+    let filter = filter.with_shard(config.shard);
     let period = config.poll.period.as_secs() as i64;
     vec![Target::new(
         REGION.to_string(),

@@ -15,9 +15,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::app::ReloadRequest;
 use crate::render;
 use crate::snapshot::SharedSnapshot;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub registry: Registry,
     pub shared: Arc<SharedSnapshot>,
     pub demo: bool,
+    /// Where `POST /-/reload` sends its request; `None` disables the endpoint.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 type Body = Full<Bytes>;
@@ -47,17 +50,49 @@ fn respond(
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Routes one request. Never panics and never waits on anything but the snapshot lock.
-pub fn handle(state: &AppState, method: &Method, path: &str) -> Response<Body> {
-    let allowed = matches!(*method, Method::GET | Method::HEAD);
-    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready");
-    if !known {
-        return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
+/// Routes one request: [`handle`], plus `POST /-/reload`, which waits for the reload.
+pub async fn route(state: &AppState, method: &Method, path: &str) -> Response<Body> {
+    if path != "/-/reload" || !matches!(*method, Method::POST | Method::PUT) {
+        return handle(state, method, path);
     }
-    if !allowed {
+    let Some(reload) = &state.reload else {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            "reload is not available\n",
+        );
+    };
+    let (tx, rx) = oneshot::channel();
+    if reload
+        .send(ReloadRequest { respond: Some(tx) })
+        .await
+        .is_err()
+    {
+        return respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "shutting down\n");
+    }
+    match rx.await {
+        Ok(Ok(())) => respond(StatusCode::OK, TEXT, "config reloaded\n"),
+        Ok(Err(e)) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("config reload rejected: {e}\n"),
+        ),
+        Err(_) => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "shutting down\n"),
+    }
+}
+
+/// Routes every request but reloads. Never panics and never waits on anything but the
+/// snapshot lock.
+pub fn handle(state: &AppState, method: &Method, path: &str) -> Response<Body> {
+    let allow = match path {
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" => "GET, HEAD",
+        "/-/reload" => "POST, PUT",
+        _ => return respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    };
+    if !allow.split(", ").any(|m| m == method.as_str()) {
         let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
         r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(ALLOW, HeaderValue::from_static(allow));
         return r;
     }
     match path {
@@ -98,7 +133,8 @@ fn landing(demo: bool) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>API Gateway Exporter</title></head>\
          <body><h1>API Gateway Exporter</h1>{banner}<p>Version {version}</p>\
          <ul><li><a href=\"/metrics\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
-         <li><a href=\"/-/ready\">Readiness</a></li></ul></body></html>\n",
+         <li><a href=\"/-/ready\">Readiness</a></li></ul>\
+         <p>Reload the config with <code>POST /-/reload</code> or SIGHUP.</p></body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
     )
 }
@@ -135,7 +171,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(handle(&state, req.method(), req.uri().path())) }
+                async move { Ok::<_, Infallible>(route(&state, req.method(), req.uri().path()).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -178,8 +178,12 @@ async fn main() -> ExitCode {
     } else {
         Mode::Aws
     };
+    let source = app::Source {
+        mode,
+        path: cli.config_file.clone(),
+    };
     info!(address = %addr, version = env!("CARGO_PKG_VERSION"), demo = cli.demo, "listening");
-    match app::run(config, mode, listener, shutdown_signal()).await {
+    match app::run(config, source, listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");

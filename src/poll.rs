@@ -254,20 +254,45 @@ impl Poller {
         .await
     }
 
-    /// Runs cycles every `poll.interval` until `shutdown` resolves. A cycle that runs long
-    /// delays the next tick instead of overlapping it.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
-        let mut ticker = tokio::time::interval(self.settings.poll.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Runs cycles every `poll.interval` until `shutdown` resolves. A cycle that runs past
+    /// the next tick makes the loop skip (and count) the ticks it missed: cycles never
+    /// overlap. New targets and settings from `reloads` take effect between cycles; the
+    /// store is kept, so counters of series that are still selected carry on.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut reloads: tokio::sync::mpsc::Receiver<(Vec<Target>, PollSettings)>,
+    ) {
         tokio::pin!(shutdown);
+        let mut next = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = ticker.tick() => {}
+                Some((targets, settings)) = reloads.recv() => {
+                    self.targets = targets;
+                    self.settings = settings;
+                    // Show the new config's series without waiting a whole interval.
+                    next = tokio::time::Instant::now();
+                    continue;
+                }
+                _ = tokio::time::sleep_until(next) => {}
             }
             tokio::select! {
                 _ = &mut shutdown => break,
                 report = self.cycle() => debug!(?report, "cycle finished"),
+            }
+            let interval = self.settings.poll.interval;
+            next += interval;
+            let now = tokio::time::Instant::now();
+            if now > next {
+                let missed =
+                    ((now - next).as_secs_f64() / interval.as_secs_f64()).floor() as u32 + 1;
+                self.metrics.cycles_skipped.inc_by(f64::from(missed));
+                warn!(
+                    missed,
+                    "poll cycle took longer than poll.interval; skipping ticks"
+                );
+                next += interval * missed;
             }
         }
     }

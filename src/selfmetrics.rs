@@ -40,6 +40,10 @@ pub struct SelfMetrics {
     pub rest_name_conflicts: GaugeVec,
     pub counter_decreases: Counter,
     pub query_errors: CounterVec,
+    pub cycles_skipped: Counter,
+    pub config_reload_ok: Gauge,
+    pub config_reload_time: Gauge,
+    pub otlp_exports: CounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -130,8 +134,31 @@ impl SelfMetrics {
                 ),
                 &["status"],
             )?,
+            cycles_skipped: Counter::with_opts(opts(
+                "cycles_skipped_total",
+                "Poll ticks skipped because the previous cycle was still running (cycles never overlap).",
+            ))?,
+            config_reload_ok: Gauge::with_opts(opts(
+                "config_last_reload_successful",
+                "1 when the last config reload (SIGHUP or POST /-/reload) succeeded, 0 when it was rejected.",
+            ))?,
+            config_reload_time: Gauge::with_opts(opts(
+                "config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful config reload (0 if none since start).",
+            ))?,
+            otlp_exports: CounterVec::new(
+                opts(
+                    "otlp_exports_total",
+                    "OTLP metric exports, by result (success or error).",
+                ),
+                &["result"],
+            )?,
         };
         registry.register(Box::new(m.build_info.clone()))?;
+        registry.register(Box::new(m.otlp_exports.clone()))?;
+        registry.register(Box::new(m.cycles_skipped.clone()))?;
+        registry.register(Box::new(m.config_reload_ok.clone()))?;
+        registry.register(Box::new(m.config_reload_time.clone()))?;
         registry.register(Box::new(m.up.clone()))?;
         registry.register(Box::new(m.cycle_duration.clone()))?;
         registry.register(Box::new(m.last_success.clone()))?;

@@ -59,12 +59,17 @@ const FAMILIES: &[&str] = &[
     "aws_apigateway_exporter_rest_name_conflicts",
     "aws_apigateway_exporter_series",
     "aws_apigateway_exporter_apis",
+    "aws_apigateway_exporter_cycles_skipped_total",
+    "aws_apigateway_exporter_config_last_reload_successful",
+    "aws_apigateway_exporter_config_last_reload_success_timestamp_seconds",
+    "aws_apigateway_exporter_otlp_exports_total",
 ];
 
 /// Families that exist only after something happened (a discovery call, a query error).
 const ON_EVENT: &[&str] = &[
     "aws_apigateway_exporter_aws_requests_total",
     "aws_apigateway_exporter_query_errors_total",
+    "aws_apigateway_exporter_otlp_exports_total",
 ];
 
 #[test]
@@ -76,6 +81,24 @@ fn the_demo_binary_serves_every_family_promtool_clean_and_labelled_as_demo() {
         assert!(
             m.samples.iter().any(|s| s.name == *family),
             "{family} missing from the demo output"
+        );
+    }
+    for sample in &m.samples {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                sample
+                    .name
+                    .strip_suffix(s)
+                    .filter(|b| FAMILIES.iter().any(|f| f.starts_with(b)))
+            })
+            .unwrap_or(&sample.name);
+        assert!(
+            FAMILIES
+                .iter()
+                .any(|f| *f == family || f.trim_end_matches("_bucket") == family),
+            "{} is served but not in FAMILIES (and so maybe not in the README)",
+            sample.name
         );
     }
     for reason in ["throttled", "quota_exceeded"] {

@@ -53,6 +53,17 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub aws: AwsConfig,
     pub access_logs: AccessLogsConfig,
+    /// This replica's share of the APIs, when several replicas split one inventory.
+    pub shard: Option<ShardConfig>,
+}
+
+/// Replica `index` of `total` exports the APIs whose id hashes to `index` (a stable FNV-1a
+/// hash, so every replica agrees without talking to the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    pub index: u32,
+    pub total: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -396,6 +407,20 @@ impl Config {
                 return Err(invalid(
                     format!("tags_as_labels[{i}]"),
                     format!("{tag:?} is listed twice"),
+                ));
+            }
+        }
+        if let Some(shard) = &self.shard {
+            if shard.total == 0 {
+                return Err(invalid("shard.total", "must be at least 1"));
+            }
+            if shard.index >= shard.total {
+                return Err(invalid(
+                    "shard.index",
+                    format!(
+                        "must be below shard.total ({}): shards count from 0",
+                        shard.total
+                    ),
                 ));
             }
         }

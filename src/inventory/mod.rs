@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use regex::Regex;
 
-use crate::config::{ApiSelection, StageSelection};
+use crate::config::{ApiSelection, ShardConfig, StageSelection};
 use crate::model::ApiType;
 
 pub use rest_names::cloudwatch_rest_name;
@@ -158,6 +158,18 @@ pub struct ApiFilter {
     exclude: Vec<Regex>,
     tags: BTreeMap<String, String>,
     stages: StageSelection,
+    shard: Option<ShardConfig>,
+}
+
+/// The shard an API id belongs to: FNV-1a of the id, modulo `total`. Stable across
+/// processes, versions and machines, which is what lets replicas split the work.
+pub fn shard_of(api_id: &str, total: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in api_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(total.max(1))) as u32
 }
 
 impl ApiFilter {
@@ -175,7 +187,14 @@ impl ApiFilter {
             exclude: compile("exclude", &sel.exclude)?,
             tags: sel.tags.clone(),
             stages: sel.stages.clone(),
+            shard: None,
         })
+    }
+
+    /// Keeps only the APIs of one shard.
+    pub fn with_shard(mut self, shard: Option<ShardConfig>) -> ApiFilter {
+        self.shard = shard;
+        self
     }
 
     pub fn wants_type(&self, api_type: ApiType) -> bool {
@@ -196,6 +215,7 @@ impl ApiFilter {
             && (self.include.is_empty() || self.include.iter().any(matches))
             && !self.exclude.iter().any(matches)
             && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+            && self.shard.is_none_or(|s| shard_of(id, s.total) == s.index)
     }
 
     /// Whether discovery must call GetStages at all (`stages: []` means API-level only).
@@ -389,6 +409,25 @@ mod tests {
             RouteKey::from_v2("$connect", true),
             RouteKey::Route("$connect".into())
         );
+    }
+
+    #[test]
+    fn shards_split_the_apis_without_overlap() {
+        let raw: Vec<RawApi> = (0..200)
+            .map(|i| api(&format!("id{i:04}"), "n", ApiType::Http, &["prod"]))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for index in 0..3 {
+            let f = filter("{}").with_shard(Some(ShardConfig { index, total: 3 }));
+            let inv = build("1", "r", &found(raw.clone()), &f);
+            assert!(inv.apis.len() > 40, "shard {index} has {}", inv.apis.len());
+            for a in inv.apis {
+                assert!(seen.insert(a.id), "an API in two shards");
+            }
+        }
+        assert_eq!(seen.len(), 200);
+        // Stable: the same id always lands in the same shard.
+        assert_eq!(shard_of("a1b2c3d4e5", 7), shard_of("a1b2c3d4e5", 7));
     }
 
     #[test]
