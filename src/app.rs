@@ -9,24 +9,29 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{AccessLogsMode, Config};
 use crate::demo;
 use crate::http::{self, AppState};
 use crate::inventory::ApiFilter;
 use crate::inventory::aws::AwsDiscovery;
-use crate::poll::{Clock, PollSettings, Poller, SystemClock, Target};
+use crate::plan::AccessLogs;
+use crate::poll::{Clock, OffsetClock, PollSettings, Poller, SystemClock, Target};
 use crate::render::SnapshotCollector;
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::SharedSnapshot;
+use crate::source::RoutedSource;
 use crate::source::cloudwatch::CloudWatchSource;
+use crate::source::logs::AccessLogSource;
 
 /// Where the data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Aws,
-    /// The built-in synthetic source, with its seed.
+    /// The built-in synthetic source, with its seed, and the instant its simulated clock
+    /// starts at (`None`: now).
     Demo {
         seed: u64,
+        start: Option<i64>,
     },
 }
 
@@ -50,11 +55,22 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
         for region in &t.regions {
             let sdk = crate::aws::sdk_config(region, t, &config.aws.endpoints).await;
             let clients = crate::aws::clients(&sdk, &config.aws.endpoints);
+            let source = Arc::new(RoutedSource {
+                metrics: Arc::new(CloudWatchSource::new(
+                    clients.cloudwatch.clone(),
+                    metrics.clone(),
+                )),
+                logs: Arc::new(AccessLogSource::new(
+                    clients.logs.clone(),
+                    config.access_logs.filter_pattern.clone(),
+                    metrics.clone(),
+                )),
+            });
             targets.push(Target::new(
                 region.clone(),
                 filter.clone(),
-                Arc::new(AwsDiscovery::new(clients.clone(), metrics.clone())),
-                Arc::new(CloudWatchSource::new(clients.cloudwatch, metrics.clone())),
+                Arc::new(AwsDiscovery::new(clients, metrics.clone())),
+                source,
             ));
         }
     }
@@ -68,13 +84,16 @@ pub fn settings(config: &Config) -> PollSettings {
         refresh_interval: config.discovery.refresh_interval,
         plan: crate::plan::PlanOptions {
             latency: config.latency.stats(),
-            access_logs: (config.access_logs.mode == crate::config::AccessLogsMode::MetricFilter)
-                .then(|| {
-                    (
-                        Arc::from(config.access_logs.namespace.as_str()),
-                        Arc::from(config.access_logs.metric_name.as_str()),
-                    )
+            access_logs: match config.access_logs.mode {
+                AccessLogsMode::Off => None,
+                AccessLogsMode::MetricFilter => Some(AccessLogs::MetricFilter {
+                    namespace: Arc::from(config.access_logs.namespace.as_str()),
+                    metric: Arc::from(config.access_logs.metric_name.as_str()),
                 }),
+                AccessLogsMode::FilterLogEvents => Some(AccessLogs::LogEvents {
+                    log_group: config.access_logs.log_group.as_deref().map(Arc::from),
+                }),
+            },
         },
         tags_as_labels: config.tags_as_labels.clone(),
     }
@@ -118,6 +137,7 @@ pub async fn describe_plan(config: &Config) -> String {
         &inventories,
         &plans,
         config.poll.interval,
+        &settings(config).plan,
     ));
     out
 }
@@ -148,9 +168,9 @@ async fn build(
 ) -> Result<(Vec<Target>, PollSettings), AppError> {
     let targets = match mode {
         Mode::Aws => aws_targets(config, metrics).await?,
-        Mode::Demo { seed } => {
+        Mode::Demo { seed, .. } => {
             // The demo has synthetic access logs too, so every family of the contract shows.
-            config.access_logs.mode = crate::config::AccessLogsMode::MetricFilter;
+            config.access_logs.mode = AccessLogsMode::MetricFilter;
             demo::targets(config, seed, Arc::clone(clock))
         }
     };
@@ -171,9 +191,28 @@ pub async fn run(
     let shared = SharedSnapshot::new();
     let metrics = SelfMetrics::new(&registry, demo)?;
     registry.register(Box::new(SnapshotCollector::new(Arc::clone(&shared))?))?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = match source.mode {
+        Mode::Demo {
+            start: Some(start), ..
+        } => Arc::new(OffsetClock::starting_at(start)),
+        _ => Arc::new(SystemClock),
+    };
 
     let (targets, poll_settings) = build(&mut config, source.mode, &metrics, &clock).await?;
+    // OTLP push: set up before anything runs, so that a setup error fails the start.
+    let otlp = if config.otlp.enabled {
+        let port = listener.local_addr().ok().map(|a| a.port());
+        let exporter = crate::otlp::Exporter::new(
+            &config.otlp,
+            &crate::otlp::instance_id(port),
+            Arc::clone(&shared),
+            metrics.clone(),
+        )
+        .map_err(|e| AppError::Config(e.to_string()))?;
+        Some(exporter)
+    } else {
+        None
+    };
     info!(targets = targets.len(), demo, "starting poll loop");
     let poller = Poller::new(
         targets,
@@ -190,6 +229,7 @@ pub async fn run(
     let (apply_tx, apply_rx) = mpsc::channel::<(Vec<Target>, PollSettings)>(1);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let poll_task = tokio::spawn(poller.run(stopped(stop_rx.clone()), apply_rx));
+    let otlp_task = otlp.map(|exporter| tokio::spawn(exporter.run(stopped(stop_rx.clone()))));
     let reload_task = tokio::spawn(reloader(
         source.clone(),
         metrics.clone(),
@@ -222,6 +262,17 @@ pub async fn run(
         .is_err()
     {
         warn!("poll cycle did not stop within {SHUTDOWN_GRACE:?}; abandoned");
+    }
+    // The exporter flushed on the same stop signal, concurrently with the wait above.
+    if let Some(task) = otlp_task
+        && tokio::time::timeout(crate::otlp::SHUTDOWN_GRACE, task)
+            .await
+            .is_err()
+    {
+        warn!(
+            "final OTLP export did not finish within {:?}; abandoned",
+            crate::otlp::SHUTDOWN_GRACE
+        );
     }
     Ok(())
 }

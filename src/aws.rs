@@ -19,6 +19,7 @@ pub struct TargetClients {
     pub apigateway: aws_sdk_apigateway::Client,
     pub apigatewayv2: aws_sdk_apigatewayv2::Client,
     pub sts: aws_sdk_sts::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 fn timeouts() -> TimeoutConfig {
@@ -77,6 +78,7 @@ pub fn clients(config: &SdkConfig, endpoints: &Endpoints) -> TargetClients {
         apigateway: client!(aws_sdk_apigateway, &endpoints.apigateway),
         apigatewayv2: client!(aws_sdk_apigatewayv2, &endpoints.apigatewayv2),
         sts: client!(aws_sdk_sts, &endpoints.sts),
+        logs: client!(aws_sdk_cloudwatchlogs, &endpoints.logs),
     }
 }
 

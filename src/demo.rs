@@ -3,15 +3,16 @@
 //!
 //! Values are a pure function of (seed, series, statistic, period): re-reading a period gives
 //! the same answer, and a period's counts grow until a minute after it ends, like CloudWatch's
-//! late data. Traffic follows a daily curve with noise; a 20-minute incident schedule makes
-//! every shipped alert fire and resolve:
+//! late data. Traffic follows a daily curve with noise; an hourly incident schedule makes
+//! every API alert the project ships fire and resolve (the exporter's own alerts need a real
+//! fault; the alert rules' unit tests cover them):
 //!
 //! | minutes | API | what |
 //! |---|---|---|
-//! | 2–7 | `payments` (REST) `prod` | 5XX burst: 12 % of requests |
-//! | 8–12 | `orders` (HTTP) `$default` | traffic near the 250 rps stage limit: 25 % answered 4XX, 22 % 429 |
-//! | 12–18 | `reports` (REST) `prod` | integration latency creeps toward the 29 s timeout |
-//! | 15–18 | `chat` (WebSocket) `production` | integration error spike |
+//! | 0–12 | `payments` (REST) `prod` | 5XX burst: 12 % of requests |
+//! | 15–38 | `orders` (HTTP) `$default` | demand above the 250 rps stage limit: 25 % answered 4XX, 22 % 429 |
+//! | 40–58 | `reports` (REST) `prod` | integration latency climbs to 98 % of the 29 s timeout |
+//! | 45–55 | `chat` (WebSocket) `production` | integration errors at 20 % of messages |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,8 +34,38 @@ pub const ACCOUNT_ID: &str = "000000000000";
 pub const REGION: &str = "demo-region-1";
 /// API Gateway's default integration timeout, in milliseconds.
 const TIMEOUT_MS: f64 = 29_000.0;
-/// Length of the incident schedule, in seconds.
-pub const INCIDENT_CYCLE: i64 = 20 * 60;
+/// Length of the incident schedule, in seconds: an hour, so every incident lasts longer
+/// than the `for:` of the alert it should fire (up to 15 minutes) plus its rate window.
+pub const INCIDENT_CYCLE: i64 = 60 * 60;
+
+/// A recurring incident on an API's first stage, in minutes of the hourly cycle.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub api: &'static str,
+    pub minutes: std::ops::Range<i64>,
+}
+
+/// 5XX burst: 12 % of payments' requests fail (ApiGateway5xxErrorRateHigh, error budget burn).
+pub const FIVE_XX_BURST: Incident = Incident {
+    api: "payments",
+    minutes: 0..12,
+};
+/// Demand above orders' 250 rps stage limit: 25 % answered 4XX, 22 % 429
+/// (ApiGateway4xxErrorRateHigh, ApiGatewayThrottling, ApiGatewayNearThrottleLimit).
+pub const THROTTLING: Incident = Incident {
+    api: "orders",
+    minutes: 15..38,
+};
+/// reports' integration latency climbs to 98 % of its 29 s timeout (ApiGatewayLatencyNearTimeout).
+pub const LATENCY_CREEP: Incident = Incident {
+    api: "reports",
+    minutes: 40..58,
+};
+/// chat's integration errors reach 20 % of messages (ApiGatewayWebSocketErrorRateHigh).
+pub const WEBSOCKET_ERRORS: Incident = Incident {
+    api: "chat",
+    minutes: 45..55,
+};
 
 /// One demo API: its traffic level and shape.
 #[derive(Debug, Clone, Copy)]
@@ -97,8 +128,8 @@ const APIS: [DemoApi; 6] = [
         name: "orders",
         api_type: ApiType::Http,
         endpoint: "REGIONAL",
-        stages: &[("$default", false, false)],
-        peak_rps: 200.0,
+        stages: &[("$default", true, false)],
+        peak_rps: 140.0,
         latency_ms: 45.0,
         integration_ms: 38.0,
         limit: Some((250.0, 500.0)),
@@ -121,7 +152,7 @@ const APIS: [DemoApi; 6] = [
         name: "chat",
         api_type: ApiType::Websocket,
         endpoint: "REGIONAL",
-        stages: &[("production", false, false)],
+        stages: &[("production", true, false)],
         peak_rps: 40.0,
         latency_ms: 0.0,
         integration_ms: 25.0,
@@ -154,6 +185,33 @@ pub fn targets(config: &Config, seed: u64, clock: Arc<dyn Clock>) -> Vec<Target>
             period,
         }),
     )]
+}
+
+/// The detailed metrics of a demo stage: every route of the API, every metric of its type.
+fn demo_routes(a: &DemoApi) -> Vec<crate::inventory::RouteMetrics> {
+    let websocket = a.api_type == ApiType::Websocket;
+    a.routes
+        .iter()
+        .map(|(route, _)| {
+            let key = RouteKey::from_v2(route, websocket);
+            let dimensions = match &key {
+                RouteKey::Method { resource, method } => vec![
+                    ("Method".to_string(), method.clone()),
+                    ("Resource".to_string(), resource.clone()),
+                ],
+                RouteKey::Route(r) => vec![("Route".to_string(), r.clone())],
+            };
+            crate::inventory::RouteMetrics {
+                key,
+                dimensions,
+                metrics: Family::ALL
+                    .iter()
+                    .filter_map(|f| f.cloudwatch_metric(a.api_type))
+                    .map(str::to_string)
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// The demo inventory.
@@ -189,6 +247,12 @@ impl Discovery for DemoDiscovery {
                                 detailed_metrics: *detailed,
                                 cache_enabled: *cache,
                                 throttle,
+                                access_log_group: Some(format!("/demo/{}/{name}", a.name)),
+                                routes: if *detailed {
+                                    demo_routes(a)
+                                } else {
+                                    Vec::new()
+                                },
                                 // The first route of a limited stage has a tighter limit.
                                 route_throttles: throttle
                                     .zip(a.routes.first())
@@ -251,11 +315,31 @@ impl MetricSource for DemoSource {
                     return Outcome::Points(Vec::new());
                 };
                 let stage = q.labels.stage.as_deref().unwrap_or("");
+                // Routes split their stage's traffic: the first route takes 70 %, the rest share
+                // what is left.
+                let share = match &q.labels.route {
+                    None => 1.0,
+                    Some(key) => {
+                        let index = api
+                            .routes
+                            .iter()
+                            .position(|(r, _)| {
+                                RouteKey::from_v2(r, api.api_type == ApiType::Websocket) == *key
+                            })
+                            .unwrap_or(0);
+                        if index == 0 {
+                            0.7
+                        } else {
+                            0.3 / (api.routes.len() - 1).max(1) as f64
+                        }
+                    }
+                };
                 let points = (window.start..window.end)
                     .step_by(window.period.max(1) as usize)
                     .filter(|t| *t <= now)
                     .filter_map(|t| {
-                        let p = Period::new(self.seed, api, stage, t, self.period);
+                        let mut p = Period::new(self.seed, api, stage, t, self.period);
+                        p.requests = (p.requests * share).round();
                         // Counts arrive gradually until a minute after the period ends.
                         let arrived =
                             ((now - t) as f64 / (self.period + 60) as f64).clamp(0.0, 1.0);
@@ -281,6 +365,8 @@ struct Period {
     /// Shares of requests answered 429 for a throttle limit and for a usage plan quota.
     throttled_rate: f64,
     quota_rate: f64,
+    /// An incident's own Maximum integration latency, in milliseconds.
+    max_ms: Option<f64>,
     noise: f64,
 }
 
@@ -314,25 +400,35 @@ impl Period {
             } else {
                 0.0
             },
+            max_ms: None,
             noise,
         };
-        match (api.name, primary) {
-            ("payments", true) if (2..7).contains(&minute) => p.rate_5xx = 0.12,
-            ("orders", true) if (8..12).contains(&minute) => {
-                // Traffic near the stage limit; most of the 4XX answers are 429s.
-                p.requests = (p.requests * 1.3).round();
-                p.rate_4xx = 0.25;
-                p.throttled_rate = 0.22;
-            }
-            ("reports", true) if (12..18).contains(&minute) => {
-                // p99 climbs from about 1 s to about 27 s over six minutes, max beyond it.
-                let step = (minute - 12) as f64 / 5.0;
-                p.integration_ms = 900.0 + step * 10_000.0;
-                p.latency_ms = p.integration_ms + 40.0;
-                p.sigma = 0.38;
-            }
-            ("chat", true) if (15..18).contains(&minute) => p.ws_integration_error_rate = 0.2,
-            _ => {}
+        let active = |incident: Incident| {
+            primary && api.name == incident.api && incident.minutes.contains(&minute)
+        };
+        if active(FIVE_XX_BURST) {
+            p.rate_5xx = 0.12;
+        }
+        if active(THROTTLING) {
+            // Demand beyond the stage limit: traffic near it, most of the 4XX answers 429s.
+            let limit = api
+                .limit
+                .map_or(p.requests, |(rate, _)| rate * period as f64);
+            p.requests = (limit * (1.08 + 0.04 * noise)).round();
+            p.rate_4xx = 0.25;
+            p.throttled_rate = 0.22;
+        }
+        if active(LATENCY_CREEP) {
+            // Integration latency climbs over three minutes, then its maximum stays at about
+            // 98 % of the 29 s timeout.
+            let climb = ((minute - LATENCY_CREEP.minutes.start) as f64 / 3.0).min(1.0);
+            p.integration_ms = 900.0 + climb * 9_000.0;
+            p.latency_ms = p.integration_ms + 40.0;
+            p.sigma = 0.38;
+            p.max_ms = Some(900.0 + climb * (28_300.0 + 200.0 * noise - 900.0));
+        }
+        if active(WEBSOCKET_ERRORS) {
+            p.ws_integration_error_rate = 0.2;
         }
         p
     }
@@ -401,9 +497,12 @@ fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
             Stat::Sum => Some(n * mean),
             Stat::SampleCount => Some(n),
             // API Gateway cuts integrations off at the 29 s timeout.
-            Stat::Maximum => {
-                Some((median * (p.sigma * (3.0 + 0.5 * p.noise)).exp()).min(TIMEOUT_MS))
-            }
+            Stat::Maximum => Some(
+                p.max_ms
+                    .filter(|_| median == p.integration_ms)
+                    .unwrap_or_else(|| median * (p.sigma * (3.0 + 0.5 * p.noise)).exp())
+                    .min(TIMEOUT_MS),
+            ),
             Stat::Percentile(_) => {
                 Some(median * (p.sigma * normal_quantile(stat.quantile()?)).exp())
             }

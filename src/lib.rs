@@ -13,6 +13,7 @@
 //! - [`store`]: per-period values → exact counters and settled gauges.
 //! - [`snapshot`]: the immutable view that readers share.
 //! - [`render`], [`http`]: the Prometheus exposition and the HTTP endpoints.
+//! - [`otlp`]: OTLP push of the same snapshot (gRPC or HTTP/protobuf) to a collector.
 //! - [`poll`]: the loop that drives it all; [`app`]: the wiring; [`selfmetrics`]: its own health.
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod demo;
 pub mod http;
 pub mod inventory;
 pub mod model;
+pub mod otlp;
 pub mod plan;
 pub mod poll;
 pub mod render;

@@ -34,6 +34,10 @@ struct Cli {
     /// Seed of the demo's synthetic traffic.
     #[arg(long = "demo.seed", value_name = "N", default_value_t = 1)]
     demo_seed: u64,
+    /// Start the demo's simulated clock at this instant (RFC 3339, e.g. 2026-01-01T16:06:00Z)
+    /// instead of now; it then runs in real time. Shows a chosen point of the incident schedule.
+    #[arg(long = "demo.start-time", value_name = "TIME", value_parser = parse_start_time)]
+    demo_start_time: Option<i64>,
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(
         long = "log.level",
@@ -57,6 +61,14 @@ enum Command {
 enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_start_time(s: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{e}; write it like 2026-01-01T16:06:00Z"))?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|_| "must be after 1970".to_string())
 }
 
 /// Exit code for an invalid config or command line (as clap uses for bad flags).
@@ -174,6 +186,7 @@ async fn main() -> ExitCode {
     let mode = if cli.demo {
         Mode::Demo {
             seed: cli.demo_seed,
+            start: cli.demo_start_time,
         }
     } else {
         Mode::Aws

@@ -288,6 +288,44 @@ impl Family {
         }
     }
 
+    /// The family's name for a stage-level (`route == false`) or route-level series: route
+    /// families have their own names so `sum()` over a family never double counts.
+    pub fn name_at(self, route: bool) -> &'static str {
+        if !route {
+            return self.info().name;
+        }
+        match self {
+            Family::Requests => "aws_apigateway_route_requests_total",
+            Family::Errors4xx => "aws_apigateway_route_4xx_errors_total",
+            Family::Errors5xx => "aws_apigateway_route_5xx_errors_total",
+            Family::CacheHits => "aws_apigateway_route_cache_hits_total",
+            Family::CacheMisses => "aws_apigateway_route_cache_misses_total",
+            Family::ProcessedBytes => "aws_apigateway_route_processed_bytes_total",
+            Family::WsConnects => "aws_apigateway_route_websocket_connects_total",
+            Family::WsMessages => "aws_apigateway_route_websocket_messages_total",
+            Family::WsClientErrors => "aws_apigateway_route_websocket_client_errors_total",
+            Family::WsIntegrationErrors => {
+                "aws_apigateway_route_websocket_integration_errors_total"
+            }
+            Family::WsExecutionErrors => "aws_apigateway_route_websocket_execution_errors_total",
+            Family::Latency => "aws_apigateway_route_latency_seconds",
+            Family::IntegrationLatency => "aws_apigateway_route_integration_latency_seconds",
+            // Access logs are counted per stage only.
+            Family::Throttled | Family::QuotaExceeded => self.info().name,
+        }
+    }
+
+    /// The `_max_seconds` gauge of a summary family, at stage or route level.
+    pub fn max_name_at(self, route: bool) -> Option<&'static str> {
+        match (self, route) {
+            (Family::Latency, true) => Some("aws_apigateway_route_latency_max_seconds"),
+            (Family::IntegrationLatency, true) => {
+                Some("aws_apigateway_route_integration_latency_max_seconds")
+            }
+            _ => self.max_name(),
+        }
+    }
+
     /// The name of the `_max_seconds` gauge that accompanies a summary family.
     pub fn max_name(self) -> Option<&'static str> {
         match self {
@@ -360,6 +398,39 @@ impl Stat {
     }
 }
 
+/// A method (REST, HTTP: resource path and HTTP method) or a route key (WebSocket, and HTTP
+/// routes that are not `METHOD /path`, like `$default`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKey {
+    Method { resource: String, method: String },
+    Route(String),
+}
+
+impl RouteKey {
+    /// An apigatewayv2 route key: `GET /pets` for HTTP APIs, `$connect` or `sendMessage`
+    /// for WebSocket APIs.
+    pub fn from_v2(key: &str, websocket: bool) -> RouteKey {
+        match key.split_once(' ') {
+            Some((method, resource)) if !websocket => RouteKey::Method {
+                resource: resource.to_string(),
+                method: method.to_string(),
+            },
+            _ => RouteKey::Route(key.to_string()),
+        }
+    }
+
+    /// The labels this key adds to a series.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        match self {
+            RouteKey::Method { resource, method } => vec![
+                ("resource".into(), resource.clone()),
+                ("method".into(), method.clone()),
+            ],
+            RouteKey::Route(route) => vec![("route".into(), route.clone())],
+        }
+    }
+}
+
 /// Where a series comes from: the contract's identifying labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesLabels {
@@ -370,6 +441,8 @@ pub struct SeriesLabels {
     pub api_type: ApiType,
     /// `None` for API-level series (no stage selected for the API).
     pub stage: Option<String>,
+    /// The method or route of a route-level series (detailed metrics).
+    pub route: Option<RouteKey>,
 }
 
 impl SeriesLabels {
@@ -382,6 +455,7 @@ impl SeriesLabels {
             api_name: String::new(),
             api_type: ApiType::Rest,
             stage: None,
+            route: None,
         }
     }
 
@@ -403,6 +477,14 @@ impl SeriesLabels {
         ];
         if let Some(stage) = &self.stage {
             pairs.push(("stage", stage.as_str()));
+        }
+        match &self.route {
+            Some(RouteKey::Method { resource, method }) => {
+                pairs.push(("resource", resource.as_str()));
+                pairs.push(("method", method.as_str()));
+            }
+            Some(RouteKey::Route(route)) => pairs.push(("route", route.as_str())),
+            None => {}
         }
         pairs
     }
@@ -432,6 +514,25 @@ mod tests {
             "p0", "p100", "p", "99", "p99.", "p99.999", "px", "p-1", "p1e2",
         ] {
             assert_eq!(Stat::parse_percentile(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn route_names_mirror_stage_names() {
+        for family in Family::ALL {
+            let (stage, route) = (family.name_at(false), family.name_at(true));
+            if family.info().reason.is_none() {
+                assert_eq!(
+                    route,
+                    stage.replacen("aws_apigateway_", "aws_apigateway_route_", 1)
+                );
+            }
+            if let Some(max) = family.max_name() {
+                assert_eq!(
+                    family.max_name_at(true).unwrap(),
+                    max.replacen("aws_apigateway_", "aws_apigateway_route_", 1)
+                );
+            }
         }
     }
 

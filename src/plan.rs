@@ -25,6 +25,8 @@ pub struct Query {
     pub metric_name: Arc<str>,
     pub dimensions: Vec<(&'static str, String)>,
     pub labels: Labels,
+    /// Answered from this access log group's events instead of a CloudWatch metric.
+    pub log_group: Option<Arc<str>>,
 }
 
 /// The queries of one target (account × region).
@@ -36,14 +38,26 @@ pub struct TargetPlan {
 }
 
 impl TargetPlan {
-    /// The queries of each GetMetricData call.
-    pub fn batches(&self) -> std::slice::Chunks<'_, Query> {
-        self.queries.chunks(MAX_QUERIES_PER_CALL)
+    /// The metric queries (first) and the access-log queries (last, answered from logs).
+    fn split(&self) -> (&[Query], &[Query]) {
+        let at = self.queries.partition_point(|q| q.log_group.is_none());
+        self.queries.split_at(at)
     }
 
-    /// GetMetricData calls per cycle: ceil(queries / 500).
+    /// The batches of a cycle: the metric queries 500 to a GetMetricData call, then the
+    /// access-log queries, if any, as one batch of their own.
+    pub fn batches(&self) -> Vec<&[Query]> {
+        let (metrics, logs) = self.split();
+        let mut batches: Vec<&[Query]> = metrics.chunks(MAX_QUERIES_PER_CALL).collect();
+        if !logs.is_empty() {
+            batches.push(logs);
+        }
+        batches
+    }
+
+    /// GetMetricData calls per cycle: ceil(metric queries / 500).
     pub fn calls(&self) -> usize {
-        self.queries.len().div_ceil(MAX_QUERIES_PER_CALL)
+        self.split().0.len().div_ceil(MAX_QUERIES_PER_CALL)
     }
 }
 
@@ -69,12 +83,24 @@ pub fn stats_for(family: Family, latency: &[Stat]) -> Vec<Stat> {
 pub struct PlanOptions {
     /// Latency statistics beyond `Sum` and `SampleCount`.
     pub latency: Vec<Stat>,
-    /// Namespace and metric name that an access-log metric filter publishes 429 counts to.
-    pub access_logs: Option<(Arc<str>, Arc<str>)>,
+    /// Where 429 counts come from, if anywhere.
+    pub access_logs: Option<AccessLogs>,
+}
+
+/// How 429s are read from access logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessLogs {
+    /// A metric filter publishes counts as `metric` in `namespace` (GetMetricData).
+    MetricFilter {
+        namespace: Arc<str>,
+        metric: Arc<str>,
+    },
+    /// The exporter reads the events (FilterLogEvents) from this group, or each stage's own.
+    LogEvents { log_group: Option<Arc<str>> },
 }
 
 /// The value of the `Reason` dimension an access-log metric filter publishes.
-fn reason_dimension(family: Family) -> &'static str {
+pub fn reason_dimension(family: Family) -> &'static str {
     match family {
         Family::QuotaExceeded => "QUOTA_EXCEEDED",
         _ => "THROTTLED",
@@ -88,6 +114,7 @@ fn reason_dimension(family: Family) -> &'static str {
 pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
     let namespace: Arc<str> = Arc::from(crate::source::cloudwatch::NAMESPACE);
     let mut queries = Vec::new();
+    let mut log_queries = Vec::new();
     for api in &inv.apis {
         if api.stages.is_empty() {
             if !api.api_level_ambiguous {
@@ -107,25 +134,52 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                     stage.cache_enabled,
                     &opts.latency,
                 );
-            }
-            if let Some((ns, metric)) = &opts.access_logs {
-                for family in [Family::Throttled, Family::QuotaExceeded] {
-                    queries.push(Query {
-                        namespace: Arc::clone(ns),
-                        family,
-                        stat: Stat::Sum,
-                        metric_name: Arc::clone(metric),
-                        dimensions: vec![
-                            ("ApiId", api.id.clone()),
-                            ("Stage", stage.name.clone()),
-                            ("Reason", reason_dimension(family).to_string()),
-                        ],
-                        labels: Arc::clone(&labels),
-                    });
+                for route in &stage.routes {
+                    push_route(&mut queries, &namespace, api, &labels, route, &opts.latency);
                 }
+            }
+            let (ns, metric, log_group) = match &opts.access_logs {
+                None => continue,
+                Some(AccessLogs::MetricFilter { namespace, metric }) => {
+                    (Arc::clone(namespace), Arc::clone(metric), None)
+                }
+                Some(AccessLogs::LogEvents { log_group }) => {
+                    let Some(group) = log_group
+                        .clone()
+                        .or_else(|| stage.access_log_group.as_deref().map(Arc::from))
+                    else {
+                        continue;
+                    };
+                    (
+                        Arc::clone(&namespace),
+                        Arc::from("AccessLogEvents"),
+                        Some(group),
+                    )
+                }
+            };
+            let list = if log_group.is_some() {
+                &mut log_queries
+            } else {
+                &mut queries
+            };
+            for family in [Family::Throttled, Family::QuotaExceeded] {
+                list.push(Query {
+                    namespace: Arc::clone(&ns),
+                    family,
+                    stat: Stat::Sum,
+                    metric_name: Arc::clone(&metric),
+                    dimensions: vec![
+                        ("ApiId", api.id.clone()),
+                        ("Stage", stage.name.clone()),
+                        ("Reason", reason_dimension(family).to_string()),
+                    ],
+                    labels: Arc::clone(&labels),
+                    log_group: log_group.clone(),
+                });
             }
         }
     }
+    queries.append(&mut log_queries);
     TargetPlan {
         account_id: inv.account_id.clone(),
         region: inv.region.clone(),
@@ -141,7 +195,56 @@ fn labels(inv: &TargetInventory, api: &Api, stage: Option<&str>) -> Labels {
         api_name: api.name.clone(),
         api_type: api.api_type,
         stage: stage.map(str::to_string),
+        route: None,
     })
+}
+
+/// Route-level queries: the families whose metric ListMetrics found for this route, with
+/// the route's own dimensions.
+fn push_route(
+    queries: &mut Vec<Query>,
+    namespace: &Arc<str>,
+    api: &Api,
+    stage_labels: &Labels,
+    route: &crate::inventory::RouteMetrics,
+    latency: &[Stat],
+) {
+    let labels = Arc::new(SeriesLabels {
+        route: Some(route.key.clone()),
+        ..(**stage_labels).clone()
+    });
+    let mut dimensions = vec![
+        (api.api_type.api_dimension(), api.cloudwatch_key.clone()),
+        ("Stage", stage_labels.stage.clone().unwrap_or_default()),
+    ];
+    for (name, value) in &route.dimensions {
+        let name: &'static str = match name.as_str() {
+            "Method" => "Method",
+            "Resource" => "Resource",
+            "Route" => "Route",
+            _ => continue,
+        };
+        dimensions.push((name, value.clone()));
+    }
+    for family in Family::ALL {
+        let Some(metric_name) = family.cloudwatch_metric(api.api_type) else {
+            continue;
+        };
+        if !route.metrics.iter().any(|m| m == metric_name) {
+            continue;
+        }
+        for stat in stats_for(family, latency) {
+            queries.push(Query {
+                namespace: Arc::clone(namespace),
+                family,
+                stat,
+                metric_name: Arc::from(metric_name),
+                dimensions: dimensions.clone(),
+                labels: Arc::clone(&labels),
+                log_group: None,
+            });
+        }
+    }
 }
 
 fn push_level(
@@ -173,9 +276,49 @@ fn push_level(
                 metric_name: Arc::from(metric_name),
                 dimensions: dimensions.clone(),
                 labels: Arc::clone(&labels),
+                log_group: None,
             });
         }
     }
+}
+
+/// Which signals a stage has, and why not where it has none: what `check-config` shows so a
+/// user knows what to enable.
+fn signals(stage: &crate::inventory::Stage, opts: &PlanOptions) -> String {
+    let mut parts = Vec::new();
+    parts.push(if stage.ambiguous {
+        "traffic/latency: skipped (CloudWatch name shared with another REST API)".to_string()
+    } else {
+        "traffic/latency: yes".to_string()
+    });
+    parts.push(if stage.detailed_metrics {
+        format!(
+            "detailed metrics: enabled, {} routes found by ListMetrics",
+            stage.routes.len()
+        )
+    } else {
+        "detailed metrics: off (enable them on the stage for per-route data; AWS bills them)"
+            .to_string()
+    });
+    parts.push(match &stage.throttle {
+        Some(t) => format!(
+            "throttle: stage {} rps / burst {}, {} method overrides",
+            t.rate,
+            t.burst,
+            stage.route_throttles.len()
+        ),
+        None => "throttle: no stage limit (the account limit applies)".to_string(),
+    });
+    parts.push(match &opts.access_logs {
+        None => "429s: off (set access_logs.mode)".to_string(),
+        Some(AccessLogs::MetricFilter { namespace, metric }) => format!("429s: metric filter {namespace}/{metric}"),
+        Some(AccessLogs::LogEvents { log_group: Some(g) }) => format!("429s: log events of {g}"),
+        Some(AccessLogs::LogEvents { log_group: None }) => match &stage.access_log_group {
+            Some(g) => format!("429s: log events of {g}"),
+            None => "429s: unavailable (the stage writes no access logs to CloudWatch Logs; enable access logging or set access_logs.log_group)".to_string(),
+        },
+    });
+    parts.join("; ")
 }
 
 /// What a plan costs in CloudWatch, at list price.
@@ -207,6 +350,7 @@ pub fn describe(
     inventories: &[TargetInventory],
     plans: &[TargetPlan],
     interval: Duration,
+    opts: &PlanOptions,
 ) -> String {
     let mut out = String::new();
     let (mut total_q, mut total_c) = (0, 0);
@@ -224,33 +368,46 @@ pub fn describe(
             by_type(ApiType::Websocket),
             stages
         );
+        match &inv.account_throttle {
+            Some(t) => {
+                let _ = writeln!(out, "  account throttle: {} rps, burst {}", t.rate, t.burst);
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  account throttle: unknown (GetAccount failed: allow apigateway:GET on /account)"
+                );
+            }
+        }
         for api in &inv.apis {
-            let stage_list = if api.stages.is_empty() {
-                "(API level)".to_string()
+            let timeouts = if api.timeouts.is_empty() {
+                "integration timeouts: none found (no integrations)".to_string()
             } else {
-                api.stages
-                    .iter()
-                    .map(|s| {
-                        let mut name = s.name.clone();
-                        if s.detailed_metrics {
-                            name.push_str(" [detailed]");
-                        }
-                        if s.ambiguous {
-                            name.push_str(" [skipped: name shared with another REST API]");
-                        }
-                        name
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                let max = api.timeouts.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+                format!(
+                    "integration timeouts: {} methods/routes, longest {max} s",
+                    api.timeouts.len()
+                )
             };
             let _ = writeln!(
                 out,
-                "  {:<9} {:<12} {:<30} stages: {}",
+                "  {:<9} {:<12} {:<30} {}",
                 api.api_type.as_str(),
                 api.id,
                 api.name,
-                stage_list
+                timeouts
             );
+            if api.stages.is_empty() {
+                let what = if api.api_level_ambiguous {
+                    "skipped: its CloudWatch name is shared with another REST API"
+                } else {
+                    "API-level metrics (no stage selected)"
+                };
+                let _ = writeln!(out, "      (no stage): {what}");
+            }
+            for s in &api.stages {
+                let _ = writeln!(out, "      stage {}: {}", s.name, signals(s, opts));
+            }
         }
         for c in &inv.conflicts {
             let _ = writeln!(
@@ -326,6 +483,8 @@ mod tests {
                     ambiguous: false,
                     throttle: None,
                     route_throttles: vec![],
+                    access_log_group: None,
+                    routes: vec![],
                 })
                 .collect(),
             api_level_ambiguous: false,
@@ -409,8 +568,8 @@ mod tests {
         let p = plan_target(&inv(apis), &opts());
         assert_eq!(p.queries.len(), 40 * 2 * 16);
         assert_eq!(p.calls(), 1280usize.div_ceil(500));
-        assert_eq!(p.batches().count(), p.calls());
-        assert!(p.batches().all(|b| b.len() <= MAX_QUERIES_PER_CALL));
+        assert_eq!(p.batches().len(), p.calls());
+        assert!(p.batches().iter().all(|b| b.len() <= MAX_QUERIES_PER_CALL));
     }
 
     #[test]
@@ -433,7 +592,10 @@ mod tests {
         let mut a = api("r", ApiType::Rest, &[("prod", false)]);
         a.stages[0].ambiguous = true;
         let o = PlanOptions {
-            access_logs: Some((Arc::from("Logs"), Arc::from("Throttled"))),
+            access_logs: Some(AccessLogs::MetricFilter {
+                namespace: Arc::from("Logs"),
+                metric: Arc::from("Throttled"),
+            }),
             ..opts()
         };
         let p = plan_target(&inv(vec![a]), &o);

@@ -38,6 +38,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock shifted to start at a chosen instant: the demo's simulated time, which
+/// runs at real speed from wherever it was started.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: i64,
+}
+
+impl OffsetClock {
+    pub fn starting_at(start: i64) -> OffsetClock {
+        OffsetClock {
+            offset: start - SystemClock.now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> i64 {
+        SystemClock.now() + self.offset
+    }
+}
+
 /// A clock that only moves when told: simulated time for the demo's tests and for tests of
 /// the loop itself.
 #[derive(Debug, Default)]
@@ -193,7 +214,7 @@ async fn fetch_target(
         };
     }
     let mut calls = Vec::new();
-    for (i, batch) in t.plan.batches().enumerate() {
+    for (i, batch) in t.plan.batches().into_iter().enumerate() {
         let source = Arc::clone(&t.source);
         calls.push(async move { (i, source.fetch(batch, window).await.map_err(|e| e.message)) });
     }
@@ -326,7 +347,12 @@ impl Poller {
             }
             for (batch_index, result) in fetched.batches {
                 report.calls += 1;
-                let batch: &[Query] = target.plan.batches().nth(batch_index).unwrap_or_default();
+                let batch: &[Query] = target
+                    .plan
+                    .batches()
+                    .get(batch_index)
+                    .copied()
+                    .unwrap_or_default();
                 match result {
                     Ok(outcomes) => {
                         for (q, outcome) in batch.iter().zip(outcomes) {
@@ -351,7 +377,7 @@ impl Poller {
                     Err(message) => {
                         report.failed_batches += 1;
                         target_complete = false;
-                        warn!(region = %target.region, batch = batch_index, error = %message, "GetMetricData batch failed; its series keep their last values");
+                        warn!(region = %target.region, batch = batch_index, error = %message, "batch failed; its series keep their last values");
                     }
                 }
             }

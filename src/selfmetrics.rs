@@ -5,6 +5,20 @@ use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts,
 
 const NS: &str = "aws_apigateway_exporter";
 
+/// Every discovery, identity and logs call the exporter makes, by service.
+const AWS_OPERATIONS: [(&str, &str); 10] = [
+    ("apigateway", "GetRestApis"),
+    ("apigateway", "GetStages"),
+    ("apigateway", "GetResources"),
+    ("apigateway", "GetAccount"),
+    ("apigatewayv2", "GetApis"),
+    ("apigatewayv2", "GetStages"),
+    ("apigatewayv2", "GetRoutes"),
+    ("apigatewayv2", "GetIntegrations"),
+    ("sts", "GetCallerIdentity"),
+    ("logs", "FilterLogEvents"),
+];
+
 /// The outcome of one AWS call, as the `result` label says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallResult {
@@ -180,14 +194,24 @@ impl SelfMetrics {
                 if demo { "true" } else { "false" },
             ])
             .set(1.0);
-        // Zero-initialise the series people alert on, so absence never means "no errors".
+        // Zero-initialise every series that can exist, so dashboards and alerts see 0 rather
+        // than nothing: absence must never read as "no errors".
         for result in [
             CallResult::Success,
             CallResult::Error,
             CallResult::Throttled,
         ] {
-            m.cloudwatch_requests
-                .with_label_values(&["GetMetricData", result.as_str()]);
+            for operation in ["GetMetricData", "ListMetrics"] {
+                m.cloudwatch_requests
+                    .with_label_values(&[operation, result.as_str()]);
+            }
+            for (service, operation) in AWS_OPERATIONS {
+                m.aws_requests
+                    .with_label_values(&[service, operation, result.as_str()]);
+            }
+        }
+        for status in ["InternalError", "Forbidden"] {
+            m.query_errors.with_label_values(&[status]);
         }
         for t in crate::model::ApiType::ALL {
             m.apis.with_label_values(&[t.as_str()]);

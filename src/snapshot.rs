@@ -1,8 +1,10 @@
 //! The immutable view readers get: built once per cycle from the store and the inventories,
 //! then swapped in whole, so `/metrics` and OTLP never see half a cycle and never wait on AWS.
 
+use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::inventory::TargetInventory;
 use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
@@ -45,15 +47,68 @@ pub struct FamilySnapshot {
 }
 
 /// Everything the API Gateway side of `/metrics` shows.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Besides its families, a snapshot carries the cache of its own Prometheus text, which
+/// [`crate::render`] fills the first time a published (shared, hence immutable) snapshot is
+/// scraped; every later scrape of the same snapshot copies the text. Clones start with an
+/// empty cache, and equality and `Debug` ignore it.
+#[derive(Default)]
 pub struct Snapshot {
     pub families: Vec<FamilySnapshot>,
+    encoded: OnceLock<Option<EncodedFamilies>>,
+}
+
+/// The text exposition of a snapshot's families, in name order, ready to be merged with the
+/// self-metrics. Built by [`crate::render`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EncodedFamilies {
+    /// The text of every family, one after the other.
+    pub text: String,
+    /// Each family's name and its bytes in `text`, sorted by name.
+    pub families: Vec<(&'static str, Range<usize>)>,
 }
 
 impl Snapshot {
+    pub fn new(families: Vec<FamilySnapshot>) -> Snapshot {
+        Snapshot {
+            families,
+            encoded: OnceLock::new(),
+        }
+    }
+
     /// Samples across all families (a summary counts once).
     pub fn series(&self) -> usize {
         self.families.iter().map(|f| f.samples.len()).sum()
+    }
+
+    /// The cached text of this snapshot, computed by `encode` on first use (`None`: the
+    /// snapshot cannot be encoded on its own, and every render takes the general path).
+    /// Only for snapshots nobody mutates any more, such as [`SharedSnapshot::load`]'s.
+    pub fn encoded_with(
+        &self,
+        encode: impl FnOnce(&Snapshot) -> Option<EncodedFamilies>,
+    ) -> Option<&EncodedFamilies> {
+        self.encoded.get_or_init(|| encode(self)).as_ref()
+    }
+}
+
+impl Clone for Snapshot {
+    fn clone(&self) -> Snapshot {
+        Snapshot::new(self.families.clone())
+    }
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.families == other.families
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("families", &self.families)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,16 +130,19 @@ pub fn build(
     settled: i64,
     tags: &[String],
 ) -> Snapshot {
-    // Grouped by Prometheus name: the two access-log families share one, told apart by `reason`.
-    let mut counters: Vec<(Family, Vec<Sample>)> = Vec::new();
-    let mut maxima: Vec<(Family, Vec<Sample>)> = Vec::new();
+    // Grouped by Prometheus name: the two access-log families share one, told apart by
+    // `reason`; route-level series (detailed metrics) have families of their own.
+    let mut counters: Vec<(Family, bool, Vec<Sample>)> = Vec::new();
+    let mut maxima: Vec<(Family, bool, Vec<Sample>)> = Vec::new();
     for (key, view) in store.iter(settled) {
         let info = key.family.info();
-        let bucket = |list: &mut Vec<(Family, Vec<Sample>)>| -> usize {
-            match list.iter().position(|(f, _)| f.info().name == info.name) {
+        let route = key.labels.route.is_some();
+        let name = key.family.name_at(route);
+        let bucket = |list: &mut Vec<(Family, bool, Vec<Sample>)>| -> usize {
+            match list.iter().position(|(f, r, _)| f.name_at(*r) == name) {
                 Some(i) => i,
                 None => {
-                    list.push((key.family, Vec::new()));
+                    list.push((key.family, route, Vec::new()));
                     list.len() - 1
                 }
             }
@@ -92,7 +150,7 @@ pub fn build(
         match info.kind {
             FamilyKind::Counter => {
                 let i = bucket(&mut counters);
-                counters[i].1.push(Sample {
+                counters[i].2.push(Sample {
                     labels: Arc::clone(&key.labels),
                     extra: info
                         .reason
@@ -109,7 +167,7 @@ pub fn build(
                     .collect();
                 quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let i = bucket(&mut counters);
-                counters[i].1.push(Sample {
+                counters[i].2.push(Sample {
                     labels: Arc::clone(&key.labels),
                     extra: Vec::new(),
                     value: Value::Summary {
@@ -120,7 +178,7 @@ pub fn build(
                 });
                 if let Some((_, max)) = view.gauges.iter().find(|(s, _)| *s == Stat::Maximum) {
                     let i = bucket(&mut maxima);
-                    maxima[i].1.push(Sample {
+                    maxima[i].2.push(Sample {
                         labels: Arc::clone(&key.labels),
                         extra: Vec::new(),
                         value: Value::Single(max * info.scale),
@@ -130,10 +188,10 @@ pub fn build(
         }
     }
     let mut families = Vec::new();
-    for (family, samples) in counters {
+    for (family, route, samples) in counters {
         let info = family.info();
         families.push(FamilySnapshot {
-            name: info.name,
+            name: family.name_at(route),
             help: info.help,
             kind: match info.kind {
                 FamilyKind::Counter => Kind::Counter,
@@ -142,9 +200,9 @@ pub fn build(
             samples,
         });
     }
-    for (family, samples) in maxima {
+    for (family, route, samples) in maxima {
         families.push(FamilySnapshot {
-            name: family.max_name().unwrap_or_default(),
+            name: family.max_name_at(route).unwrap_or_default(),
             help: max_help(family),
             kind: Kind::Gauge,
             samples,
@@ -167,7 +225,7 @@ pub fn build(
         });
     }
     families.retain(|f| !f.samples.is_empty());
-    Snapshot { families }
+    Snapshot::new(families)
 }
 
 pub const RATE_LIMIT: (&str, &str) = (
@@ -206,6 +264,13 @@ fn limit_samples(inventories: &[TargetInventory]) -> (Vec<Sample>, Vec<Sample>, 
             push(&labels, scope("account"), t);
         }
         for api in &inv.apis {
+            let limited = |s: &&crate::inventory::Stage| {
+                s.throttle.is_some() || !s.route_throttles.is_empty()
+            };
+            // Labels only for what has limits: most stages of a large fleet have none.
+            if api.timeouts.is_empty() && !api.stages.iter().any(|s| limited(&s)) {
+                continue;
+            }
             let base = SeriesLabels {
                 account_id: inv.account_id.clone(),
                 region: inv.region.clone(),
@@ -213,8 +278,9 @@ fn limit_samples(inventories: &[TargetInventory]) -> (Vec<Sample>, Vec<Sample>, 
                 api_name: api.name.clone(),
                 api_type: api.api_type,
                 stage: None,
+                route: None,
             };
-            for stage in &api.stages {
+            for stage in api.stages.iter().filter(limited) {
                 let labels = Arc::new(SeriesLabels {
                     stage: Some(stage.name.clone()),
                     ..base.clone()
@@ -278,6 +344,7 @@ fn info_samples(inventories: &[TargetInventory], tags: &[String]) -> (Vec<Sample
                 api_name: api.name.clone(),
                 api_type: api.api_type,
                 stage: None,
+                route: None,
             };
             let mut extra = vec![("endpoint_type".to_string(), api.endpoint_type.clone())];
             for tag in tags {

@@ -29,7 +29,7 @@ pub struct CounterState {
     /// Everything counted so far.
     pub total: f64,
     /// The value counted for each period still inside the window.
-    periods: BTreeMap<i64, f64>,
+    periods: Periods,
     /// Periods before this were forgotten and must not be counted again.
     floor: i64,
     /// Whether the first read (the baseline) happened.
@@ -39,7 +39,47 @@ pub struct CounterState {
 /// A gauge that reports one settled period.
 #[derive(Debug, Clone, Default)]
 pub struct GaugeState {
-    periods: BTreeMap<i64, f64>,
+    periods: Periods,
+}
+
+/// Values by period start, in period order: the few periods of the lookback window in one
+/// small allocation, searched by bisection. (A `BTreeMap` node per statistic took as much
+/// memory, and its lookups and retains took longer.)
+#[derive(Debug, Clone, Default)]
+struct Periods(Vec<(i64, f64)>);
+
+impl Periods {
+    fn find(&self, t: i64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&t, |(p, _)| *p)
+    }
+
+    fn get(&self, t: i64) -> Option<f64> {
+        self.find(t).ok().map(|i| self.0[i].1)
+    }
+
+    fn get_mut(&mut self, t: i64) -> Option<&mut f64> {
+        self.find(t).ok().map(|i| &mut self.0[i].1)
+    }
+
+    /// Sets the value of period `t`.
+    fn insert(&mut self, t: i64, v: f64) {
+        match self.find(t) {
+            Ok(i) => self.0[i].1 = v,
+            Err(i) => self.0.insert(i, (t, v)),
+        }
+    }
+
+    /// Forgets every period before `start`.
+    fn forget_before(&mut self, start: i64) {
+        let n = self.0.partition_point(|(t, _)| *t < start);
+        self.0.drain(..n);
+    }
+
+    /// Makes room for the periods of `window` up front, so a steady series never reallocates.
+    fn reserve(&mut self, window: &Window) {
+        let periods = ((window.end - window.start) / window.period.max(1)).clamp(1, 1024) as usize;
+        self.0.reserve_exact(periods.saturating_sub(self.0.len()));
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,7 +148,8 @@ impl Store {
                 report.decreases = c.ingest(window, points);
             }
             StatState::Gauge(g) => {
-                g.periods.retain(|t, _| *t >= window.start);
+                g.periods.forget_before(window.start);
+                g.periods.reserve(window);
                 for &(t, v) in points
                     .iter()
                     .filter(|(t, _)| *t >= window.start && *t < window.end)
@@ -141,8 +182,8 @@ impl Store {
                 match state {
                     StatState::Counter(c) => view.counters.push((*stat, c.total)),
                     StatState::Gauge(g) => {
-                        if let Some(v) = g.periods.get(&settled) {
-                            view.gauges.push((*stat, *v));
+                        if let Some(v) = g.periods.get(settled) {
+                            view.gauges.push((*stat, v));
                         }
                     }
                 }
@@ -175,6 +216,7 @@ impl CounterState {
         if !self.baselined {
             self.baselined = true;
             self.floor = window.start;
+            self.periods.reserve(window);
             for &(t, v) in points
                 .iter()
                 .filter(|(t, _)| *t >= window.start && *t < window.end)
@@ -186,14 +228,14 @@ impl CounterState {
         let mut decreases = 0;
         // Forget periods that left the window; raise the floor so they are never re-counted.
         if window.start > self.floor {
-            self.periods.retain(|t, _| *t >= window.start);
+            self.periods.forget_before(window.start);
             self.floor = window.start;
         }
         for &(t, v) in points {
             if t < self.floor || t >= window.end || !v.is_finite() || v < 0.0 {
                 continue;
             }
-            match self.periods.get_mut(&t) {
+            match self.periods.get_mut(t) {
                 None => {
                     self.total += v;
                     self.periods.insert(t, v);
@@ -226,6 +268,7 @@ mod tests {
                 api_name: "n".into(),
                 api_type: ApiType::Http,
                 stage: Some("prod".into()),
+                route: None,
             }),
         }
     }

@@ -37,13 +37,17 @@ const ALLOWED_ACTIONS: [&str; 3] = [
     "apigateway:GET",
 ];
 /// The only API Gateway resources `apigateway:GET` may cover: the account's settings
-/// (throttle limits) and API / stage discovery.
-const ALLOWED_APIGATEWAY_RESOURCES: [&str; 5] = [
+/// (throttle limits), API / stage discovery, and the methods, routes and integrations that
+/// carry integration timeouts.
+const ALLOWED_APIGATEWAY_RESOURCES: [&str; 8] = [
     "arn:aws:apigateway:*::/account",
     "arn:aws:apigateway:*::/restapis",
     "arn:aws:apigateway:*::/restapis/*/stages",
+    "arn:aws:apigateway:*::/restapis/*/resources",
     "arn:aws:apigateway:*::/apis",
     "arn:aws:apigateway:*::/apis/*/stages",
+    "arn:aws:apigateway:*::/apis/*/routes",
+    "arn:aws:apigateway:*::/apis/*/integrations",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -1536,22 +1540,116 @@ fn docker_build_context_holds_what_the_build_copies() {
         }
     }
 
-    // The dependency layer builds against stub src/main.rs and src/lib.rs from Cargo.toml
-    // and Cargo.lock alone: an explicitly declared target (a [[bench]] with harness = false,
-    // a second [[bin]], ...) would make that cargo build fail for lack of its file.
-    for line in read(&repo().join("Cargo.toml")).lines() {
-        assert!(
-            !line.trim_start().starts_with("[["),
-            "Cargo.toml declares `{line}`: the Dockerfile's dependency layer must create a \
-             stub for it (and COPY its sources), then update this test"
-        );
-    }
+    // The dependency layer builds against stubs, from Cargo.toml and Cargo.lock alone: cargo
+    // wants the file of every target Cargo.toml declares explicitly (a [[bench]] with
+    // harness = false, a second [[bin]], ...), so that build fails unless the layer creates
+    // a stub for each. The stubs of targets the image does not build stay for the final build,
+    // which needs the files as much.
+    let (created, removed) = dependency_layer_stubs();
     for stub in ["src/main.rs", "src/lib.rs"] {
+        assert!(
+            created.iter().any(|c| c == stub),
+            "the dependency layer does not create {stub}"
+        );
         assert!(
             repo().join(stub).is_file(),
             "{stub} is gone: update the Dockerfile's stubs"
         );
     }
+    let declared = declared_targets(&read(&repo().join("Cargo.toml")));
+    for (kind, path) in &declared {
+        assert!(
+            repo().join(path).is_file(),
+            "Cargo.toml declares [[{kind}]] at {path}, which does not exist"
+        );
+        assert!(
+            created.iter().any(|c| c == path),
+            "Cargo.toml declares [[{kind}]] at {path}: the Dockerfile's dependency layer must \
+             create a stub for it"
+        );
+        assert!(
+            !removed
+                .iter()
+                .any(|r| path == r || path.starts_with(&format!("{r}/"))),
+            "the dependency layer deletes the stub {path}, which the final build needs"
+        );
+    }
+    // The parsers themselves.
+    assert_eq!(
+        declared_targets(
+            "[package]\nname = \"x\"\n\n[[bench]]\nname = \"a\"\nharness = false\n\n\
+             [[example]]\nname = \"b\"\npath = \"ex/b.rs\"\n[dependencies]\nname = \"1\"\n"
+        ),
+        [
+            ("bench".to_string(), "benches/a.rs".to_string()),
+            ("example".to_string(), "ex/b.rs".to_string())
+        ]
+    );
+}
+
+/// The explicitly declared targets of a Cargo.toml as (kind, file), with cargo's default
+/// file for a target that names no `path`.
+fn declared_targets(toml: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(String, Option<String>, Option<String>)> = None;
+    let flush = |c: Option<(String, Option<String>, Option<String>)>, out: &mut Vec<_>| {
+        if let Some((kind, name, path)) = c {
+            let name = name.unwrap_or_else(|| panic!("a [[{kind}]] without a name"));
+            let dir = match kind.as_str() {
+                "bench" => "benches",
+                "example" => "examples",
+                "test" => "tests",
+                "bin" => "src/bin",
+                other => panic!("unexpected [[{other}]] in Cargo.toml"),
+            };
+            out.push((kind, path.unwrap_or_else(|| format!("{dir}/{name}.rs"))));
+        }
+    };
+    for line in toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            flush(current.take(), &mut out);
+            if let Some(kind) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+                current = Some((kind.trim().to_string(), None, None));
+            }
+            continue;
+        }
+        let Some((_, name, path)) = current.as_mut() else {
+            continue;
+        };
+        if let Some((key, value)) = line.split_once('=') {
+            let value = value.trim().trim_matches('"').to_string();
+            match key.trim() {
+                "name" => *name = Some(value),
+                "path" => *path = Some(value),
+                _ => {}
+            }
+        }
+    }
+    flush(current, &mut out);
+    out
+}
+
+/// The files the dependency layer (the build stage's first RUN with a cargo build) creates
+/// with `echo ... > FILE` or `touch FILE`, and the paths it deletes with `rm -rf`.
+fn dependency_layer_stubs() -> (Vec<String>, Vec<String>) {
+    let stages = dockerfile_stages();
+    let build = &stages[stages.len() - 2];
+    let script = build
+        .iter()
+        .find(|(i, r)| i == "RUN" && r.contains("cargo build"))
+        .map(|(_, r)| r.clone())
+        .expect("a RUN with cargo build in the build stage");
+    let (mut created, mut removed) = (Vec::new(), Vec::new());
+    for cmd in script.split("&&").map(str::trim) {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        match words.as_slice() {
+            ["touch", files @ ..] => created.extend(files.iter().map(|f| f.to_string())),
+            ["rm", "-rf", paths @ ..] => removed.extend(paths.iter().map(|p| p.to_string())),
+            [.., ">", file] if words[0] == "echo" => created.push(file.to_string()),
+            _ => {}
+        }
+    }
+    (created, removed)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ async fn late_data_and_an_outage_lose_nothing_and_count_nothing_twice() {
     assert!(
         m.value(
             "aws_apigateway_exporter_cloudwatch_requests_total",
-            &[("result", "error")]
+            &[("operation", "GetMetricData"), ("result", "error")]
         )
         .unwrap()
             > 0.0,

@@ -64,6 +64,8 @@ fn http_api(id: &str, stages: usize) -> RawApi {
                     cache_enabled: false,
                     throttle: None,
                     route_throttles: vec![],
+                    access_log_group: None,
+                    routes: vec![],
                 })
                 .collect(),
         ),
@@ -498,24 +500,111 @@ async fn discovery_follows_every_page() {
             )
             .build()
     });
+    let resources = mock!(aws_sdk_apigateway::Client::get_resources).then_compute_output(|req| {
+        assert_eq!(req.embed(), ["methods".to_string()]);
+        let method = aws_sdk_apigateway::types::Method::builder()
+            .http_method("GET")
+            .method_integration(
+                aws_sdk_apigateway::types::Integration::builder()
+                    .timeout_in_millis(12_000)
+                    .build(),
+            )
+            .build();
+        aws_sdk_apigateway::operation::get_resources::GetResourcesOutput::builder()
+            .items(
+                aws_sdk_apigateway::types::Resource::builder()
+                    .path("/pets")
+                    .resource_methods("GET", method)
+                    .build(),
+            )
+            .build()
+    });
+    let integrations = mock!(aws_sdk_apigatewayv2::Client::get_integrations).then_output(|| {
+        aws_sdk_apigatewayv2::operation::get_integrations::GetIntegrationsOutput::builder()
+            .items(
+                aws_sdk_apigatewayv2::types::Integration::builder()
+                    .integration_id("i1")
+                    .build(),
+            )
+            .items(
+                aws_sdk_apigatewayv2::types::Integration::builder()
+                    .integration_id("i2")
+                    .timeout_in_millis(5_000)
+                    .build(),
+            )
+            .build()
+    });
+    let routes = mock!(aws_sdk_apigatewayv2::Client::get_routes).then_output(|| {
+        aws_sdk_apigatewayv2::operation::get_routes::GetRoutesOutput::builder()
+            .items(
+                aws_sdk_apigatewayv2::types::Route::builder()
+                    .route_key("GET /pets")
+                    .target("integrations/i1")
+                    .build(),
+            )
+            .items(
+                aws_sdk_apigatewayv2::types::Route::builder()
+                    .route_key("$default")
+                    .target("integrations/i2")
+                    .build(),
+            )
+            .build()
+    });
+    let list_metrics = mock!(aws_sdk_cloudwatch::Client::list_metrics).then_compute_output(|req| {
+        use aws_sdk_cloudwatch::types::{Dimension, Metric};
+        let dim = |n: &str, v: &str| Dimension::builder().name(n).value(v).build();
+        let api = req.dimensions()[0].value().unwrap_or_default().to_string();
+        let stage = req.dimensions()[1].value().unwrap_or_default().to_string();
+        let metric = |name: &str, extra: Vec<Dimension>| {
+            let mut dims = vec![
+                dim(req.dimensions()[0].name().unwrap(), &api),
+                dim("Stage", &stage),
+            ];
+            dims.extend(extra);
+            Metric::builder()
+                .namespace("AWS/ApiGateway")
+                .metric_name(name)
+                .set_dimensions(Some(dims))
+                .build()
+        };
+        aws_sdk_cloudwatch::operation::list_metrics::ListMetricsOutput::builder()
+            .metrics(metric(
+                "Count",
+                vec![dim("Method", "GET"), dim("Resource", "/pets/{id}")],
+            ))
+            .metrics(metric(
+                "Latency",
+                vec![dim("Method", "GET"), dim("Resource", "/pets/{id}")],
+            ))
+            // The stage-level series and an undocumented dimension set: neither is a route.
+            .metrics(metric("Count", vec![]))
+            .metrics(metric("Count", vec![dim("Colour", "blue")]))
+            .build()
+    });
     let sts = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
         aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
             .account("444455556666")
             .build()
     });
     let clients = apigateway_exporter::aws::TargetClients {
-        cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rest_pages]),
+        cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&list_metrics]),
         apigateway: mock_client!(
             aws_sdk_apigateway,
             RuleMode::MatchAny,
-            [&rest_pages, &rest_stages, &account]
+            [&rest_pages, &rest_stages, &account, &resources]
         ),
         apigatewayv2: mock_client!(
             aws_sdk_apigatewayv2,
             RuleMode::MatchAny,
-            [&v2_pages, &v2_stages]
+            [&v2_pages, &v2_stages, &integrations, &routes]
         ),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&sts]),
+        logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::Config::builder()
+                .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+                .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+                .build(),
+        ),
     };
     let registry = Registry::new();
     let discovery = AwsDiscovery::new(clients, SelfMetrics::new(&registry, false).unwrap());
@@ -549,6 +638,33 @@ async fn discovery_follows_every_page() {
                 burst: 20.0
             }
         )]
+    );
+    let routes = &found.apis[0].stages.as_ref().unwrap()[0].routes;
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(
+        routes[0].key,
+        RouteKey::Method {
+            resource: "/pets/{id}".into(),
+            method: "GET".into()
+        }
+    );
+    assert_eq!(routes[0].metrics, ["Count", "Latency"]);
+    let get = RouteKey::Method {
+        resource: "/pets".into(),
+        method: "GET".into(),
+    };
+    assert_eq!(found.apis[0].timeouts, [(get.clone(), 12.0)]);
+    let h1 = found.apis.iter().find(|a| a.id == "h1").unwrap();
+    assert_eq!(
+        h1.timeouts,
+        [(get, 30.0), (RouteKey::Route("$default".into()), 5.0)]
+    );
+    let w1 = found.apis.iter().find(|a| a.id == "w1").unwrap();
+    assert!(
+        w1.timeouts
+            .contains(&(RouteKey::Route("GET /pets".into()), 29.0)),
+        "{:?}",
+        w1.timeouts
     );
     let raw = found.apis;
     type Summary = Vec<(String, Vec<(String, bool, bool)>)>;

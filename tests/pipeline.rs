@@ -292,7 +292,7 @@ async fn every_api_type_lands_in_the_contract_families_with_the_right_labels() {
     let before = m
         .value(
             "aws_apigateway_exporter_cloudwatch_requests_total",
-            &[("result", "success")],
+            &[("operation", "GetMetricData"), ("result", "success")],
         )
         .unwrap();
     let cycles_before = m
@@ -306,7 +306,7 @@ async fn every_api_type_lands_in_the_contract_families_with_the_right_labels() {
     let calls = later
         .value(
             "aws_apigateway_exporter_cloudwatch_requests_total",
-            &[("result", "success")],
+            &[("operation", "GetMetricData"), ("result", "success")],
         )
         .unwrap()
         - before;
@@ -400,4 +400,443 @@ async fn access_log_metric_filter_counts_429s_by_reason() {
         &labels("throttled"),
     );
     assert_eq!(s[0].labels["api_type"], "rest");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttle_limits_and_integration_timeouts_come_from_discovery() {
+    use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
+    use aws_sdk_apigatewayv2::types::{IntegrationType as V2Type, RouteSettings};
+    let tag = unique("lim");
+
+    // REST in LocalStack: GET / with a 12 s integration timeout, stage throttle 100/200.
+    let gw = common::apigateway();
+    let rest_id = gw
+        .create_rest_api()
+        .name(format!("lim-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    let root = gw
+        .get_resources()
+        .rest_api_id(&rest_id)
+        .send()
+        .await
+        .unwrap()
+        .items()[0]
+        .id()
+        .unwrap()
+        .to_string();
+    gw.put_method()
+        .rest_api_id(&rest_id)
+        .resource_id(&root)
+        .http_method("GET")
+        .authorization_type("NONE")
+        .send()
+        .await
+        .unwrap();
+    gw.put_integration()
+        .rest_api_id(&rest_id)
+        .resource_id(&root)
+        .http_method("GET")
+        .r#type(IntegrationType::Mock)
+        .timeout_in_millis(12_000)
+        .send()
+        .await
+        .unwrap();
+    gw.create_deployment()
+        .rest_api_id(&rest_id)
+        .stage_name("prod")
+        .send()
+        .await
+        .unwrap();
+    let patch = |path: &str, value: &str| {
+        PatchOperation::builder()
+            .op(Op::Replace)
+            .path(path)
+            .value(value)
+            .build()
+    };
+    gw.update_stage()
+        .rest_api_id(&rest_id)
+        .stage_name("prod")
+        .patch_operations(patch("/*/*/throttling/rateLimit", "100"))
+        .patch_operations(patch("/*/*/throttling/burstLimit", "200"))
+        .send()
+        .await
+        .unwrap();
+
+    // HTTP in moto: GET /pets → integration with a 7 s timeout; stage throttle 50/100.
+    let v2 = common::apigatewayv2();
+    let http_id = create_v2_api(&format!("limh-{tag}"), false, &[]).await;
+    let integration = v2
+        .create_integration()
+        .api_id(&http_id)
+        .integration_type(V2Type::HttpProxy)
+        .integration_method("GET")
+        .integration_uri("https://example.com")
+        .payload_format_version("1.0")
+        .timeout_in_millis(7_000)
+        .send()
+        .await
+        .unwrap();
+    v2.create_route()
+        .api_id(&http_id)
+        .route_key("GET /pets")
+        .target(format!(
+            "integrations/{}",
+            integration.integration_id().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    v2.create_stage()
+        .api_id(&http_id)
+        .stage_name("prod")
+        .default_route_settings(
+            RouteSettings::builder()
+                .throttling_rate_limit(50.0)
+                .throttling_burst_limit(100)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let exporter = Exporter::start(&emulator_config(&tag, ""), &[]);
+    exporter.wait_ready(WAIT);
+    let m = exporter.scrape_until(WAIT, |m| {
+        !m.find(
+            "aws_apigateway_integration_timeout_seconds",
+            &[("api_id", &http_id)],
+        )
+        .is_empty()
+    });
+    assert_eq!(
+        m.value(
+            "aws_apigateway_integration_timeout_seconds",
+            &[("api_id", &rest_id), ("resource", "/"), ("method", "GET")]
+        ),
+        Some(12.0)
+    );
+    assert_eq!(
+        m.value(
+            "aws_apigateway_integration_timeout_seconds",
+            &[
+                ("api_id", &http_id),
+                ("resource", "/pets"),
+                ("method", "GET")
+            ]
+        ),
+        Some(7.0)
+    );
+    let stage = |id: &str| {
+        m.value(
+            "aws_apigateway_throttle_rate_limit",
+            &[("api_id", id), ("scope", "stage")],
+        )
+    };
+    assert_eq!(stage(&rest_id), Some(100.0));
+    assert_eq!(stage(&http_id), Some(50.0));
+    assert_eq!(
+        m.value(
+            "aws_apigateway_throttle_burst_limit",
+            &[("api_id", &http_id), ("scope", "stage")]
+        ),
+        Some(100.0)
+    );
+    assert!(
+        m.value(
+            "aws_apigateway_throttle_rate_limit",
+            &[("scope", "account"), ("region", "us-east-1")]
+        )
+        .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_log_events_counts_each_429_once_from_the_stage_access_logs() {
+    use aws_sdk_apigateway::types::{Op, PatchOperation};
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let tag = unique("fl");
+    let rest_id = create_rest_api(&format!("flog-{tag}"), &["prod"]).await;
+    let group = format!("/aws/apigateway/access/{tag}");
+    let logs = common::logs();
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("s1")
+        .send()
+        .await
+        .unwrap();
+    let patch = |path: &str, value: &str| {
+        PatchOperation::builder()
+            .op(Op::Replace)
+            .path(path)
+            .value(value)
+            .build()
+    };
+    common::apigateway()
+        .update_stage()
+        .rest_api_id(&rest_id)
+        .stage_name("prod")
+        .patch_operations(patch(
+            "/accessLogSettings/destinationArn",
+            &format!("arn:aws:logs:us-east-1:000000000000:log-group:{group}"),
+        ))
+        .patch_operations(patch(
+            "/accessLogSettings/format",
+            r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.responseType"}"#,
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    let extra = "access_logs:\n  mode: filter_log_events\n";
+    let exporter = Exporter::start(&emulator_config(&tag, extra), &[]);
+    exporter.wait_ready(WAIT);
+    let at_ms = ((now_secs() / 60) * 60 - 60) * 1000 + 5_000;
+    let line = |status: u16, reason: &str| {
+        format!(
+            r#"{{"apiId":"{rest_id}","stage":"prod","status":{status},"responseType":"{reason}"}}"#
+        )
+    };
+    let put_lines = |lines: Vec<String>| {
+        let logs = logs.clone();
+        let group = group.clone();
+        async move {
+            let events: Vec<InputLogEvent> = lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    InputLogEvent::builder()
+                        .timestamp(at_ms + i as i64)
+                        .message(m)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            logs.put_log_events()
+                .log_group_name(&group)
+                .log_stream_name("s1")
+                .set_log_events(Some(events))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put_lines(vec![
+        line(429, "THROTTLED"),
+        line(429, "THROTTLED"),
+        line(200, "-"),
+        line(429, "THROTTLED"),
+        line(429, "QUOTA_EXCEEDED"),
+        line(200, "-"),
+    ])
+    .await;
+    let labels = |reason| {
+        [
+            ("api_id", rest_id.as_str()),
+            ("stage", "prod"),
+            ("reason", reason),
+        ]
+    };
+    let count = |m: &common::Metrics, reason| {
+        m.value("aws_apigateway_throttled_requests_total", &labels(reason))
+    };
+    exporter.scrape_until(WAIT, |m| {
+        count(m, "throttled") == Some(3.0) && count(m, "quota_exceeded") == Some(1.0)
+    });
+
+    // Late events into the same minute: counted once, and never again on later cycles.
+    put_lines(vec![line(429, "THROTTLED"), line(429, "THROTTLED")]).await;
+    let m = exporter.scrape_until(WAIT, |m| count(m, "throttled") == Some(5.0));
+    let cycles = |m: &common::Metrics| {
+        m.value("aws_apigateway_exporter_cycle_duration_seconds_count", &[])
+            .unwrap()
+    };
+    let seen = cycles(&m);
+    let m = exporter.scrape_until(WAIT, |n| cycles(n) >= seen + 3.0);
+    assert_eq!(count(&m, "throttled"), Some(5.0));
+    assert_eq!(count(&m, "quota_exceeded"), Some(1.0));
+    assert!(
+        m.value(
+            "aws_apigateway_exporter_aws_requests_total",
+            &[("service", "logs"), ("result", "success")]
+        )
+        .unwrap()
+            > 0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_prints_the_plan_and_the_signals_of_each_stage() {
+    let tag = unique("cc");
+    let rest_id = create_rest_api(&format!("plan-{tag}"), &["prod"]).await;
+    let http_id = create_v2_api(&format!("planh-{tag}"), false, &["$default"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
+        .args([
+            "check-config",
+            "--log.level=error",
+            &format!("--config.file={}", path.display()),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("2 APIs (rest 1, http 1, websocket 0), 2 stages"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&rest_id) && stdout.contains(&http_id),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("stage prod: traffic/latency: yes; detailed metrics: off"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("429s: unavailable (the stage writes no access logs"),
+        "{stdout}"
+    );
+    // 9 REST + 10 HTTP queries with latency [max]: one GetMetricData call per cycle.
+    assert!(
+        stdout.contains("series queried: 19  GetMetricData calls per cycle: 1"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_level_families_follow_the_dimension_sets_list_metrics_finds() {
+    use aws_sdk_apigateway::types::{Op, PatchOperation};
+    let tag = unique("rt");
+    let rest = format!("routes-{tag}");
+    let rest_id = create_rest_api(&rest, &["prod"]).await;
+    // Detailed metrics on: `auto` reads it from the stage's method settings.
+    common::apigateway()
+        .update_stage()
+        .rest_api_id(&rest_id)
+        .stage_name("prod")
+        .patch_operations(
+            PatchOperation::builder()
+                .op(Op::Replace)
+                .path("/*/*/metrics/enabled")
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ws_id = create_v2_api(&format!("routesw-{tag}"), true, &["prod"]).await;
+    let minute = (now_secs() / 60) * 60;
+    let rest_route = [
+        ("ApiName", rest.as_str()),
+        ("Stage", "prod"),
+        ("Method", "GET"),
+        ("Resource", "/pets/{id}"),
+    ];
+    let ws_route = [
+        ("ApiId", ws_id.as_str()),
+        ("Stage", "prod"),
+        ("Route", "sendMessage"),
+    ];
+    put(&[
+        Datum {
+            metric: "Count",
+            dims: &rest_route,
+            at: minute - 180,
+            value: 4.0,
+        },
+        Datum {
+            metric: "MessageCount",
+            dims: &ws_route,
+            at: minute - 180,
+            value: 9.0,
+        },
+    ])
+    .await;
+
+    // The WebSocket stage has no detailed-metrics flag in moto: `on` asks ListMetrics anyway.
+    let config = emulator_config(&tag, "").replace(
+        "      include:",
+        "      detailed_metrics: \"on\"\n      include:",
+    );
+    let exporter = Exporter::start(&config, &[]);
+    exporter.wait_ready(WAIT);
+    let rest_labels = [
+        ("api_id", rest_id.as_str()),
+        ("stage", "prod"),
+        ("method", "GET"),
+        ("resource", "/pets/{id}"),
+    ];
+    let ws_labels = [
+        ("api_id", ws_id.as_str()),
+        ("stage", "prod"),
+        ("route", "sendMessage"),
+    ];
+    // Discovered series start at their baseline: what was there before is not counted.
+    exporter.scrape_until(WAIT, |m| {
+        m.value("aws_apigateway_route_requests_total", &rest_labels) == Some(0.0)
+            && m.value("aws_apigateway_route_websocket_messages_total", &ws_labels) == Some(0.0)
+    });
+    put(&[
+        Datum {
+            metric: "Count",
+            dims: &rest_route,
+            at: minute - 60,
+            value: 6.0,
+        },
+        Datum {
+            metric: "MessageCount",
+            dims: &ws_route,
+            at: minute - 60,
+            value: 11.0,
+        },
+    ])
+    .await;
+    let m = exporter.scrape_until(WAIT, |m| {
+        m.value("aws_apigateway_route_requests_total", &rest_labels) == Some(6.0)
+            && m.value("aws_apigateway_route_websocket_messages_total", &ws_labels) == Some(11.0)
+    });
+    // Route-level series never land in the stage-level families.
+    assert_eq!(
+        m.find(
+            "aws_apigateway_requests_total",
+            &[("api_id", &rest_id), ("method", "GET")]
+        )
+        .len(),
+        0
+    );
+    assert_eq!(
+        m.value(
+            "aws_apigateway_stage_info",
+            &[("api_id", &rest_id), ("detailed_metrics", "true")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        m.value(
+            "aws_apigateway_exporter_cloudwatch_requests_total",
+            &[("operation", "ListMetrics"), ("result", "success")]
+        )
+        .unwrap()
+            > 0.0
+    );
 }

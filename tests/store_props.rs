@@ -24,6 +24,7 @@ fn key() -> SeriesKey {
             api_name: "n".into(),
             api_type: ApiType::Http,
             stage: Some("s".into()),
+            route: None,
         }),
     }
 }

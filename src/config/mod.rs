@@ -233,20 +233,34 @@ fn parse_latency_stat(s: &str) -> Option<Stat> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OtlpProtocol {
+    /// OTLP/gRPC (port 4317 by convention).
     #[default]
     Grpc,
+    /// OTLP/HTTP with protobuf bodies (port 4318 by convention).
     Http,
 }
 
-/// OTLP push. Accepted and validated; the push itself arrives with the OTLP issue.
-#[derive(Debug, Clone, Deserialize)]
+/// `otlp.protocol == OtlpProtocol::Http` reads "the file sets protocol: http" (an unset
+/// protocol equals neither: the environment decides, see [`crate::otlp`]).
+impl PartialEq<OtlpProtocol> for Option<OtlpProtocol> {
+    fn eq(&self, other: &OtlpProtocol) -> bool {
+        self.as_ref() == Some(other)
+    }
+}
+
+/// OTLP push of the snapshot and the self-metrics ([`crate::otlp`]). `endpoint`, `protocol`
+/// and `headers` fall back to the standard `OTEL_EXPORTER_OTLP_*` environment variables
+/// where the file is silent (precedence in `docs/otlp.md`).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpConfig {
     pub enabled: bool,
-    pub endpoint: String,
-    pub protocol: OtlpProtocol,
+    /// Collector URL; for `http` the base URL that `/v1/metrics` is appended to.
+    pub endpoint: Option<String>,
+    pub protocol: Option<OtlpProtocol>,
     #[serde(deserialize_with = "duration")]
     pub interval: Duration,
+    /// Sent with every export (auth tokens): never logged, and redacted from `Debug`.
     pub headers: BTreeMap<String, String>,
     pub resource_attributes: BTreeMap<String, String>,
 }
@@ -255,8 +269,8 @@ impl Default for OtlpConfig {
     fn default() -> Self {
         OtlpConfig {
             enabled: false,
-            endpoint: "http://otel-collector:4317".into(),
-            protocol: OtlpProtocol::Grpc,
+            endpoint: None,
+            protocol: None,
             interval: Duration::from_secs(60),
             headers: BTreeMap::new(),
             resource_attributes: BTreeMap::new(),
@@ -264,15 +278,42 @@ impl Default for OtlpConfig {
     }
 }
 
-/// Where 429 counts come from: API Gateway access logs, counted by a CloudWatch Logs metric
-/// filter that publishes `metric_name` into `namespace` with the dimensions ApiId, Stage and
-/// Reason (`THROTTLED` or `QUOTA_EXCEEDED`); the exporter reads it with GetMetricData.
+/// Header names only: their values are credentials.
+impl fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("enabled", &self.enabled)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("interval", &self.interval)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .keys()
+                    .map(|k| (k.as_str(), "<redacted>"))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .field("resource_attributes", &self.resource_attributes)
+            .finish()
+    }
+}
+
+/// Where 429 counts come from: API Gateway access logs. `metric_filter`: a CloudWatch Logs
+/// metric filter publishes `metric_name` into `namespace` with the dimensions ApiId, Stage
+/// and Reason (`THROTTLED` or `QUOTA_EXCEEDED`), read with GetMetricData. `filter_log_events`:
+/// the exporter reads the 429 events itself (FilterLogEvents on the stage's access log group,
+/// or `log_group`) and counts each event once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogsConfig {
     pub mode: AccessLogsMode,
     pub namespace: String,
     pub metric_name: String,
+    /// `filter_log_events`: read this log group instead of each stage's own.
+    pub log_group: Option<String>,
+    /// `filter_log_events`: the CloudWatch Logs filter pattern selecting 429 events.
+    pub filter_pattern: String,
 }
 
 impl Default for AccessLogsConfig {
@@ -281,6 +322,8 @@ impl Default for AccessLogsConfig {
             mode: AccessLogsMode::Off,
             namespace: "ApiGatewayAccessLogs".into(),
             metric_name: "ThrottledRequests".into(),
+            log_group: None,
+            filter_pattern: "{ $.status = 429 }".into(),
         }
     }
 }
@@ -291,6 +334,7 @@ pub enum AccessLogsMode {
     #[default]
     Off,
     MetricFilter,
+    FilterLogEvents,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -434,10 +478,37 @@ impl Config {
         if a.metric_name.is_empty() {
             return Err(invalid("access_logs.metric_name", "must not be empty"));
         }
+        if a.log_group.as_deref() == Some("") {
+            return Err(invalid("access_logs.log_group", "must not be empty"));
+        }
         let o = &self.otlp;
-        check_url("otlp.endpoint", &o.endpoint)?;
+        if let Some(endpoint) = &o.endpoint {
+            check_url("otlp.endpoint", endpoint)?;
+        }
         if o.interval < Duration::from_secs(1) {
             return Err(invalid("otlp.interval", "must be at least 1s"));
+        }
+        for (i, (name, value)) in o.headers.iter().enumerate() {
+            crate::otlp::check_header(name, value)
+                .map_err(|reason| invalid(format!("otlp.headers.{name}"), reason))?;
+            if o.headers
+                .keys()
+                .take(i)
+                .any(|n| n.eq_ignore_ascii_case(name))
+            {
+                return Err(invalid(
+                    format!("otlp.headers.{name}"),
+                    "is listed twice (header names are case-insensitive)",
+                ));
+            }
+        }
+        for key in o.resource_attributes.keys() {
+            if key.is_empty() {
+                return Err(invalid(
+                    "otlp.resource_attributes",
+                    "keys must not be empty",
+                ));
+            }
         }
         let e = &self.aws.endpoints;
         for (name, url) in [

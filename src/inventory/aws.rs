@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{
-    ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
-    cloudwatch_rest_name,
+    ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, RouteMetrics,
+    Throttle, cloudwatch_rest_name, log_group_of,
 };
 use crate::aws::{TargetClients, classify, describe};
 use crate::model::ApiType;
@@ -16,6 +16,14 @@ use crate::selfmetrics::{CallResult, SelfMetrics};
 
 /// GetStages calls in flight per target.
 const STAGE_CONCURRENCY: usize = 4;
+
+/// API Gateway's integration timeout when none is configured (REST, WebSocket).
+const DEFAULT_TIMEOUT_MS: i32 = 29_000;
+
+/// A configured timeout in seconds; unset (absent or 0) means the default.
+fn timeout_seconds(ms: Option<i32>, default_ms: i32) -> f64 {
+    f64::from(ms.filter(|ms| *ms > 0).unwrap_or(default_ms)) / 1000.0
+}
 
 /// Discovers APIs with the SDK clients of one target.
 pub struct AwsDiscovery {
@@ -116,7 +124,267 @@ impl AwsDiscovery {
         for api in &mut apis {
             api.stages = stages.get(&api.id).cloned();
         }
+        let wanted: Vec<String> = apis
+            .iter()
+            .filter(|a| filter.wants(&a.id, &a.name, a.api_type, &a.tags))
+            .map(|a| a.id.clone())
+            .collect();
+        let timeouts: HashMap<String, Vec<(RouteKey, f64)>> = futures::stream::iter(wanted)
+            .map(|id| async move { self.rest_timeouts(&id).await.map(|t| (id, t)) })
+            .buffer_unordered(STAGE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for api in &mut apis {
+            api.timeouts = timeouts.get(&api.id).cloned().unwrap_or_default();
+        }
         Ok(apis)
+    }
+
+    /// Integration timeouts of every method (GetResources with embedded methods).
+    async fn rest_timeouts(&self, id: &str) -> Result<Vec<(RouteKey, f64)>, DiscoveryError> {
+        let mut timeouts = Vec::new();
+        let mut position: Option<String> = None;
+        loop {
+            let out = self.record(
+                "apigateway",
+                "GetResources",
+                self.clients
+                    .apigateway
+                    .get_resources()
+                    .rest_api_id(id)
+                    .embed("methods")
+                    .limit(500)
+                    .set_position(position.take())
+                    .send()
+                    .await,
+            )?;
+            for resource in out.items() {
+                let Some(path) = resource.path() else {
+                    continue;
+                };
+                for (method, m) in resource.resource_methods().into_iter().flatten() {
+                    let Some(integration) = m.method_integration() else {
+                        continue;
+                    };
+                    timeouts.push((
+                        RouteKey::Method {
+                            resource: path.to_string(),
+                            method: method.clone(),
+                        },
+                        timeout_seconds(Some(integration.timeout_in_millis()), DEFAULT_TIMEOUT_MS),
+                    ));
+                }
+            }
+            match out.position() {
+                Some(p) if !p.is_empty() => position = Some(p.to_string()),
+                _ => break,
+            }
+        }
+        timeouts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(timeouts)
+    }
+
+    /// Integration timeouts of every route: GetRoutes joined to GetIntegrations through the
+    /// route target (`integrations/<id>`).
+    async fn v2_timeouts(
+        &self,
+        id: &str,
+        websocket: bool,
+    ) -> Result<Vec<(RouteKey, f64)>, DiscoveryError> {
+        let mut integrations: HashMap<String, Option<i32>> = HashMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self.record(
+                "apigatewayv2",
+                "GetIntegrations",
+                self.clients
+                    .apigatewayv2
+                    .get_integrations()
+                    .api_id(id)
+                    .set_next_token(token.take())
+                    .send()
+                    .await,
+            )?;
+            for i in out.items() {
+                if let Some(iid) = i.integration_id() {
+                    integrations.insert(iid.to_string(), i.timeout_in_millis());
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        // HTTP APIs default to (and cap at) 30 s; WebSocket APIs to 29 s.
+        let default = if websocket {
+            DEFAULT_TIMEOUT_MS
+        } else {
+            30_000
+        };
+        let mut timeouts = Vec::new();
+        loop {
+            let out = self.record(
+                "apigatewayv2",
+                "GetRoutes",
+                self.clients
+                    .apigatewayv2
+                    .get_routes()
+                    .api_id(id)
+                    .set_next_token(token.take())
+                    .send()
+                    .await,
+            )?;
+            for route in out.items() {
+                let (Some(key), Some(target)) = (route.route_key(), route.target()) else {
+                    continue;
+                };
+                let Some(timeout) = target
+                    .strip_prefix("integrations/")
+                    .and_then(|i| integrations.get(i))
+                else {
+                    continue;
+                };
+                timeouts.push((
+                    RouteKey::from_v2(key, websocket),
+                    timeout_seconds(*timeout, default),
+                ));
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        timeouts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(timeouts)
+    }
+
+    /// Finds the methods or routes with detailed metrics of every stage that wants them.
+    async fn fill_routes(
+        &self,
+        apis: &mut [RawApi],
+        filter: &ApiFilter,
+    ) -> Result<(), DiscoveryError> {
+        let mut wanted = Vec::new();
+        for (a, api) in apis.iter().enumerate() {
+            if !filter.wants(&api.id, &api.name, api.api_type, &api.tags) {
+                continue;
+            }
+            let key = match api.api_type {
+                ApiType::Rest => cloudwatch_rest_name(&api.name, &api.id),
+                ApiType::Http | ApiType::Websocket => api.id.clone(),
+            };
+            for (s, stage) in api.stages.iter().flatten().enumerate() {
+                if filter.selects_stage(&stage.name) && filter.wants_routes(stage.detailed_metrics)
+                {
+                    wanted.push((a, s, api.api_type, key.clone(), stage.name.clone()));
+                }
+            }
+        }
+        let found: Vec<(usize, usize, Vec<RouteMetrics>)> = futures::stream::iter(wanted)
+            .map(|(a, s, api_type, key, stage)| async move {
+                self.list_routes(api_type, &key, &stage)
+                    .await
+                    .map(|r| (a, s, r))
+            })
+            .buffer_unordered(STAGE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (a, s, routes) in found {
+            if let Some(stage) = apis[a].stages.as_mut().and_then(|st| st.get_mut(s)) {
+                stage.routes = routes;
+            }
+        }
+        Ok(())
+    }
+
+    /// ListMetrics for one stage: every metric with dimensions beyond the API and stage ones,
+    /// grouped by those extra dimensions. Only metrics active in the last three hours, so
+    /// routes deleted long ago cost nothing.
+    async fn list_routes(
+        &self,
+        api_type: ApiType,
+        key: &str,
+        stage: &str,
+    ) -> Result<Vec<RouteMetrics>, DiscoveryError> {
+        use aws_sdk_cloudwatch::types::{DimensionFilter, RecentlyActive};
+        let mut routes: Vec<RouteMetrics> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let result = self
+                .clients
+                .cloudwatch
+                .list_metrics()
+                .namespace(crate::source::cloudwatch::NAMESPACE)
+                .dimensions(
+                    DimensionFilter::builder()
+                        .name(api_type.api_dimension())
+                        .value(key)
+                        .build(),
+                )
+                .dimensions(
+                    DimensionFilter::builder()
+                        .name("Stage")
+                        .value(stage)
+                        .build(),
+                )
+                .recently_active(RecentlyActive::Pt3H)
+                .set_next_token(token.take())
+                .send()
+                .await;
+            let out = match result {
+                Ok(out) => {
+                    self.metrics
+                        .cloudwatch_call("ListMetrics", CallResult::Success);
+                    out
+                }
+                Err(e) => {
+                    self.metrics.cloudwatch_call("ListMetrics", classify(&e));
+                    return Err(DiscoveryError {
+                        service: "cloudwatch",
+                        operation: "ListMetrics",
+                        message: describe(&e),
+                    });
+                }
+            };
+            for metric in out.metrics() {
+                let Some(name) = metric.metric_name() else {
+                    continue;
+                };
+                let mut extra: Vec<(String, String)> = metric
+                    .dimensions()
+                    .iter()
+                    .filter_map(|d| Some((d.name()?.to_string(), d.value()?.to_string())))
+                    .filter(|(n, _)| n != api_type.api_dimension() && n != "Stage")
+                    .collect();
+                extra.sort();
+                let get = |n: &str| extra.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                let route_key = match (get("Method"), get("Resource"), get("Route")) {
+                    (Some(method), Some(resource), None) => RouteKey::Method { resource, method },
+                    (None, None, Some(route)) => {
+                        RouteKey::from_v2(&route, api_type == ApiType::Websocket)
+                    }
+                    // A dimension set AWS does not document: leave it out rather than guess.
+                    _ => continue,
+                };
+                match routes.iter_mut().find(|r| r.dimensions == extra) {
+                    Some(r) if !r.metrics.iter().any(|m| m == name) => {
+                        r.metrics.push(name.to_string())
+                    }
+                    Some(_) => {}
+                    None => routes.push(RouteMetrics {
+                        key: route_key,
+                        dimensions: extra,
+                        metrics: vec![name.to_string()],
+                    }),
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        routes.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(routes)
     }
 
     async fn rest_stages(&self, id: &str) -> Result<Vec<RawStage>, DiscoveryError> {
@@ -145,6 +413,12 @@ impl AwsDiscovery {
                         .is_some_and(|m| m.values().any(|m| m.metrics_enabled())),
                     cache_enabled: s.cache_cluster_enabled(),
                     throttle: settings.and_then(|m| m.get("*/*")).map(throttle),
+                    access_log_group: s
+                        .access_log_settings()
+                        .and_then(|a| a.destination_arn())
+                        .and_then(log_group_of),
+                    // Filled from ListMetrics for stages with detailed metrics.
+                    routes: Vec::new(),
                     route_throttles: settings
                         .into_iter()
                         .flatten()
@@ -211,6 +485,19 @@ impl AwsDiscovery {
         for api in &mut apis {
             api.stages = stages.get(&api.id).cloned();
         }
+        let wanted: Vec<(String, bool)> = apis
+            .iter()
+            .filter(|a| filter.wants(&a.id, &a.name, a.api_type, &a.tags))
+            .map(|a| (a.id.clone(), a.api_type == ApiType::Websocket))
+            .collect();
+        let timeouts: HashMap<String, Vec<(RouteKey, f64)>> = futures::stream::iter(wanted)
+            .map(|(id, ws)| async move { self.v2_timeouts(&id, ws).await.map(|t| (id, t)) })
+            .buffer_unordered(STAGE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for api in &mut apis {
+            api.timeouts = timeouts.get(&api.id).cloned().unwrap_or_default();
+        }
         Ok(apis)
     }
 
@@ -243,6 +530,12 @@ impl AwsDiscovery {
                     detailed_metrics: detailed,
                     cache_enabled: false,
                     throttle: s.default_route_settings().and_then(v2_throttle),
+                    access_log_group: s
+                        .access_log_settings()
+                        .and_then(|a| a.destination_arn())
+                        .and_then(log_group_of),
+                    // Filled from ListMetrics for stages with detailed metrics.
+                    routes: Vec::new(),
                     route_throttles: s
                         .route_settings()
                         .into_iter()
@@ -311,6 +604,7 @@ impl Discovery for AwsDiscovery {
         if filter.wants_type(ApiType::Http) || filter.wants_type(ApiType::Websocket) {
             apis.extend(self.v2_apis(filter).await?);
         }
+        self.fill_routes(&mut apis, filter).await?;
         // The account throttle is useful but optional: without apigateway:GET on /account
         // the rest of the inventory still stands.
         let account_throttle = match self.record(

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use regex::Regex;
 
-use crate::config::{ApiSelection, ShardConfig, StageSelection};
+use crate::config::{ApiSelection, DetailedMetrics, ShardConfig, StageSelection};
 use crate::model::ApiType;
 
+pub use crate::model::RouteKey;
 pub use rest_names::cloudwatch_rest_name;
 
 /// A throttle limit: steady-state requests per second and burst size.
@@ -21,39 +22,6 @@ pub use rest_names::cloudwatch_rest_name;
 pub struct Throttle {
     pub rate: f64,
     pub burst: f64,
-}
-
-/// A method (REST, HTTP: resource path and HTTP method) or a route key (WebSocket, and HTTP
-/// routes that are not `METHOD /path`, like `$default`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RouteKey {
-    Method { resource: String, method: String },
-    Route(String),
-}
-
-impl RouteKey {
-    /// An apigatewayv2 route key: `GET /pets` for HTTP APIs, `$connect` or `sendMessage`
-    /// for WebSocket APIs.
-    pub fn from_v2(key: &str, websocket: bool) -> RouteKey {
-        match key.split_once(' ') {
-            Some((method, resource)) if !websocket => RouteKey::Method {
-                resource: resource.to_string(),
-                method: method.to_string(),
-            },
-            _ => RouteKey::Route(key.to_string()),
-        }
-    }
-
-    /// The labels this key adds to a series.
-    pub fn labels(&self) -> Vec<(String, String)> {
-        match self {
-            RouteKey::Method { resource, method } => vec![
-                ("resource".into(), resource.clone()),
-                ("method".into(), method.clone()),
-            ],
-            RouteKey::Route(route) => vec![("route".into(), route.clone())],
-        }
-    }
 }
 
 /// What one discovery of a target found.
@@ -89,6 +57,30 @@ pub struct RawStage {
     pub throttle: Option<Throttle>,
     /// Per-method or per-route throttle overrides.
     pub route_throttles: Vec<(RouteKey, Throttle)>,
+    /// The CloudWatch Logs group of the stage's access logs, if it writes them there.
+    pub access_log_group: Option<String>,
+    /// Methods or routes with detailed metrics, as ListMetrics found them.
+    pub routes: Vec<RouteMetrics>,
+}
+
+/// A method or route that CloudWatch publishes detailed metrics for: its dimensions beyond
+/// the API and stage ones (Method and Resource, or Route: AWS documents both) and the
+/// metric names it has. Discovered, not assumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMetrics {
+    pub key: RouteKey,
+    pub dimensions: Vec<(String, String)>,
+    pub metrics: Vec<String>,
+}
+
+/// The log group name of an access log destination ARN
+/// (`arn:aws:logs:<region>:<account>:log-group:<name>`, maybe with a trailing `:*`);
+/// `None` for other destinations (Firehose).
+pub fn log_group_of(destination_arn: &str) -> Option<String> {
+    let (_, rest) = destination_arn.split_once(":log-group:")?;
+    let name = rest.strip_suffix(":*").unwrap_or(rest);
+    (destination_arn.starts_with("arn:") && destination_arn.contains(":logs:") && !name.is_empty())
+        .then(|| name.to_string())
 }
 
 /// An exported API with its selected stages.
@@ -119,6 +111,8 @@ pub struct Stage {
     pub ambiguous: bool,
     pub throttle: Option<Throttle>,
     pub route_throttles: Vec<(RouteKey, Throttle)>,
+    pub access_log_group: Option<String>,
+    pub routes: Vec<RouteMetrics>,
 }
 
 /// REST APIs that CloudWatch cannot tell apart.
@@ -159,6 +153,7 @@ pub struct ApiFilter {
     tags: BTreeMap<String, String>,
     stages: StageSelection,
     shard: Option<ShardConfig>,
+    detailed: DetailedMetrics,
 }
 
 /// The shard an API id belongs to: FNV-1a of the id, modulo `total`. Stable across
@@ -188,6 +183,7 @@ impl ApiFilter {
             tags: sel.tags.clone(),
             stages: sel.stages.clone(),
             shard: None,
+            detailed: sel.detailed_metrics,
         })
     }
 
@@ -221,6 +217,16 @@ impl ApiFilter {
     /// Whether discovery must call GetStages at all (`stages: []` means API-level only).
     pub fn needs_stages(&self) -> bool {
         self.stages != StageSelection::Only(Vec::new())
+    }
+
+    /// Whether to look for route-level metrics of a stage: `on` always, `auto` where the
+    /// stage has detailed metrics enabled, `off` never.
+    pub fn wants_routes(&self, stage_detailed: bool) -> bool {
+        match self.detailed {
+            DetailedMetrics::On => true,
+            DetailedMetrics::Auto => stage_detailed,
+            DetailedMetrics::Off => false,
+        }
     }
 
     pub fn selects_stage(&self, name: &str) -> bool {
@@ -280,6 +286,8 @@ pub fn build(
                     ambiguous: shared(Some(&s.name)),
                     throttle: s.throttle,
                     route_throttles: s.route_throttles.clone(),
+                    access_log_group: s.access_log_group.clone(),
+                    routes: s.routes.clone(),
                 })
                 .collect();
             stages.sort_by(|a, b| a.name.cmp(&b.name));
@@ -330,6 +338,8 @@ mod tests {
                         cache_enabled: false,
                         throttle: None,
                         route_throttles: vec![],
+                        routes: vec![],
+                        access_log_group: None,
                     })
                     .collect(),
             ),
@@ -390,6 +400,25 @@ mod tests {
             &filter("include: ['^r1$']"),
         );
         assert_eq!(inv.apis[0].id, "r1");
+    }
+
+    #[test]
+    fn log_groups_from_destination_arns() {
+        let arn = "arn:aws:logs:us-east-1:123456789012:log-group:API-Gateway-Access-Logs/prod";
+        assert_eq!(
+            log_group_of(arn).as_deref(),
+            Some("API-Gateway-Access-Logs/prod")
+        );
+        assert_eq!(
+            log_group_of(&format!("{arn}:*")).as_deref(),
+            Some("API-Gateway-Access-Logs/prod")
+        );
+        assert_eq!(
+            log_group_of(
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/amazon-apigateway-x"
+            ),
+            None
+        );
     }
 
     #[test]

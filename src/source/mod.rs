@@ -2,6 +2,7 @@
 //! and for the demo.
 
 pub mod cloudwatch;
+pub mod logs;
 
 use async_trait::async_trait;
 
@@ -51,6 +52,24 @@ pub struct SourceError {
 pub trait MetricSource: Send + Sync {
     /// Reads one batch (at most 500 queries) over `window`; the outcomes are in query order.
     async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError>;
+}
+
+/// Sends a batch of access-log queries to the logs source and any other batch to CloudWatch.
+/// The plan never mixes the two in one batch.
+pub struct RoutedSource {
+    pub metrics: std::sync::Arc<dyn MetricSource>,
+    pub logs: std::sync::Arc<dyn MetricSource>,
+}
+
+#[async_trait]
+impl MetricSource for RoutedSource {
+    async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
+        if queries.first().is_some_and(|q| q.log_group.is_some()) {
+            self.logs.fetch(queries, window).await
+        } else {
+            self.metrics.fetch(queries, window).await
+        }
+    }
 }
 
 #[cfg(test)]

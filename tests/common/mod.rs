@@ -77,6 +77,10 @@ pub fn apigateway() -> aws_sdk_apigateway::Client {
     aws_sdk_apigateway::Client::new(&sdk(&localstack()))
 }
 
+pub fn logs() -> aws_sdk_cloudwatchlogs::Client {
+    aws_sdk_cloudwatchlogs::Client::new(&sdk(&localstack()))
+}
+
 pub fn apigatewayv2() -> aws_sdk_apigatewayv2::Client {
     aws_sdk_apigatewayv2::Client::new(&sdk(&moto()))
 }
@@ -90,7 +94,7 @@ pub fn emulator_config(include: &str, extra: &str) -> String {
          discovery:\n  refresh_interval: 2s\n\
          latency:\n  statistics: [max]\n\
          targets:\n  - regions: [{REGION}]\n    apis:\n      include: ['{include}']\n\
-         aws:\n  endpoints:\n    cloudwatch: {ls}\n    apigateway: {ls}\n    apigatewayv2: {moto}\n    sts: {ls}\n{extra}",
+         aws:\n  endpoints:\n    cloudwatch: {ls}\n    apigateway: {ls}\n    apigatewayv2: {moto}\n    sts: {ls}\n    logs: {ls}\n{extra}",
         ls = localstack(),
         moto = moto(),
     )
@@ -372,11 +376,34 @@ pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
+    Some((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
+}
+
+/// Decodes a chunked HTTP/1.1 body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// One sample of the text exposition.

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The metric names of the exporter's contract, and a check of PromQL against them.
+
+    python3 tests/metric_contract.py names
+    python3 tests/metric_contract.py check [--allow NAME]... < LINES
+
+The contract is ../shared/design/METRICS.md (beside the repository; APIGW_METRICS_CONTRACT
+overrides the path) plus the self-metrics listed in README.md:
+- every backticked `aws_apigateway_...` name in either file;
+- in METRICS.md's section on the exporter itself, every backticked name, prefixed with
+  `aws_apigateway_exporter_`;
+- `aws_apigateway_route_` + the suffix of every traffic, error and latency family (the
+  route-level families, "the same suffixes" in METRICS.md);
+- `_sum` and `_count` of the latency summaries, and `_bucket`, `_sum`, `_count` of the
+  exporter's histograms.
+
+`check` reads lines `WHERE TAB PROMQL` and prints `WHERE TAB NAME` for every metric name in
+the PromQL that is not in the contract: names starting with `aws_apigateway_`, and
+recording-rule names (containing `:`) unless passed with --allow. Exits 1 if it printed
+anything, 2 if a contract file is missing.
+"""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NAME = re.compile(r"aws_apigateway_[a-z0-9_]*[a-z0-9]")
+
+
+def contract_path():
+    env = os.environ.get("APIGW_METRICS_CONTRACT")
+    return Path(env) if env else REPO.parent / "shared" / "design" / "METRICS.md"
+
+
+def read(path):
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        print(
+            f"cannot read the metric contract {path}: {e}. It is ../shared/design/METRICS.md "
+            "beside the repository; set APIGW_METRICS_CONTRACT to its path.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def backticked(text):
+    """Inline code spans, fenced code blocks left out."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.findall(r"`([^`\n]+)`", text)
+
+
+def full_names(text):
+    names = set()
+    for span in backticked(text):
+        for m in NAME.finditer(span):
+            # `aws_apigateway_route_*` and `aws_apigateway_exporter_*` are prefixes, not names.
+            if span[m.end() : m.end() + 1] in ("_", "*") or span[m.end() : m.end() + 2] == "_*":
+                continue
+            names.add(m.group(0))
+    return names
+
+
+def sections(text):
+    """{heading: body} for the `## ` sections of a markdown file."""
+    out, heading = {}, ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading = line[3:].strip()
+            out[heading] = []
+        else:
+            out.setdefault(heading, []).append(line)
+    return {h: "\n".join(body) for h, body in out.items()}
+
+
+def names():
+    metrics = read(contract_path())
+    readme = read(REPO / "README.md")
+    result = full_names(metrics) | full_names(readme)
+    summaries = set()
+    metrics_sections = sections(metrics)
+    for heading, body in metrics_sections.items():
+        if heading.startswith("The exporter itself"):
+            for line in body.splitlines():
+                for span in backticked(line):
+                    m = re.match(r"[a-z][a-z0-9_]*", span)
+                    if m and not m.group(0).startswith("aws_apigateway_"):
+                        name = "aws_apigateway_exporter_" + m.group(0)
+                        result.add(name)
+                        if "histogram" in line:
+                            result.update({name + "_bucket", name + "_sum", name + "_count"})
+        if heading.startswith("Latency"):
+            for n in full_names(body):
+                # Summaries, except the `_max_` gauges; "the same four" for integration latency.
+                if n.endswith("_seconds") and "_max_" not in n:
+                    summaries.add(n)
+                    result.add(n.replace("_seconds", "_max_seconds"))
+    result.update(n + suffix for n in summaries for suffix in ("_sum", "_count"))
+    # Route-level families: the traffic, error and latency families with the route prefix.
+    per_stage = set()
+    for heading, body in metrics_sections.items():
+        if heading.startswith("Traffic and errors") or heading.startswith("Latency"):
+            per_stage |= full_names(body)
+    per_stage |= {n.replace("_seconds", "_max_seconds") for n in summaries}
+    per_stage |= {n + suffix for n in summaries for suffix in ("_sum", "_count")}
+    result.update("aws_apigateway_route_" + n[len("aws_apigateway_") :] for n in per_stage)
+    return result
+
+
+def identifiers(promql):
+    """Metric and recording-rule names in a PromQL expression (strings, label matchers and
+    ranges removed first, so label names and values never count)."""
+    text = re.sub(r'"(\\.|[^"\\])*"|\'(\\.|[^\'\\])*\'|`[^`]*`', '""', promql)
+    text = re.sub(r"\{[^{}]*\}", "{}", text)
+    text = re.sub(r"\[[^\[\]]*\]", "[]", text)
+    return re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", text)
+
+
+def check(allowed_recorded):
+    contract = names()
+    bad = 0
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if not line:
+            continue
+        where, _, promql = line.partition("\t")
+        for ident in identifiers(promql):
+            unknown = (ident.startswith("aws_apigateway_") and ident not in contract) or (
+                ":" in ident and ident not in allowed_recorded
+            )
+            if unknown:
+                print(f"{where}\t{ident}")
+                bad += 1
+    return 1 if bad else 0
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "names":
+        for n in sorted(names()):
+            print(n)
+        return 0
+    if len(argv) >= 2 and argv[1] == "check":
+        allowed, rest = set(), argv[2:]
+        while rest:
+            if rest[0] == "--allow" and len(rest) > 1:
+                allowed.add(rest[1])
+                rest = rest[2:]
+            else:
+                print(f"unexpected argument {rest[0]}", file=sys.stderr)
+                return 2
+        return check(allowed)
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
