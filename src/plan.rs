@@ -188,15 +188,7 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
 }
 
 fn labels(inv: &TargetInventory, api: &Api, stage: Option<&str>) -> Labels {
-    Arc::new(SeriesLabels {
-        account_id: inv.account_id.clone(),
-        region: inv.region.clone(),
-        api_id: api.id.clone(),
-        api_name: api.name.clone(),
-        api_type: api.api_type,
-        stage: stage.map(str::to_string),
-        route: None,
-    })
+    Arc::new(inv.labels(api, stage))
 }
 
 /// Route-level queries: the families whose metric ListMetrics found for this route, with
@@ -226,11 +218,25 @@ fn push_route(
         };
         dimensions.push((name, value.clone()));
     }
+    let has = |_: Family, metric: &str| route.metrics.iter().any(|m| m == metric);
+    push_metrics(queries, namespace, api, &labels, &dimensions, has, latency);
+}
+
+/// One query per statistic of every family `wanted` for this API type, with `dimensions`.
+fn push_metrics(
+    queries: &mut Vec<Query>,
+    namespace: &Arc<str>,
+    api: &Api,
+    labels: &Labels,
+    dimensions: &[(&'static str, String)],
+    wanted: impl Fn(Family, &str) -> bool,
+    latency: &[Stat],
+) {
     for family in Family::ALL {
         let Some(metric_name) = family.cloudwatch_metric(api.api_type) else {
             continue;
         };
-        if !route.metrics.iter().any(|m| m == metric_name) {
+        if !wanted(family, metric_name) {
             continue;
         }
         for stat in stats_for(family, latency) {
@@ -239,8 +245,8 @@ fn push_route(
                 family,
                 stat,
                 metric_name: Arc::from(metric_name),
-                dimensions: dimensions.clone(),
-                labels: Arc::clone(&labels),
+                dimensions: dimensions.to_vec(),
+                labels: Arc::clone(labels),
                 log_group: None,
             });
         }
@@ -260,26 +266,18 @@ fn push_level(
     if let Some(stage) = stage {
         dimensions.push(("Stage", stage.to_string()));
     }
-    for family in Family::ALL {
-        let Some(metric_name) = family.cloudwatch_metric(api.api_type) else {
-            continue;
-        };
-        // Cache counters only exist where a cache cluster runs; at API level we cannot know.
-        if family.info().needs_cache && !(cache_enabled && stage.is_some()) {
-            continue;
-        }
-        for stat in stats_for(family, latency) {
-            queries.push(Query {
-                namespace: Arc::clone(namespace),
-                family,
-                stat,
-                metric_name: Arc::from(metric_name),
-                dimensions: dimensions.clone(),
-                labels: Arc::clone(&labels),
-                log_group: None,
-            });
-        }
-    }
+    // Cache counters only exist where a cache cluster runs; at API level we cannot know.
+    let wanted =
+        |family: Family, _: &str| !family.info().needs_cache || (cache_enabled && stage.is_some());
+    push_metrics(
+        queries,
+        namespace,
+        api,
+        &labels,
+        &dimensions,
+        wanted,
+        latency,
+    );
 }
 
 /// Which signals a stage has, and why not where it has none: what `check-config` shows so a

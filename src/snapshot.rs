@@ -271,15 +271,7 @@ fn limit_samples(inventories: &[TargetInventory]) -> (Vec<Sample>, Vec<Sample>, 
             if api.timeouts.is_empty() && !api.stages.iter().any(|s| limited(&s)) {
                 continue;
             }
-            let base = SeriesLabels {
-                account_id: inv.account_id.clone(),
-                region: inv.region.clone(),
-                api_id: api.id.clone(),
-                api_name: api.name.clone(),
-                api_type: api.api_type,
-                stage: None,
-                route: None,
-            };
+            let base = inv.labels(api, None);
             for stage in api.stages.iter().filter(limited) {
                 let labels = Arc::new(SeriesLabels {
                     stage: Some(stage.name.clone()),
@@ -337,15 +329,7 @@ fn info_samples(inventories: &[TargetInventory], tags: &[String]) -> (Vec<Sample
     let mut stages = Vec::new();
     for inv in inventories {
         for api in &inv.apis {
-            let base = SeriesLabels {
-                account_id: inv.account_id.clone(),
-                region: inv.region.clone(),
-                api_id: api.id.clone(),
-                api_name: api.name.clone(),
-                api_type: api.api_type,
-                stage: None,
-                route: None,
-            };
+            let base = inv.labels(api, None);
             let mut extra = vec![("endpoint_type".to_string(), api.endpoint_type.clone())];
             for tag in tags {
                 extra.push((

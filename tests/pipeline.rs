@@ -404,7 +404,7 @@ async fn access_log_metric_filter_counts_429s_by_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttle_limits_and_integration_timeouts_come_from_discovery() {
-    use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
+    use aws_sdk_apigateway::types::IntegrationType;
     use aws_sdk_apigatewayv2::types::{IntegrationType as V2Type, RouteSettings};
     let tag = unique("lim");
 
@@ -452,21 +452,15 @@ async fn throttle_limits_and_integration_timeouts_come_from_discovery() {
         .send()
         .await
         .unwrap();
-    let patch = |path: &str, value: &str| {
-        PatchOperation::builder()
-            .op(Op::Replace)
-            .path(path)
-            .value(value)
-            .build()
-    };
-    gw.update_stage()
-        .rest_api_id(&rest_id)
-        .stage_name("prod")
-        .patch_operations(patch("/*/*/throttling/rateLimit", "100"))
-        .patch_operations(patch("/*/*/throttling/burstLimit", "200"))
-        .send()
-        .await
-        .unwrap();
+    common::patch_stage(
+        &rest_id,
+        "prod",
+        &[
+            ("/*/*/throttling/rateLimit", "100"),
+            ("/*/*/throttling/burstLimit", "200"),
+        ],
+    )
+    .await;
 
     // HTTP in moto: GET /pets → integration with a 7 s timeout; stage throttle 50/100.
     let v2 = common::apigatewayv2();
@@ -558,7 +552,6 @@ async fn throttle_limits_and_integration_timeouts_come_from_discovery() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn filter_log_events_counts_each_429_once_from_the_stage_access_logs() {
-    use aws_sdk_apigateway::types::{Op, PatchOperation};
     use aws_sdk_cloudwatchlogs::types::InputLogEvent;
     let tag = unique("fl");
     let rest_id = create_rest_api(&format!("flog-{tag}"), &["prod"]).await;
@@ -575,28 +568,17 @@ async fn filter_log_events_counts_each_429_once_from_the_stage_access_logs() {
         .send()
         .await
         .unwrap();
-    let patch = |path: &str, value: &str| {
-        PatchOperation::builder()
-            .op(Op::Replace)
-            .path(path)
-            .value(value)
-            .build()
-    };
-    common::apigateway()
-        .update_stage()
-        .rest_api_id(&rest_id)
-        .stage_name("prod")
-        .patch_operations(patch(
-            "/accessLogSettings/destinationArn",
-            &format!("arn:aws:logs:us-east-1:000000000000:log-group:{group}"),
-        ))
-        .patch_operations(patch(
-            "/accessLogSettings/format",
-            r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.responseType"}"#,
-        ))
-        .send()
-        .await
-        .unwrap();
+    let destination = format!("arn:aws:logs:us-east-1:000000000000:log-group:{group}");
+    let format = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.responseType"}"#;
+    common::patch_stage(
+        &rest_id,
+        "prod",
+        &[
+            ("/accessLogSettings/destinationArn", &destination),
+            ("/accessLogSettings/format", format),
+        ],
+    )
+    .await;
 
     let extra = "access_logs:\n  mode: filter_log_events\n";
     let exporter = Exporter::start(&emulator_config(&tag, extra), &[]);
@@ -725,25 +707,11 @@ async fn check_config_prints_the_plan_and_the_signals_of_each_stage() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn route_level_families_follow_the_dimension_sets_list_metrics_finds() {
-    use aws_sdk_apigateway::types::{Op, PatchOperation};
     let tag = unique("rt");
     let rest = format!("routes-{tag}");
     let rest_id = create_rest_api(&rest, &["prod"]).await;
     // Detailed metrics on: `auto` reads it from the stage's method settings.
-    common::apigateway()
-        .update_stage()
-        .rest_api_id(&rest_id)
-        .stage_name("prod")
-        .patch_operations(
-            PatchOperation::builder()
-                .op(Op::Replace)
-                .path("/*/*/metrics/enabled")
-                .value("true")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::patch_stage(&rest_id, "prod", &[("/*/*/metrics/enabled", "true")]).await;
     let ws_id = create_v2_api(&format!("routesw-{tag}"), true, &["prod"]).await;
     let minute = (now_secs() / 60) * 60;
     let rest_route = [

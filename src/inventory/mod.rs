@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use regex::Regex;
 
 use crate::config::{ApiSelection, DetailedMetrics, ShardConfig, StageSelection};
-use crate::model::ApiType;
+use crate::model::{ApiType, SeriesLabels};
 
 pub use crate::model::RouteKey;
 pub use rest_names::cloudwatch_rest_name;
@@ -135,6 +135,19 @@ pub struct TargetInventory {
 }
 
 impl TargetInventory {
+    /// The contract's labels of a series of `api` in this target (stage-level when `stage`).
+    pub fn labels(&self, api: &Api, stage: Option<&str>) -> SeriesLabels {
+        SeriesLabels {
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+            api_id: api.id.clone(),
+            api_name: api.name.clone(),
+            api_type: api.api_type,
+            stage: stage.map(str::to_string),
+            route: None,
+        }
+    }
+
     /// APIs with at least one series dropped because of a name conflict.
     pub fn conflicted_apis(&self) -> usize {
         self.apis

@@ -150,6 +150,25 @@ pub async fn create_rest_api(name: &str, stages: &[&str]) -> String {
     id
 }
 
+/// Replaces settings of a REST stage (`PATCH` operations of UpdateStage).
+pub async fn patch_stage(rest_id: &str, stage: &str, patches: &[(&str, &str)]) {
+    use aws_sdk_apigateway::types::{Op, PatchOperation};
+    let mut req = apigateway()
+        .update_stage()
+        .rest_api_id(rest_id)
+        .stage_name(stage);
+    for (path, value) in patches {
+        req = req.patch_operations(
+            PatchOperation::builder()
+                .op(Op::Replace)
+                .path(*path)
+                .value(*value)
+                .build(),
+        );
+    }
+    req.send().await.expect("UpdateStage");
+}
+
 /// Creates an HTTP or WebSocket API in moto with the given stages; returns its id.
 pub async fn create_v2_api(name: &str, websocket: bool, stages: &[&str]) -> String {
     use aws_sdk_apigatewayv2::types::ProtocolType;
