@@ -59,6 +59,7 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
                 metrics: Arc::new(CloudWatchSource::new(
                     clients.cloudwatch.clone(),
                     metrics.clone(),
+                    config.aws.max_requests_per_second,
                 )),
                 logs: Arc::new(AccessLogSource::new(
                     clients.logs.clone(),
@@ -138,6 +139,7 @@ pub async fn describe_plan(config: &Config) -> String {
         &plans,
         config.poll.interval,
         &settings(config).plan,
+        config.cost.price_per_1000_metrics,
     ));
     out
 }

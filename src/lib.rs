@@ -27,6 +27,7 @@ pub mod model;
 pub mod otlp;
 pub mod plan;
 pub mod poll;
+pub mod ratelimit;
 pub mod render;
 pub mod selfmetrics;
 pub mod snapshot;

@@ -349,6 +349,7 @@ pub fn describe(
     plans: &[TargetPlan],
     interval: Duration,
     opts: &PlanOptions,
+    price_per_1000: f64,
 ) -> String {
     let mut out = String::new();
     let (mut total_q, mut total_c) = (0, 0);
@@ -415,12 +416,7 @@ pub fn describe(
                 c.cloudwatch_name
             );
         }
-        let c = cost(
-            plan.queries.len(),
-            plan.calls(),
-            interval,
-            DEFAULT_PRICE_PER_1000_METRICS,
-        );
+        let c = cost(plan.queries.len(), plan.calls(), interval, price_per_1000);
         let _ = writeln!(
             out,
             "  series queried: {}  GetMetricData calls per cycle: {}  estimated cost: ${:.2}/month",
@@ -429,7 +425,7 @@ pub fn describe(
         total_q += plan.queries.len();
         total_c += plan.calls();
     }
-    let c = cost(total_q, total_c, interval, DEFAULT_PRICE_PER_1000_METRICS);
+    let c = cost(total_q, total_c, interval, price_per_1000);
     let _ = writeln!(
         out,
         "total: {} queries and {} GetMetricData calls per cycle; {:.0} cycles/month (every {}) → {:.0} metrics requested, about ${:.2}/month at ${} per 1,000 metrics",
@@ -439,7 +435,11 @@ pub fn describe(
         humantime::format_duration(interval),
         c.metrics_per_month,
         c.usd_per_month,
-        DEFAULT_PRICE_PER_1000_METRICS
+        price_per_1000
+    );
+    let _ = writeln!(
+        out,
+        "cost rule: AWS bills GetMetricData per metric requested; every query (one metric and one statistic) of every call, NextToken pages included, is counted as one, whatever the datapoints returned; a 30-day month; set cost.price_per_1000_metrics for your region"
     );
     out
 }

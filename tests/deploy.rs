@@ -1817,3 +1817,63 @@ fn deploy_doc_scrape_configs_pass_promtool() {
         assert!(doc.contains(needle), "docs/deploy.md lacks `{needle}`");
     }
 }
+
+#[test]
+fn sharded_statefulset_validates_and_its_shards_cover_every_api_once() {
+    let dir = k8s_dir().join("sharded");
+    let kustomization = yaml_docs(
+        &read(&dir.join("kustomization.yaml")),
+        "sharded kustomization",
+    );
+    let files: Vec<String> = seq_of(&kustomization[0]["resources"], "resources")
+        .iter()
+        .map(|v| str_of(v, "resource").to_string())
+        .collect();
+    let docs: Vec<(String, Vec<Value>)> = files
+        .iter()
+        .map(|f| (f.clone(), yaml_docs(&read(&dir.join(f)), f)))
+        .collect();
+    if let Err(e) = kubernetes_validate(&dir, &docs) {
+        panic!("{e}");
+    }
+    let doc = |kind: &str| {
+        docs.iter()
+            .flat_map(|(_, d)| d)
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} in sharded/"))
+    };
+    let set = doc("StatefulSet");
+    let replicas = set["spec"]["replicas"].as_u64().expect("replicas");
+    let config = str_of(&doc("ConfigMap")["data"]["config.yaml"], "config.yaml").to_string();
+    assert!(
+        config.contains(&format!("total: {replicas}")),
+        "shard.total must equal the StatefulSet's replicas ({replicas}):\n{config}"
+    );
+    let env = &set["spec"]["template"]["spec"]["containers"][0]["env"][0];
+    assert_eq!(env["name"].as_str(), Some("SHARD_INDEX"));
+    assert_eq!(
+        env["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']")
+    );
+    // Each pod's config passes check-config with its own index; one past the last does not.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("config.yaml");
+    std::fs::write(&path, &config).unwrap();
+    for index in 0..=replicas {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
+            .args(["check-config", "--log.level=error"])
+            .arg(format!("--config.file={}", path.display()))
+            .env("SHARD_INDEX", index.to_string())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"));
+        let want = if index < replicas { 0 } else { 2 };
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "SHARD_INDEX={index}: {}",
+            describe(&out)
+        );
+    }
+}

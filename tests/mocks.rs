@@ -98,7 +98,7 @@ impl Harness {
                     format!("eu-west-{}", i + 1),
                     ApiFilter::new(&ApiSelection::default()).unwrap(),
                     Arc::new(FakeDiscovery(apis)),
-                    Arc::new(CloudWatchSource::new(client, metrics.clone())),
+                    Arc::new(CloudWatchSource::new(client, metrics.clone(), 0.0)),
                 )
             })
             .collect();
@@ -372,6 +372,80 @@ async fn a_throttled_target_never_blanks_the_other() {
         Some(1.0)
     );
     assert_eq!(h.value("aws_apigateway_exporter_up"), Some(0.0));
+}
+
+#[tokio::test]
+async fn server_errors_and_garbage_fail_only_their_cycle() {
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode as HttpStatus;
+    use aws_smithy_types::body::SdkBody;
+    // Call 1 answers nothing (the baseline), call 2 is an HTTP 500, call 3 a 200 whose body
+    // is not CBOR, then good answers. SDK retries are off so each call is one cycle.
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .sequence()
+        .output(|| GetMetricDataOutput::builder().build())
+        .http_status(500, Some("internal failure".into()))
+        .http_response(|| {
+            HttpResponse::new(
+                HttpStatus::try_from(200).unwrap(),
+                SdkBody::from("<html>not cbor</html>"),
+            )
+        })
+        .output(|| {
+            // Every query of the batch (q0..q9), 3.0 in every period of two hours around NOW:
+            // the store takes what falls in each cycle's window.
+            let results = (0..10)
+                .map(|i| {
+                    let mut r = MetricDataResult::builder()
+                        .id(format!("q{i}"))
+                        .status_code(StatusCode::Complete);
+                    for t in (NOW - 3600..NOW + 3600).step_by(PERIOD as usize) {
+                        r = r
+                            .timestamps(DateTime::from_secs(t - t % PERIOD))
+                            .values(3.0);
+                    }
+                    r.build()
+                })
+                .collect();
+            GetMetricDataOutput::builder()
+                .set_metric_data_results(Some(results))
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule], |c| c
+        .retry_config(aws_sdk_cloudwatch::config::retry::RetryConfig::disabled()));
+    let mut h = Harness::new(vec![(vec![http_api("h1", 1)], client)], vec![Stat::Maximum]);
+    assert_eq!(h.poller.cycle().await.failed_batches, 0);
+    for _ in 0..2 {
+        h.clock.advance(PERIOD);
+        assert_eq!(h.poller.cycle().await.failed_batches, 1);
+    }
+    assert_eq!(h.value("aws_apigateway_exporter_up"), Some(0.0));
+    // The first (empty) answer was the baseline; the failures changed nothing.
+    assert_eq!(
+        h.value(&format!("aws_apigateway_requests_total{{{LABELS}}}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        h.value(r#"aws_apigateway_exporter_cloudwatch_requests_total{operation="GetMetricData",result="error"}"#),
+        Some(2.0)
+    );
+    // CloudWatch answers again: every period of the window is new, those missed during the
+    // failures included (11 × 3), and the next cycle adds its new period once.
+    h.clock.advance(PERIOD);
+    assert!(h.poller.cycle().await.complete());
+    assert_eq!(h.value("aws_apigateway_exporter_up"), Some(1.0));
+    assert_eq!(
+        h.value(&format!("aws_apigateway_requests_total{{{LABELS}}}")),
+        Some(33.0)
+    );
+    h.clock.advance(PERIOD);
+    assert!(h.poller.cycle().await.complete());
+    assert_eq!(
+        h.value(&format!("aws_apigateway_requests_total{{{LABELS}}}")),
+        Some(36.0)
+    );
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ pub struct Config {
     pub access_logs: AccessLogsConfig,
     /// This replica's share of the APIs, when several replicas split one inventory.
     pub shard: Option<ShardConfig>,
+    pub cost: CostConfig,
 }
 
 /// Replica `index` of `total` exports the APIs whose id hashes to `index` (a stable FNV-1a
@@ -337,10 +338,38 @@ pub enum AccessLogsMode {
     FilterLogEvents,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsConfig {
     pub endpoints: Endpoints,
+    /// GetMetricData calls per second per target, at most (the AWS quota is 50 per account
+    /// and region, shared with everything else in the account); 0 = no limit.
+    pub max_requests_per_second: f64,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            endpoints: Endpoints::default(),
+            max_requests_per_second: 10.0,
+        }
+    }
+}
+
+/// What CloudWatch costs, for `check-config`'s estimate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostConfig {
+    /// USD per 1,000 metrics requested with GetMetricData (0.01 in most regions).
+    pub price_per_1000_metrics: f64,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        CostConfig {
+            price_per_1000_metrics: crate::plan::DEFAULT_PRICE_PER_1000_METRICS,
+        }
+    }
 }
 
 /// Per-service endpoint overrides (emulators, VPC endpoints, FIPS endpoints).
@@ -453,6 +482,20 @@ impl Config {
                     format!("{tag:?} is listed twice"),
                 ));
             }
+        }
+        let rps = self.aws.max_requests_per_second;
+        if !rps.is_finite() || !(0.0..=50.0).contains(&rps) {
+            return Err(invalid(
+                "aws.max_requests_per_second",
+                format!("must be between 0 (no limit) and 50 (the GetMetricData quota), got {rps}"),
+            ));
+        }
+        let price = self.cost.price_per_1000_metrics;
+        if !price.is_finite() || !(0.0..=1.0).contains(&price) {
+            return Err(invalid(
+                "cost.price_per_1000_metrics",
+                format!("must be a price in USD between 0 and 1, got {price}"),
+            ));
         }
         if let Some(shard) = &self.shard {
             if shard.total == 0 {

@@ -12,6 +12,7 @@ use aws_smithy_types::DateTime;
 use super::{MetricSource, Outcome, SourceError, Window};
 use crate::aws::{classify, describe};
 use crate::plan::Query;
+use crate::ratelimit::RateLimiter;
 use crate::selfmetrics::{CallResult, SelfMetrics};
 
 /// The AWS namespace of API Gateway metrics.
@@ -21,11 +22,21 @@ pub const NAMESPACE: &str = "AWS/ApiGateway";
 pub struct CloudWatchSource {
     client: aws_sdk_cloudwatch::Client,
     metrics: SelfMetrics,
+    pace: RateLimiter,
 }
 
 impl CloudWatchSource {
-    pub fn new(client: aws_sdk_cloudwatch::Client, metrics: SelfMetrics) -> CloudWatchSource {
-        CloudWatchSource { client, metrics }
+    /// A source making at most `max_rps` GetMetricData calls per second (0: no limit).
+    pub fn new(
+        client: aws_sdk_cloudwatch::Client,
+        metrics: SelfMetrics,
+        max_rps: f64,
+    ) -> CloudWatchSource {
+        CloudWatchSource {
+            client,
+            metrics,
+            pace: RateLimiter::new(max_rps),
+        }
     }
 }
 
@@ -66,6 +77,7 @@ impl MetricSource for CloudWatchSource {
         let mut failed: HashMap<usize, &'static str> = HashMap::new();
         let mut token: Option<String> = None;
         loop {
+            self.pace.acquire().await;
             let result = self
                 .client
                 .get_metric_data()
