@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use crate::config::Config;
 use crate::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
+    UsagePlan,
 };
 use crate::model::{ApiType, Family, Stat};
 use crate::plan::Query;
@@ -289,6 +290,16 @@ impl Discovery for DemoDiscovery {
             .collect();
         Ok(Discovered {
             apis,
+            usage_plans: vec![UsagePlan {
+                id: "demo01".into(),
+                name: "partners".into(),
+                throttle: Some(Throttle {
+                    rate: 100.0,
+                    burst: 200.0,
+                }),
+                quota: Some((1_000_000.0, "MONTH".into())),
+                api_stages: vec![("a1b2c3d4e5".into(), "prod".into())],
+            }],
             account_throttle: Some(Throttle {
                 rate: 10_000.0,
                 burst: 5_000.0,

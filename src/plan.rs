@@ -457,6 +457,7 @@ mod tests {
             apis,
             conflicts: vec![],
             account_throttle: None,
+            usage_plans: vec![],
         }
     }
 

@@ -21,7 +21,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::model::{Family, FamilyKind};
 use crate::snapshot::{
-    API_INFO, BURST_LIMIT, EncodedFamilies, FamilySnapshot, Kind, RATE_LIMIT, STAGE_INFO,
+    API_INFO, BURST_LIMIT, EncodedFamilies, FamilySnapshot, Kind, QUOTA, RATE_LIMIT, STAGE_INFO,
     SharedSnapshot, Snapshot, TIMEOUT, Value, max_help,
 };
 
@@ -73,7 +73,14 @@ impl SnapshotCollector {
                 }
             }
         }
-        for (name, help) in [API_INFO, STAGE_INFO, RATE_LIMIT, BURST_LIMIT, TIMEOUT] {
+        for (name, help) in [
+            API_INFO,
+            STAGE_INFO,
+            RATE_LIMIT,
+            BURST_LIMIT,
+            TIMEOUT,
+            QUOTA,
+        ] {
             descs.push(Desc::new(
                 name.into(),
                 help.into(),

@@ -6,8 +6,9 @@ use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts,
 const NS: &str = "aws_apigateway_exporter";
 
 /// Every discovery, identity and logs call the exporter makes, by service.
-const AWS_OPERATIONS: [(&str, &str); 10] = [
+const AWS_OPERATIONS: [(&str, &str); 11] = [
     ("apigateway", "GetRestApis"),
+    ("apigateway", "GetUsagePlans"),
     ("apigateway", "GetStages"),
     ("apigateway", "GetResources"),
     ("apigateway", "GetAccount"),

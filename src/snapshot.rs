@@ -209,13 +209,14 @@ pub fn build(
         });
     }
     let (api_info, stage_info) = info_samples(inventories, tags);
-    let (rate, burst, timeouts) = limit_samples(inventories);
+    let (rate, burst, timeouts, quotas) = limit_samples(inventories);
     for ((name, help), samples) in [
         (API_INFO, api_info),
         (STAGE_INFO, stage_info),
         (RATE_LIMIT, rate),
         (BURST_LIMIT, burst),
         (TIMEOUT, timeouts),
+        (QUOTA, quotas),
     ] {
         families.push(FamilySnapshot {
             name,
@@ -236,14 +237,23 @@ pub const BURST_LIMIT: (&str, &str) = (
     "aws_apigateway_throttle_burst_limit",
     "Burst of requests API Gateway allows, by scope (account, stage, method), as for aws_apigateway_throttle_rate_limit. From API Gateway discovery.",
 );
+pub const QUOTA: (&str, &str) = (
+    "aws_apigateway_usage_plan_quota_limit",
+    "Requests a usage plan allows each API key per period (period=\"DAY\"|\"WEEK\"|\"MONTH\") on an API stage. From API Gateway GetUsagePlans.",
+);
 pub const TIMEOUT: (&str, &str) = (
     "aws_apigateway_integration_timeout_seconds",
     "Configured integration timeout of a method or route, in seconds (29 s unless raised). From API Gateway discovery.",
 );
 
 /// Throttle limits (account, stage, method/route) and integration timeouts.
-fn limit_samples(inventories: &[TargetInventory]) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>) {
-    let (mut rate, mut burst, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
+/// Throttle limits (account, stage, method/route, usage plan), integration timeouts and
+/// usage plan quotas.
+fn limit_samples(
+    inventories: &[TargetInventory],
+) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>, Vec<Sample>) {
+    let (mut rate, mut burst, mut timeouts, mut quotas) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut push =
         |labels: &Labels, extra: Vec<(String, String)>, t: &crate::inventory::Throttle| {
             rate.push(Sample {
@@ -295,8 +305,37 @@ fn limit_samples(inventories: &[TargetInventory]) -> (Vec<Sample>, Vec<Sample>, 
                 });
             }
         }
+        for plan in &inv.usage_plans {
+            for (api_id, stage) in &plan.api_stages {
+                let Some(api) = inv.apis.iter().find(|a| &a.id == api_id) else {
+                    continue;
+                };
+                if !api.stages.iter().any(|s| &s.name == stage) {
+                    continue;
+                }
+                let labels = Arc::new(inv.labels(api, Some(stage)));
+                let plan_labels = vec![
+                    ("usage_plan_id".to_string(), plan.id.clone()),
+                    ("usage_plan_name".to_string(), plan.name.clone()),
+                ];
+                if let Some(t) = &plan.throttle {
+                    let mut extra = scope("usage_plan");
+                    extra.extend(plan_labels.clone());
+                    push(&labels, extra, t);
+                }
+                if let Some((limit, period)) = &plan.quota {
+                    let mut extra = plan_labels;
+                    extra.push(("period".to_string(), period.clone()));
+                    quotas.push(Sample {
+                        labels,
+                        extra,
+                        value: Value::Single(*limit),
+                    });
+                }
+            }
+        }
     }
-    (rate, burst, timeouts)
+    (rate, burst, timeouts, quotas)
 }
 
 pub fn max_help(family: Family) -> &'static str {

@@ -64,6 +64,7 @@ const FAMILIES: &[&str] = &[
     "aws_apigateway_throttle_rate_limit",
     "aws_apigateway_throttle_burst_limit",
     "aws_apigateway_integration_timeout_seconds",
+    "aws_apigateway_usage_plan_quota_limit",
     "aws_apigateway_exporter_build_info",
     "aws_apigateway_exporter_up",
     "aws_apigateway_exporter_target_up",

@@ -39,8 +39,9 @@ const ALLOWED_ACTIONS: [&str; 3] = [
 /// The only API Gateway resources `apigateway:GET` may cover: the account's settings
 /// (throttle limits), API / stage discovery, and the methods, routes and integrations that
 /// carry integration timeouts.
-const ALLOWED_APIGATEWAY_RESOURCES: [&str; 8] = [
+const ALLOWED_APIGATEWAY_RESOURCES: [&str; 9] = [
     "arn:aws:apigateway:*::/account",
+    "arn:aws:apigateway:*::/usageplans",
     "arn:aws:apigateway:*::/restapis",
     "arn:aws:apigateway:*::/restapis/*/stages",
     "arn:aws:apigateway:*::/restapis/*/resources",

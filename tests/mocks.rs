@@ -45,6 +45,7 @@ impl Discovery for FakeDiscovery {
         Ok(Discovered {
             apis: self.0.clone(),
             account_throttle: None,
+            usage_plans: vec![],
         })
     }
 }
@@ -655,6 +656,39 @@ async fn discovery_follows_every_page() {
             .metrics(metric("Count", vec![dim("Colour", "blue")]))
             .build()
     });
+    let usage_plans =
+        mock!(aws_sdk_apigateway::Client::get_usage_plans).then_compute_output(|req| {
+            use aws_sdk_apigateway::types::{ApiStage, QuotaPeriodType, QuotaSettings, UsagePlan};
+            let out =
+                aws_sdk_apigateway::operation::get_usage_plans::GetUsagePlansOutput::builder();
+            match req.position() {
+                None => out
+                    .items(
+                        UsagePlan::builder()
+                            .id("up1")
+                            .name("partners")
+                            .throttle(
+                                ThrottleSettings::builder()
+                                    .rate_limit(50.0)
+                                    .burst_limit(100)
+                                    .build(),
+                            )
+                            .quota(
+                                QuotaSettings::builder()
+                                    .limit(10_000)
+                                    .period(QuotaPeriodType::Day)
+                                    .build(),
+                            )
+                            .api_stages(ApiStage::builder().api_id("r1").stage("r1-prod").build())
+                            .build(),
+                    )
+                    .position("next")
+                    .build(),
+                Some(_) => out
+                    .items(UsagePlan::builder().id("up2").name("free").build())
+                    .build(),
+            }
+        });
     let sts = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
         aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
             .account("444455556666")
@@ -665,7 +699,13 @@ async fn discovery_follows_every_page() {
         apigateway: mock_client!(
             aws_sdk_apigateway,
             RuleMode::MatchAny,
-            [&rest_pages, &rest_stages, &account, &resources]
+            [
+                &rest_pages,
+                &rest_stages,
+                &account,
+                &resources,
+                &usage_plans
+            ]
         ),
         apigatewayv2: mock_client!(
             aws_sdk_apigatewayv2,
@@ -712,6 +752,22 @@ async fn discovery_follows_every_page() {
                 burst: 20.0
             }
         )]
+    );
+    assert_eq!(found.usage_plans.len(), 2, "both pages of usage plans");
+    assert_eq!(
+        found.usage_plans[0].throttle,
+        Some(Throttle {
+            rate: 50.0,
+            burst: 100.0
+        })
+    );
+    assert_eq!(
+        found.usage_plans[0].quota,
+        Some((10_000.0, "DAY".to_string()))
+    );
+    assert_eq!(
+        found.usage_plans[0].api_stages,
+        [("r1".to_string(), "r1-prod".to_string())]
     );
     let routes = &found.apis[0].stages.as_ref().unwrap()[0].routes;
     assert_eq!(routes.len(), 1, "{routes:?}");
@@ -777,4 +833,178 @@ async fn discovery_follows_every_page() {
     );
     assert_eq!(rest_pages.num_calls(), 2);
     assert_eq!(v2_pages.num_calls(), 2);
+}
+
+/// Discovery that works once, then fails.
+struct FlakyDiscovery {
+    apis: Vec<RawApi>,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Discovery for FlakyDiscovery {
+    async fn account_id(&self) -> Result<String, DiscoveryError> {
+        Ok("111122223333".into())
+    }
+    async fn discover(&self, _: &ApiFilter) -> Result<Discovered, DiscoveryError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(Discovered {
+                apis: self.apis.clone(),
+                account_throttle: None,
+                usage_plans: vec![],
+            })
+        } else {
+            Err(DiscoveryError {
+                service: "apigateway",
+                operation: "GetRestApis",
+                message: "TooManyRequestsException: Rate exceeded".into(),
+            })
+        }
+    }
+}
+
+/// A source that takes its time.
+struct SlowSource(std::time::Duration);
+
+#[async_trait]
+impl apigateway_exporter::source::MetricSource for SlowSource {
+    async fn fetch(
+        &self,
+        queries: &[apigateway_exporter::plan::Query],
+        _: apigateway_exporter::source::Window,
+    ) -> Result<Vec<apigateway_exporter::source::Outcome>, apigateway_exporter::source::SourceError>
+    {
+        tokio::time::sleep(self.0).await;
+        Ok(queries
+            .iter()
+            .map(|_| apigateway_exporter::source::Outcome::Points(vec![]))
+            .collect())
+    }
+}
+
+fn poller_with(
+    discovery: Arc<dyn Discovery>,
+    source: Arc<dyn apigateway_exporter::source::MetricSource>,
+    interval: Duration,
+) -> (Poller, Registry, Arc<ManualClock>) {
+    let registry = Registry::new();
+    let shared = SharedSnapshot::new();
+    let metrics = SelfMetrics::new(&registry, false).unwrap();
+    registry
+        .register(Box::new(
+            SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
+        ))
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let target = Target::new(
+        "eu-west-1".into(),
+        ApiFilter::new(&ApiSelection::default()).unwrap(),
+        discovery,
+        source,
+    );
+    let settings = PollSettings {
+        poll: PollConfig {
+            interval,
+            period: Duration::from_secs(60),
+            lookback: Duration::from_secs(600),
+            settle: Duration::from_secs(180),
+        },
+        refresh_interval: Duration::from_secs(600),
+        plan: PlanOptions {
+            latency: vec![Stat::Maximum],
+            access_logs: None,
+        },
+        tags_as_labels: vec![],
+    };
+    (
+        Poller::new(vec![target], settings, clock.clone(), shared, metrics),
+        registry,
+        clock,
+    )
+}
+
+#[tokio::test]
+async fn a_failed_discovery_keeps_the_last_inventory() {
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+        .then_compute_output(|req| answer(req, |_| Some(2.0)));
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+    let registry_metrics = SelfMetrics::new(&Registry::new(), false).unwrap();
+    let discovery = Arc::new(FlakyDiscovery {
+        apis: vec![http_api("h1", 1)],
+        calls: AtomicUsize::new(0),
+    });
+    let source = Arc::new(CloudWatchSource::new(client, registry_metrics, 0.0));
+    let (mut poller, registry, clock) =
+        poller_with(discovery.clone(), source, Duration::from_secs(60));
+    poller.cycle().await;
+    // Past the refresh interval: discovery runs again, fails, and the last inventory stays.
+    clock.advance(11 * 60);
+    let report = poller.cycle().await;
+    assert_eq!(discovery.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        report.targets_ok, 1,
+        "the target still polls with its last inventory"
+    );
+    let text = String::from_utf8(render::encode(&registry).unwrap()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "aws_apigateway_api_info{{{}",
+            &LABELS[..LABELS.find(",stage").unwrap()]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("aws_apigateway_requests_total{{{LABELS}}} 2")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
+    let (poller, registry, _) = poller_with(
+        Arc::new(FakeDiscovery(vec![http_api("h1", 1)])),
+        Arc::new(SlowSource(Duration::from_millis(1500))),
+        Duration::from_millis(500),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(poller.run(
+        async {
+            let _ = stopped.await;
+        },
+        reload_rx,
+    ));
+    // While cycles are in flight, /metrics renders without waiting for them.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let registry = registry.clone();
+        let rendered = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::task::spawn_blocking(move || render::encode(&registry)),
+        )
+        .await
+        .expect("a scrape never waits for a cycle");
+        assert!(rendered.unwrap().is_ok());
+    }
+    let _ = stop.send(());
+    task.await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let text = String::from_utf8(render::encode(&registry).unwrap()).unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let cycles = value("aws_apigateway_exporter_cycle_duration_seconds_count");
+    assert!(
+        cycles >= 1.0 && cycles <= (elapsed / 1.5).floor(),
+        "cycles never overlap (overlapping ones would finish more than one per 1.5 s): {cycles} cycles of 1.5 s in {elapsed:.2} s"
+    );
+    assert!(
+        value("aws_apigateway_exporter_cycles_skipped_total") >= 2.0,
+        "{text}"
+    );
 }

@@ -499,6 +499,30 @@ async fn throttle_limits_and_integration_timeouts_come_from_discovery() {
         .await
         .unwrap();
 
+    // A usage plan on the REST stage: its throttle and quota apply to every API key.
+    {
+        use aws_sdk_apigateway::types::{
+            ApiStage, QuotaPeriodType, QuotaSettings, ThrottleSettings,
+        };
+        gw.create_usage_plan()
+            .name(format!("plan-{tag}"))
+            .api_stages(ApiStage::builder().api_id(&rest_id).stage("prod").build())
+            .throttle(
+                ThrottleSettings::builder()
+                    .rate_limit(20.0)
+                    .burst_limit(40)
+                    .build(),
+            )
+            .quota(
+                QuotaSettings::builder()
+                    .limit(5_000)
+                    .period(QuotaPeriodType::Week)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
     let exporter = Exporter::start(&emulator_config(&tag, ""), &[]);
     exporter.wait_ready(WAIT);
     let m = exporter.scrape_until(WAIT, |m| {
@@ -547,6 +571,26 @@ async fn throttle_limits_and_integration_timeouts_come_from_discovery() {
             &[("scope", "account"), ("region", "us-east-1")]
         )
         .is_some()
+    );
+    let plan_name = format!("plan-{tag}");
+    let plan = [
+        ("api_id", rest_id.as_str()),
+        ("stage", "prod"),
+        ("usage_plan_name", plan_name.as_str()),
+    ];
+    assert_eq!(
+        m.value(
+            "aws_apigateway_throttle_rate_limit",
+            &[plan[0], plan[1], plan[2], ("scope", "usage_plan")]
+        ),
+        Some(20.0)
+    );
+    assert_eq!(
+        m.value(
+            "aws_apigateway_usage_plan_quota_limit",
+            &[plan[0], plan[1], plan[2], ("period", "WEEK")]
+        ),
+        Some(5_000.0)
     );
 }
 

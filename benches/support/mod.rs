@@ -106,6 +106,7 @@ impl Discovery for FleetDiscovery {
         Ok(Discovered {
             apis: self.0.clone(),
             account_throttle: None,
+            usage_plans: vec![],
         })
     }
 }

@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, RouteMetrics,
-    Throttle, cloudwatch_rest_name, log_group_of,
+    Throttle, UsagePlan, cloudwatch_rest_name, log_group_of,
 };
 use crate::aws::{TargetClients, classify, describe};
 use crate::model::ApiType;
@@ -256,6 +256,49 @@ impl AwsDiscovery {
         }
         timeouts.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(timeouts)
+    }
+
+    /// Every usage plan (GetUsagePlans, paginated) with its throttle, quota and API stages.
+    async fn usage_plans(&self) -> Result<Vec<UsagePlan>, DiscoveryError> {
+        let mut plans = Vec::new();
+        let mut position: Option<String> = None;
+        loop {
+            let out = self.record(
+                "apigateway",
+                "GetUsagePlans",
+                self.clients
+                    .apigateway
+                    .get_usage_plans()
+                    .limit(500)
+                    .set_position(position.take())
+                    .send()
+                    .await,
+            )?;
+            for p in out.items() {
+                let Some(id) = p.id() else { continue };
+                plans.push(UsagePlan {
+                    id: id.to_string(),
+                    name: p.name().unwrap_or_default().to_string(),
+                    throttle: p.throttle().map(|t| Throttle {
+                        rate: t.rate_limit(),
+                        burst: f64::from(t.burst_limit()),
+                    }),
+                    quota: p.quota().and_then(|q| {
+                        Some((f64::from(q.limit()), q.period()?.as_str().to_string()))
+                    }),
+                    api_stages: p
+                        .api_stages()
+                        .iter()
+                        .filter_map(|s| Some((s.api_id()?.to_string(), s.stage()?.to_string())))
+                        .collect(),
+                });
+            }
+            match out.position() {
+                Some(p) if !p.is_empty() => position = Some(p.to_string()),
+                _ => break,
+            }
+        }
+        Ok(plans)
     }
 
     /// Finds the methods or routes with detailed metrics of every stage that wants them.
@@ -621,9 +664,18 @@ impl Discovery for AwsDiscovery {
                 None
             }
         };
+        let usage_plans = if filter.wants_type(ApiType::Rest) {
+            self.usage_plans().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read usage plans (apigateway:GET on /usageplans)");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
         Ok(Discovered {
             apis,
             account_throttle,
+            usage_plans,
         })
     }
 }

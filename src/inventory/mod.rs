@@ -30,6 +30,20 @@ pub struct Discovered {
     pub apis: Vec<RawApi>,
     /// The account's regional throttle (GetAccount), shared by every API of the region.
     pub account_throttle: Option<Throttle>,
+    /// REST API usage plans (GetUsagePlans).
+    pub usage_plans: Vec<UsagePlan>,
+}
+
+/// A usage plan: the throttle and quota every API key of the plan gets on its API stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsagePlan {
+    pub id: String,
+    pub name: String,
+    pub throttle: Option<Throttle>,
+    /// Requests per `DAY`, `WEEK` or `MONTH`.
+    pub quota: Option<(f64, String)>,
+    /// (REST API id, stage name).
+    pub api_stages: Vec<(String, String)>,
 }
 
 /// An API as discovery found it, before filtering.
@@ -132,6 +146,8 @@ pub struct TargetInventory {
     pub apis: Vec<Api>,
     pub conflicts: Vec<NameConflict>,
     pub account_throttle: Option<Throttle>,
+    /// Usage plans that cover an exported stage.
+    pub usage_plans: Vec<UsagePlan>,
 }
 
 impl TargetInventory {
@@ -325,9 +341,20 @@ pub fn build(
     TargetInventory {
         account_id: account_id.to_string(),
         region: region.to_string(),
-        apis,
         conflicts,
         account_throttle: found.account_throttle,
+        usage_plans: found
+            .usage_plans
+            .iter()
+            .filter(|p| {
+                p.api_stages.iter().any(|(id, stage)| {
+                    apis.iter()
+                        .any(|a| &a.id == id && a.stages.iter().any(|s| &s.name == stage))
+                })
+            })
+            .cloned()
+            .collect(),
+        apis,
     }
 }
 
@@ -364,6 +391,7 @@ mod tests {
         Discovered {
             apis,
             account_throttle: None,
+            usage_plans: vec![],
         }
     }
 
