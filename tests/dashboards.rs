@@ -459,3 +459,46 @@ fn section_of<'a>(docs: &'a str, file: &str) -> Option<&'a str> {
         .min();
     Some(&rest[..end.unwrap_or(rest.len())])
 }
+
+#[test]
+fn the_readme_lists_every_panel() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Dashboards and alerts")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Dashboards and alerts section");
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/dashboard_queries.py"
+        ))
+        .arg("facts")
+        .args(
+            [
+                "apigateway-overview",
+                "apigateway-api",
+                "apigateway-exporter",
+            ]
+            .map(|d| format!("{}/dashboards/{d}.json", env!("CARGO_MANIFEST_DIR"))),
+        )
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut missing = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f[0] == "panel" && f[3] != "row" && !section.contains(f[6]) {
+            missing.push(format!("{}: {}", f[1], f[6]));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "panels missing from the README: {missing:?}"
+    );
+}
