@@ -98,6 +98,7 @@ fn store(c: &mut Criterion) {
         assert_eq!(store.len(), live.len());
         let settled = (now - 180).div_euclid(PERIOD) * PERIOD - PERIOD;
         group.bench_function(BenchmarkId::new("snapshot_build", series), |b| {
+            let inventories: Vec<&TargetInventory> = inventories.iter().collect();
             b.iter(|| black_box(snapshot::build(&store, &inventories, settled, &[])))
         });
     }

@@ -1,5 +1,6 @@
 //! The `apigateway-exporter` binary: parse flags, set up logging, hand over to [`app::run`].
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -147,8 +148,13 @@ async fn check_config(cli: &Cli) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    println!("{}: valid", path.display());
-    print!("{}", app::describe_plan(&config).await);
+    // Written, not printed: a closed pipe (`check-config | head`) must not panic.
+    let plan = app::describe_plan(&config).await;
+    let _ = write!(
+        std::io::stdout().lock(),
+        "{}: valid\n{plan}",
+        path.display()
+    );
     ExitCode::SUCCESS
 }
 

@@ -345,14 +345,10 @@ impl Poller {
             } else {
                 report.targets_failed += 1;
             }
+            let batches = target.plan.batches();
             for (batch_index, result) in fetched.batches {
                 report.calls += 1;
-                let batch: &[Query] = target
-                    .plan
-                    .batches()
-                    .get(batch_index)
-                    .copied()
-                    .unwrap_or_default();
+                let batch: &[Query] = batches.get(batch_index).copied().unwrap_or_default();
                 match result {
                     Ok(outcomes) => {
                         for (q, outcome) in batch.iter().zip(outcomes) {
@@ -409,10 +405,10 @@ impl Poller {
 
         let settle = p.settle.as_secs() as i64;
         let settled = (now - settle).div_euclid(period) * period - period;
-        let inventories: Vec<TargetInventory> = self
+        let inventories: Vec<&TargetInventory> = self
             .targets
             .iter()
-            .filter_map(|t| t.inventory.clone())
+            .filter_map(|t| t.inventory.as_ref())
             .collect();
         let snap = snapshot::build(
             &self.store,

@@ -126,7 +126,7 @@ pub const STAGE_INFO: (&str, &str) = (
 /// report; `tags` are the API tags copied into `api_info` as `tag_<name>`.
 pub fn build(
     store: &Store,
-    inventories: &[TargetInventory],
+    inventories: &[&TargetInventory],
     settled: i64,
     tags: &[String],
 ) -> Snapshot {
@@ -250,7 +250,7 @@ pub const TIMEOUT: (&str, &str) = (
 /// Throttle limits (account, stage, method/route, usage plan), integration timeouts and
 /// usage plan quotas.
 fn limit_samples(
-    inventories: &[TargetInventory],
+    inventories: &[&TargetInventory],
 ) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>, Vec<Sample>) {
     let (mut rate, mut burst, mut timeouts, mut quotas) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -363,7 +363,7 @@ pub fn tag_label(tag: &str) -> String {
     name
 }
 
-fn info_samples(inventories: &[TargetInventory], tags: &[String]) -> (Vec<Sample>, Vec<Sample>) {
+fn info_samples(inventories: &[&TargetInventory], tags: &[String]) -> (Vec<Sample>, Vec<Sample>) {
     let mut apis = Vec::new();
     let mut stages = Vec::new();
     for inv in inventories {

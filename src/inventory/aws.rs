@@ -17,6 +17,20 @@ use crate::selfmetrics::{CallResult, SelfMetrics};
 /// GetStages calls in flight per target.
 const STAGE_CONCURRENCY: usize = 4;
 
+/// Runs `call` on every item with at most [`STAGE_CONCURRENCY`] in flight (the management
+/// API allows about 10 requests/s); the first error wins.
+async fn bounded<I, T, F, Fut>(items: Vec<I>, call: F) -> Result<Vec<T>, DiscoveryError>
+where
+    F: FnMut(I) -> Fut,
+    Fut: std::future::Future<Output = Result<T, DiscoveryError>>,
+{
+    futures::stream::iter(items)
+        .map(call)
+        .buffer_unordered(STAGE_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 /// API Gateway's integration timeout when none is configured (REST, WebSocket).
 const DEFAULT_TIMEOUT_MS: i32 = 29_000;
 
@@ -102,40 +116,37 @@ impl AwsDiscovery {
                 _ => break,
             }
         }
-        if !filter.needs_stages() {
-            return Ok(apis);
-        }
-        // Stages of the wanted APIs, and of any REST API sharing a CloudWatch name with one.
-        let wanted_names: BTreeSet<String> = apis
-            .iter()
-            .filter(|a| filter.wants(&a.id, &a.name, a.api_type, &a.tags))
-            .map(|a| cloudwatch_rest_name(&a.name, &a.id))
+        let wanted: Vec<usize> = (0..apis.len())
+            .filter(|&i| filter.wants(&apis[i].id, &apis[i].name, ApiType::Rest, &apis[i].tags))
             .collect();
-        let need: Vec<String> = apis
-            .iter()
-            .filter(|a| wanted_names.contains(&cloudwatch_rest_name(&a.name, &a.id)))
-            .map(|a| a.id.clone())
-            .collect();
-        let stages: HashMap<String, Vec<RawStage>> = futures::stream::iter(need)
-            .map(|id| async move { self.rest_stages(&id).await.map(|s| (id, s)) })
-            .buffer_unordered(STAGE_CONCURRENCY)
-            .try_collect()
+        if filter.needs_stages() {
+            // Stages of the wanted APIs, and of any REST API sharing a CloudWatch name with one.
+            let wanted_names: BTreeSet<String> = wanted
+                .iter()
+                .map(|&i| cloudwatch_rest_name(&apis[i].name, &apis[i].id))
+                .collect();
+            let need: Vec<usize> = (0..apis.len())
+                .filter(|&i| {
+                    wanted_names.contains(&cloudwatch_rest_name(&apis[i].name, &apis[i].id))
+                })
+                .collect();
+            let stages = bounded(need, |i| {
+                let id = apis[i].id.clone();
+                async move { Ok((i, self.rest_stages(&id).await?)) }
+            })
             .await?;
-        for api in &mut apis {
-            api.stages = stages.get(&api.id).cloned();
+            for (i, stages) in stages {
+                apis[i].stages = Some(stages);
+            }
         }
-        let wanted: Vec<String> = apis
-            .iter()
-            .filter(|a| filter.wants(&a.id, &a.name, a.api_type, &a.tags))
-            .map(|a| a.id.clone())
-            .collect();
-        let timeouts: HashMap<String, Vec<(RouteKey, f64)>> = futures::stream::iter(wanted)
-            .map(|id| async move { self.rest_timeouts(&id).await.map(|t| (id, t)) })
-            .buffer_unordered(STAGE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for api in &mut apis {
-            api.timeouts = timeouts.get(&api.id).cloned().unwrap_or_default();
+        // Timeouts belong to the API, whatever stages are selected.
+        let timeouts = bounded(wanted, |i| {
+            let id = apis[i].id.clone();
+            async move { Ok((i, self.rest_timeouts(&id).await?)) }
+        })
+        .await?;
+        for (i, timeouts) in timeouts {
+            apis[i].timeouts = timeouts;
         }
         Ok(apis)
     }
@@ -323,15 +334,10 @@ impl AwsDiscovery {
                 }
             }
         }
-        let found: Vec<(usize, usize, Vec<RouteMetrics>)> = futures::stream::iter(wanted)
-            .map(|(a, s, api_type, key, stage)| async move {
-                self.list_routes(api_type, &key, &stage)
-                    .await
-                    .map(|r| (a, s, r))
-            })
-            .buffer_unordered(STAGE_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let found = bounded(wanted, |(a, s, api_type, key, stage)| async move {
+            Ok((a, s, self.list_routes(api_type, &key, &stage).await?))
+        })
+        .await?;
         for (a, s, routes) in found {
             if let Some(stage) = apis[a].stages.as_mut().and_then(|st| st.get_mut(s)) {
                 stage.routes = routes;
@@ -512,34 +518,25 @@ impl AwsDiscovery {
                 _ => break,
             }
         }
-        if !filter.needs_stages() {
-            return Ok(apis);
-        }
-        let need: Vec<(String, bool)> = apis
-            .iter()
-            .filter(|a| filter.wants(&a.id, &a.name, a.api_type, &a.tags))
-            .map(|a| (a.id.clone(), a.api_type == ApiType::Websocket))
+        // Stages (when any are selected) and timeouts of every wanted API, in one pass.
+        let wanted: Vec<usize> = (0..apis.len())
+            .filter(|&i| filter.wants(&apis[i].id, &apis[i].name, apis[i].api_type, &apis[i].tags))
             .collect();
-        let stages: HashMap<String, Vec<RawStage>> = futures::stream::iter(need)
-            .map(|(id, ws)| async move { self.v2_stages(&id, ws).await.map(|s| (id, s)) })
-            .buffer_unordered(STAGE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for api in &mut apis {
-            api.stages = stages.get(&api.id).cloned();
-        }
-        let wanted: Vec<(String, bool)> = apis
-            .iter()
-            .filter(|a| filter.wants(&a.id, &a.name, a.api_type, &a.tags))
-            .map(|a| (a.id.clone(), a.api_type == ApiType::Websocket))
-            .collect();
-        let timeouts: HashMap<String, Vec<(RouteKey, f64)>> = futures::stream::iter(wanted)
-            .map(|(id, ws)| async move { self.v2_timeouts(&id, ws).await.map(|t| (id, t)) })
-            .buffer_unordered(STAGE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for api in &mut apis {
-            api.timeouts = timeouts.get(&api.id).cloned().unwrap_or_default();
+        let needs_stages = filter.needs_stages();
+        let details = bounded(wanted, |i| {
+            let (id, ws) = (apis[i].id.clone(), apis[i].api_type == ApiType::Websocket);
+            async move {
+                let stages = match needs_stages {
+                    true => Some(self.v2_stages(&id, ws).await?),
+                    false => None,
+                };
+                Ok((i, stages, self.v2_timeouts(&id, ws).await?))
+            }
+        })
+        .await?;
+        for (i, stages, timeouts) in details {
+            apis[i].stages = stages;
+            apis[i].timeouts = timeouts;
         }
         Ok(apis)
     }
