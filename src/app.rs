@@ -41,6 +41,41 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("invalid config: {0}")]
     Config(String),
+    #[error("OTLP: {0}")]
+    Otlp(String),
+    #[error("the HTTP server stopped: {0}")]
+    Server(String),
+    /// A background task ended or panicked while it should run: the process must exit so
+    /// that Kubernetes restarts it, instead of serving a dead loop's last values as healthy.
+    #[error("the {task} stopped unexpectedly: {reason}; exiting so the exporter is restarted")]
+    TaskDied { task: &'static str, reason: String },
+}
+
+impl AppError {
+    /// The exit code: 2 for a config the exporter cannot run with, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Why a spawned task ended: its panic message, or that it returned.
+fn ended(result: Result<(), tokio::task::JoinError>) -> String {
+    match result {
+        Ok(()) => "it returned".into(),
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            format!("it panicked: {message}")
+        }
+        Err(e) => format!("it was cancelled: {e}"),
+    }
 }
 
 /// One AWS target per (target entry, region), sharing the standard credential chain.
@@ -67,12 +102,21 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
                     metrics.clone(),
                 )),
             });
-            targets.push(Target::new(
-                region.clone(),
-                filter.clone(),
-                Arc::new(AwsDiscovery::new(clients, metrics.clone())),
-                source,
-            ));
+            // The identity a reload matches targets by: the credentials and the region.
+            let key = format!(
+                "{}|{}|{region}",
+                t.role_arn.as_deref().unwrap_or("default credentials"),
+                t.external_id.as_deref().unwrap_or("")
+            );
+            targets.push(
+                Target::new(
+                    region.clone(),
+                    filter.clone(),
+                    Arc::new(AwsDiscovery::new(clients, metrics.clone())),
+                    source,
+                )
+                .with_key(key),
+            );
         }
     }
     Ok(targets)
@@ -81,8 +125,8 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
 /// The poll settings of a config.
 pub fn settings(config: &Config) -> PollSettings {
     PollSettings {
-        poll: config.poll.clone(),
-        refresh_interval: config.discovery.refresh_interval,
+        poll: config.poll,
+        refresh_interval: config.discovery.refresh_interval.get(),
         plan: crate::plan::PlanOptions {
             latency: config.latency.stats(),
             access_logs: match config.access_logs.mode {
@@ -137,9 +181,9 @@ pub async fn describe_plan(config: &Config) -> String {
     out.push_str(&crate::plan::describe(
         &inventories,
         &plans,
-        config.poll.interval,
+        config.poll.interval(),
         &settings(config).plan,
-        config.cost.price_per_1000_metrics,
+        config.cost.price_per_1000_metrics.get(),
     ));
     out
 }
@@ -210,7 +254,7 @@ pub async fn run(
             Arc::clone(&shared),
             metrics.clone(),
         )
-        .map_err(|e| AppError::Config(e.to_string()))?;
+        .map_err(|e| AppError::Otlp(e.to_string()))?;
         Some(exporter)
     } else {
         None
@@ -230,8 +274,8 @@ pub async fn run(
     };
     let (apply_tx, apply_rx) = mpsc::channel::<(Vec<Target>, PollSettings)>(1);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let poll_task = tokio::spawn(poller.run(stopped(stop_rx.clone()), apply_rx));
-    let otlp_task = otlp.map(|exporter| tokio::spawn(exporter.run(stopped(stop_rx.clone()))));
+    let mut poll_task = tokio::spawn(poller.run(stopped(stop_rx.clone()), apply_rx));
+    let mut otlp_task = otlp.map(|exporter| tokio::spawn(exporter.run(stopped(stop_rx.clone()))));
     let reload_task = tokio::spawn(reloader(
         source.clone(),
         metrics.clone(),
@@ -250,15 +294,32 @@ pub async fn run(
     });
     let server = http::serve(listener, state, stopped(stop_rx));
     tokio::pin!(server);
-    tokio::select! {
-        _ = shutdown => {}
-        _ = &mut server => {}
-    }
-    info!("shutting down");
+    // Supervision: until shutdown, the server, the poll loop and the OTLP push must all run.
+    // One that ends (or panics) ends the process with an error.
+    let otlp_ended = async {
+        match otlp_task.as_mut() {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
+    let died = tokio::select! {
+        _ = shutdown => None,
+        () = &mut server => Some(AppError::Server("it returned".into())),
+        result = &mut poll_task => Some(AppError::TaskDied { task: "poll loop", reason: ended(result) }),
+        result = otlp_ended => Some(AppError::TaskDied { task: "OTLP push", reason: ended(result) }),
+    };
     shared.set_ready(false);
     let _ = stop_tx.send(true);
     signal_task.abort();
     reload_task.abort();
+    if let Some(e) = died {
+        poll_task.abort();
+        if let Some(task) = &otlp_task {
+            task.abort();
+        }
+        return Err(e);
+    }
+    info!("shutting down");
     if tokio::time::timeout(SHUTDOWN_GRACE, poll_task)
         .await
         .is_err()

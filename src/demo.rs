@@ -175,7 +175,7 @@ pub fn targets(config: &Config, seed: u64, clock: Arc<dyn Clock>) -> Vec<Target>
         ApiFilter::new(&Default::default()).expect("default selection has no regex")
     });
     let filter = filter.with_shard(config.shard);
-    let period = config.poll.period.as_secs() as i64;
+    let period = config.poll.period();
     vec![Target::new(
         REGION.to_string(),
         filter,

@@ -1,6 +1,6 @@
 //! The `apigateway-exporter` binary: parse flags, set up logging, hand over to [`app::run`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,8 +78,13 @@ const EXIT_INVALID: u8 = 2;
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .with_context(|| format!("--log.level: invalid level {:?}", cli.log_level))?;
+    // Colour only for a person at a terminal: `kubectl logs`, Loki and files get plain text,
+    // and NO_COLOR (https://no-color.org) turns it off everywhere.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
@@ -97,7 +102,9 @@ async fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::default();
     if cli.demo {
         // Without a file, the demo polls often so a newcomer sees counters move quickly.
-        config.poll.interval = std::time::Duration::from_secs(15);
+        config.poll = config
+            .poll
+            .with_interval(apigateway_exporter::config::Interval::from_secs(15));
     } else {
         let region = aws_config::default_provider::region::DefaultRegionChain::builder()
             .build()
@@ -206,7 +213,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -10,8 +10,9 @@ use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::config::PollConfig;
-use crate::inventory::{self, ApiFilter, Discovery, TargetInventory};
-use crate::plan::{self, PlanOptions, Query, TargetPlan};
+use crate::inventory::{self, ApiFilter, Discovered, Discovery, TargetInventory};
+use crate::plan::MAX_QUERIES_PER_CALL;
+use crate::plan::{self, PlanOptions, TargetPlan};
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::{self, SharedSnapshot};
 use crate::source::{MetricSource, Outcome, Window};
@@ -86,14 +87,24 @@ impl Clock for ManualClock {
 
 /// One account in one region, and what the loop knows of it.
 pub struct Target {
+    /// Who and where this target reads (credentials and region): a reload hands the state of
+    /// the old target with the same key to the new one.
+    pub key: String,
     pub region: String,
     pub filter: ApiFilter,
     pub discovery: Arc<dyn Discovery>,
     pub source: Arc<dyn MetricSource>,
     account_id: Option<String>,
+    /// The last successful discovery, kept so a reload can re-filter it without AWS.
+    found: Option<Arc<Discovered>>,
     inventory: Option<TargetInventory>,
     refreshed_at: Option<i64>,
     plan: TargetPlan,
+    /// The lookback start of this target's last complete cycle: while cycles complete on
+    /// time, every series' floor is there and no catch-up is needed.
+    caught_up: Option<i64>,
+    /// Periods before this were already counted in `periods_lost_total`.
+    lost_through: i64,
 }
 
 impl Target {
@@ -104,15 +115,43 @@ impl Target {
         source: Arc<dyn MetricSource>,
     ) -> Target {
         Target {
+            key: region.clone(),
             region,
             filter,
             discovery,
             source,
             account_id: None,
+            found: None,
             inventory: None,
             refreshed_at: None,
             plan: TargetPlan::default(),
+            caught_up: None,
+            lost_through: i64::MIN,
         }
+    }
+
+    /// Sets the identity that reloads match targets by (default: the region).
+    pub fn with_key(mut self, key: impl Into<String>) -> Target {
+        self.key = key.into();
+        self
+    }
+
+    /// Takes over what `old` (the same account and region under the previous config) knew:
+    /// the account, the last discovery (filtered again with this target's filter, planned
+    /// with `opts`) and where counting stands. Discovery runs again on the next cycle; until
+    /// it succeeds the series go on as they were, so a reload during an AWS outage drops
+    /// nothing.
+    pub fn adopt(&mut self, old: Target, opts: &PlanOptions) {
+        self.account_id = old.account_id;
+        self.caught_up = old.caught_up;
+        self.lost_through = old.lost_through;
+        if let (Some(account), Some(found)) = (&self.account_id, old.found) {
+            let inv = inventory::build(account, &self.region, &found, &self.filter);
+            self.plan = plan::plan_target(&inv, opts);
+            self.inventory = Some(inv);
+            self.found = Some(found);
+        }
+        self.refreshed_at = None;
     }
 
     pub fn inventory(&self) -> Option<&TargetInventory> {
@@ -153,6 +192,7 @@ impl Target {
             .await
             .map_err(|e| format!("discovery failed: {e}"))?;
         let inv = inventory::build(&account, &self.region, &found, &self.filter);
+        self.found = Some(Arc::new(found));
         if self.inventory.as_ref() != Some(&inv) {
             for c in &inv.conflicts {
                 warn!(
@@ -196,13 +236,89 @@ pub struct PollSettings {
     pub tags_as_labels: Vec<String>,
 }
 
-/// Refreshes one target if due, then reads all its batches, a few at a time.
+/// How far back a cycle may read (`limit`: `poll.max_backfill`), and from where a floor counts
+/// as behind (`steady_from`: the lookback start less one interval).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    limit: i64,
+    steady_from: i64,
+}
+
+/// One GetMetricData call (or one access-log read) of a cycle: a run of the target's
+/// queries and the window it reads.
+#[derive(Debug, Clone)]
+struct Call {
+    queries: std::ops::Range<usize>,
+    window: Window,
+}
+
+/// The calls of one target: each batch of the plan over the cycle's window, or, where a
+/// batch's series have not counted everything since an earlier cycle (an outage, a failed
+/// call), over a window reaching back to the oldest period not final, at most `max_backfill`
+/// back. A catch-up window may hold more datapoints than one call returns: such a batch is
+/// split. Also returns the oldest period any batch needed but could not reach.
+fn plan_calls(
+    t: &Target,
+    store: &Store,
+    window: Window,
+    bounds: Bounds,
+) -> (Vec<Call>, Option<i64>) {
+    let Bounds { limit, steady_from } = bounds;
+    let mut calls = Vec::new();
+    let mut lost_from: Option<i64> = None;
+    // Steady state: the last cycle completed and the window moved on by at most about the
+    // interval, so the periods before this window were read for their last time then.
+    let steady = t.caught_up.is_some_and(|k| k >= steady_from);
+    let mut offset = 0;
+    for batch in t.plan.batches() {
+        let range = offset..offset + batch.len();
+        offset += batch.len();
+        let mut w = window;
+        if !steady {
+            let oldest = batch
+                .iter()
+                .filter_map(|q| {
+                    store.resume_from(&SeriesKey {
+                        family: q.family,
+                        labels: Arc::clone(&q.labels),
+                    })
+                })
+                .min();
+            if let Some(oldest) = oldest.filter(|o| *o < steady_from) {
+                if oldest < limit {
+                    lost_from = Some(lost_from.map_or(oldest, |l| l.min(oldest)));
+                }
+                w = window.reaching_back_to(oldest.max(limit));
+            }
+        }
+        // Access-log reads have no datapoint limit; GetMetricData calls do.
+        let per_call = if batch.first().is_some_and(|q| q.log_group.is_some()) {
+            batch.len().max(1)
+        } else {
+            w.queries_per_call(MAX_QUERIES_PER_CALL)
+        };
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + per_call).min(range.end);
+            calls.push(Call {
+                queries: start..end,
+                window: w,
+            });
+            start = end;
+        }
+    }
+    (calls, lost_from)
+}
+
+/// Refreshes one target if due, then makes all its calls, a few at a time.
 async fn fetch_target(
     t: &mut Target,
+    store: &Store,
     now: i64,
     refresh: Duration,
     opts: &PlanOptions,
     window: Window,
+    bounds: Bounds,
 ) -> Fetched {
     if let Err(e) = t.refresh(now, refresh, opts).await {
         warn!(region = %t.region, error = %e, "keeping the last inventory");
@@ -210,19 +326,32 @@ async fn fetch_target(
     if t.inventory.is_none() {
         return Fetched {
             ok: false,
-            batches: Vec::new(),
+            calls: Vec::new(),
+            lost_from: None,
         };
     }
-    let mut calls = Vec::new();
-    for (i, batch) in t.plan.batches().into_iter().enumerate() {
+    let (calls, lost_from) = plan_calls(t, store, window, bounds);
+    let mut pending = Vec::new();
+    for call in calls {
         let source = Arc::clone(&t.source);
-        calls.push(async move { (i, source.fetch(batch, window).await.map_err(|e| e.message)) });
+        let queries = &t.plan.queries[call.queries.clone()];
+        pending.push(async move {
+            let result = source
+                .fetch(queries, call.window)
+                .await
+                .map_err(|e| e.message);
+            (call, result)
+        });
     }
-    let batches = futures::stream::iter(calls)
+    let calls = futures::stream::iter(pending)
         .buffer_unordered(BATCH_CONCURRENCY)
         .collect()
         .await;
-    Fetched { ok: true, batches }
+    Fetched {
+        ok: true,
+        calls,
+        lost_from,
+    }
 }
 
 /// Drives the pipeline.
@@ -233,12 +362,16 @@ pub struct Poller {
     clock: Arc<dyn Clock>,
     shared: Arc<SharedSnapshot>,
     metrics: SelfMetrics,
+    /// (account, region) of the per-target self-metric series set so far.
+    labelled: HashSet<(String, String)>,
 }
 
 /// Per-target results of the fetch phase.
 struct Fetched {
     ok: bool,
-    batches: Vec<(usize, Result<Vec<Outcome>, String>)>,
+    calls: Vec<(Call, Result<Vec<Outcome>, String>)>,
+    /// The oldest period a catch-up could not reach (beyond `poll.max_backfill`).
+    lost_from: Option<i64>,
 }
 
 impl Poller {
@@ -256,11 +389,46 @@ impl Poller {
             clock,
             shared,
             metrics,
+            labelled: HashSet::new(),
         }
     }
 
     pub fn targets(&self) -> &[Target] {
         &self.targets
+    }
+
+    /// Applies a reload: the new targets take over the state of the old ones with the same
+    /// key ([`Target::adopt`]), so counters, inventories and catch-up points carry on; a
+    /// target that is gone takes its series and self-metric label sets with it.
+    pub fn apply(&mut self, mut targets: Vec<Target>, settings: PollSettings) {
+        let mut old: Vec<Target> = std::mem::take(&mut self.targets);
+        for t in &mut targets {
+            if let Some(i) = old.iter().position(|o| o.key == t.key) {
+                t.adopt(old.swap_remove(i), &settings.plan);
+            }
+        }
+        self.targets = targets;
+        self.settings = settings;
+        self.forget_removed_targets();
+    }
+
+    /// Removes the per-target self-metric series of targets no longer polled.
+    fn forget_removed_targets(&mut self) {
+        let current: HashSet<(String, String)> = self
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.account_id.clone()?, t.region.clone())))
+            .collect();
+        for (account, region) in self.labelled.difference(&current) {
+            let labels = [account.as_str(), region.as_str()];
+            let _ = self.metrics.target_up.remove_label_values(&labels);
+            let _ = self
+                .metrics
+                .rest_name_conflicts
+                .remove_label_values(&labels);
+            let _ = self.metrics.periods_lost.remove_label_values(&labels);
+        }
+        self.labelled = current;
     }
 
     /// Refreshes every target's inventory now; the errors, by target index.
@@ -290,8 +458,7 @@ impl Poller {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some((targets, settings)) = reloads.recv() => {
-                    self.targets = targets;
-                    self.settings = settings;
+                    self.apply(targets, settings);
                     // Show the new config's series without waiting a whole interval.
                     next = tokio::time::Instant::now();
                     continue;
@@ -302,7 +469,7 @@ impl Poller {
                 _ = &mut shutdown => break,
                 report = self.cycle() => debug!(?report, "cycle finished"),
             }
-            let interval = self.settings.poll.interval;
+            let interval = self.settings.poll.interval();
             next += interval;
             let now = tokio::time::Instant::now();
             if now > next {
@@ -322,43 +489,52 @@ impl Poller {
     pub async fn cycle(&mut self) -> CycleReport {
         let started = Instant::now();
         let now = self.clock.now();
-        let p = &self.settings.poll;
-        let period = p.period.as_secs() as i64;
-        let window = Window::at(now, period, p.lookback.as_secs() as i64);
+        let p = self.settings.poll;
+        let period = p.period();
+        let window = Window::at(now, period, p.lookback());
+        let interval = i64::try_from(p.interval().as_secs()).unwrap_or(i64::MAX);
+        let bounds = Bounds {
+            limit: (now - p.max_backfill()).div_euclid(period) * period,
+            steady_from: window.keep_from - ((interval + period - 1) / period).max(1) * period,
+        };
         let refresh = self.settings.refresh_interval;
         let opts = self.settings.plan.clone();
 
         // Futures are built in plain loops: closures over borrowed batches trip the
         // compiler's higher-ranked lifetime inference once the loop is spawned.
+        let store = &self.store;
         let mut per_target = Vec::with_capacity(self.targets.len());
         for t in self.targets.iter_mut() {
-            per_target.push(fetch_target(t, now, refresh, &opts, window));
+            per_target.push(fetch_target(t, store, now, refresh, &opts, window, bounds));
         }
         let fetched: Vec<Fetched> = futures::future::join_all(per_target).await;
 
         let mut report = CycleReport::default();
         let mut newest: Option<i64> = None;
-        for (target, fetched) in self.targets.iter().zip(fetched) {
+        for (target, fetched) in self.targets.iter_mut().zip(fetched) {
             let mut target_complete = fetched.ok;
             if fetched.ok {
                 report.targets_ok += 1;
             } else {
                 report.targets_failed += 1;
             }
-            let batches = target.plan.batches();
-            for (batch_index, result) in fetched.batches {
+            for (call, result) in fetched.calls {
                 report.calls += 1;
-                let batch: &[Query] = batches.get(batch_index).copied().unwrap_or_default();
+                let queries = target
+                    .plan
+                    .queries
+                    .get(call.queries.clone())
+                    .unwrap_or_default();
                 match result {
                     Ok(outcomes) => {
-                        for (q, outcome) in batch.iter().zip(outcomes) {
+                        for (q, outcome) in queries.iter().zip(outcomes) {
                             match outcome {
                                 Outcome::Points(points) => {
                                     let key = SeriesKey {
                                         family: q.family,
                                         labels: Arc::clone(&q.labels),
                                     };
-                                    let r = self.store.ingest(&key, q.stat, &window, &points);
+                                    let r = self.store.ingest(&key, q.stat, &call.window, &points);
                                     self.metrics.counter_decreases.inc_by(r.decreases as f64);
                                     newest = newest.max(r.newest);
                                 }
@@ -373,23 +549,37 @@ impl Poller {
                     Err(message) => {
                         report.failed_batches += 1;
                         target_complete = false;
-                        warn!(region = %target.region, batch = batch_index, error = %message, "batch failed; its series keep their last values");
+                        warn!(region = %target.region, queries = ?call.queries, error = %message, "call failed; its series keep their last values");
                     }
                 }
             }
+            target.caught_up = target_complete.then_some(window.keep_from);
             if let Some(account) = &target.account_id {
+                let labels = [account.as_str(), target.region.as_str()];
                 self.metrics
                     .target_up
-                    .with_label_values(&[account, &target.region])
+                    .with_label_values(&labels)
                     .set(if target_complete { 1.0 } else { 0.0 });
                 if let Some(inv) = &target.inventory {
                     self.metrics
                         .rest_name_conflicts
-                        .with_label_values(&[account, &target.region])
+                        .with_label_values(&labels)
                         .set(inv.conflicted_apis() as f64);
+                }
+                // Periods that fell behind the backfill limit unread: counted once each.
+                let lost = self.metrics.periods_lost.with_label_values(&labels);
+                if let Some(from) = fetched.lost_from {
+                    let from = from.max(target.lost_through);
+                    if from < bounds.limit {
+                        let n = (bounds.limit - from) / period;
+                        lost.inc_by(n as f64);
+                        warn!(account_id = %account, region = %target.region, periods = n, "an outage outlasted poll.max_backfill: these periods can no longer be read and are missing from the counters");
+                    }
+                    target.lost_through = target.lost_through.max(bounds.limit);
                 }
             }
         }
+        self.forget_removed_targets();
 
         // Series whose API or stage left every inventory leave the output.
         let live: HashSet<SeriesKey> = self
@@ -403,7 +593,7 @@ impl Poller {
             .collect();
         self.store.retain(&live);
 
-        let settle = p.settle.as_secs() as i64;
+        let settle = p.settle();
         let settled = (now - settle).div_euclid(period) * period - period;
         let inventories: Vec<&TargetInventory> = self
             .targets
@@ -438,7 +628,8 @@ impl Poller {
         let complete = report.complete();
         self.metrics.up.set(if complete { 1.0 } else { 0.0 });
         if complete {
-            self.metrics.last_success.set(now as f64);
+            // The end of the cycle: when its data became visible.
+            self.metrics.last_success.set(self.clock.now() as f64);
         }
         if report.targets_ok > 0 || self.targets.is_empty() {
             self.shared.set_ready(true);

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::config::RequestRate;
+
 /// Spaces calls at least `1 / rate` seconds apart (no bursts).
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -15,13 +17,9 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `rate` calls per second; 0 or less means unlimited.
-    pub fn new(rate: f64) -> RateLimiter {
-        let interval = if rate > 0.0 {
-            Duration::from_secs_f64(1.0 / rate)
-        } else {
-            Duration::ZERO
-        };
+    /// At most `rate` calls per second (a type that cannot hold a pace no timer can wait).
+    pub fn new(rate: RequestRate) -> RateLimiter {
+        let interval = rate.spacing();
         RateLimiter {
             interval,
             next: Mutex::new(Instant::now()),
@@ -36,7 +34,7 @@ impl RateLimiter {
         let slot = {
             let mut next = self.next.lock().await;
             let slot = (*next).max(Instant::now());
-            *next = slot + self.interval;
+            *next = slot.checked_add(self.interval).unwrap_or(slot);
             slot
         };
         tokio::time::sleep_until(slot).await;
@@ -49,15 +47,15 @@ mod tests {
 
     #[tokio::test]
     async fn spaces_calls_by_the_rate() {
-        let limiter = RateLimiter::new(100.0);
+        let limiter = RateLimiter::new(RequestRate::new(50.0).unwrap());
         let start = Instant::now();
         for _ in 0..9 {
             limiter.acquire().await;
         }
-        // The first call goes at once, the other eight at least 10 ms apart. (A sleep never
+        // The first call goes at once, the other eight at least 20 ms apart. (A sleep never
         // ends early, so this lower bound cannot flake.)
         assert!(
-            start.elapsed() >= Duration::from_millis(80),
+            start.elapsed() >= Duration::from_millis(160),
             "{:?}",
             start.elapsed()
         );
@@ -65,8 +63,8 @@ mod tests {
 
     #[test]
     fn zero_means_unlimited() {
-        assert_eq!(RateLimiter::new(0.0).interval, Duration::ZERO);
-        assert_eq!(RateLimiter::new(-1.0).interval, Duration::ZERO);
-        assert_eq!(RateLimiter::new(20.0).interval, Duration::from_millis(50));
+        let rate = |r: f64| RateLimiter::new(RequestRate::new(r).unwrap()).interval;
+        assert_eq!(rate(0.0), Duration::ZERO);
+        assert_eq!(rate(20.0), Duration::from_millis(50));
     }
 }

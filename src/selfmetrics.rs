@@ -53,6 +53,7 @@ pub struct SelfMetrics {
     pub apis: GaugeVec,
     pub target_up: GaugeVec,
     pub rest_name_conflicts: GaugeVec,
+    pub periods_lost: CounterVec,
     pub counter_decreases: Counter,
     pub query_errors: CounterVec,
     pub cycles_skipped: Counter,
@@ -107,7 +108,7 @@ impl SelfMetrics {
             )?,
             metrics_requested: Counter::with_opts(opts(
                 "cloudwatch_metrics_requested_total",
-                "Metrics requested from GetMetricData, counted the way AWS bills it (one per query per call).",
+                "Metrics requested from GetMetricData, counted the way AWS bills it (one per query of every call AWS answered).",
             ))?,
             aws_requests: CounterVec::new(
                 opts(
@@ -135,6 +136,13 @@ impl SelfMetrics {
                 opts(
                     "rest_name_conflicts",
                     "REST APIs some of whose series are not exported because another REST API in the region has the same CloudWatch ApiName.",
+                ),
+                &["account_id", "region"],
+            )?,
+            periods_lost: CounterVec::new(
+                opts(
+                    "periods_lost_total",
+                    "CloudWatch periods that could not be read before they passed poll.max_backfill (an outage longer than that): the counters of this account and region miss what happened in them.",
                 ),
                 &["account_id", "region"],
             )?,
@@ -185,6 +193,7 @@ impl SelfMetrics {
         registry.register(Box::new(m.apis.clone()))?;
         registry.register(Box::new(m.target_up.clone()))?;
         registry.register(Box::new(m.rest_name_conflicts.clone()))?;
+        registry.register(Box::new(m.periods_lost.clone()))?;
         registry.register(Box::new(m.counter_decreases.clone()))?;
         registry.register(Box::new(m.query_errors.clone()))?;
 

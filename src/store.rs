@@ -3,8 +3,10 @@
 //! CloudWatch data is late and revised: a minute's `Sum` keeps growing after the minute ends.
 //! Each cycle re-reads the lookback window; for every period the store remembers the value it
 //! has counted, so a counter is topped up by exactly the growth and never counts a period
-//! twice. Periods that leave the window are forgotten (their value stays in the total), and a
-//! floor makes sure a forgotten period is never counted again.
+//! twice. Periods that leave the lookback are forgotten (their value stays in the total), and
+//! a floor makes sure a forgotten period is never counted again. The floor is also where a
+//! series' counting stands: after an outage the poll loop reads back from it
+//! ([`Store::resume_from`]), so no period is skipped.
 //!
 //! The first read of a series is a *baseline*: it is remembered but not counted. Prometheus
 //! treats a restarted exporter's counters as reset and adds their whole value, so counting
@@ -148,17 +150,31 @@ impl Store {
                 report.decreases = c.ingest(window, points);
             }
             StatState::Gauge(g) => {
-                g.periods.forget_before(window.start);
+                g.periods.forget_before(window.keep_from);
                 g.periods.reserve(window);
                 for &(t, v) in points
                     .iter()
-                    .filter(|(t, _)| *t >= window.start && *t < window.end)
+                    .filter(|(t, _)| *t >= window.keep_from && *t < window.end)
                 {
                     g.periods.insert(t, v);
                 }
             }
         }
         report
+    }
+
+    /// Where counting of `key` stands: every period before this is final. The oldest floor of
+    /// its counters, `None` for a series not read yet (its first read is a baseline).
+    pub fn resume_from(&self, key: &SeriesKey) -> Option<i64> {
+        self.series
+            .get(key)?
+            .stats
+            .iter()
+            .filter_map(|(_, state)| match state {
+                StatState::Counter(c) if c.baselined => Some(c.floor),
+                _ => None,
+            })
+            .min()
     }
 
     /// Drops every series not in `live` (its API or stage left the inventory).
@@ -211,43 +227,43 @@ impl SeriesView {
 
 impl CounterState {
     /// Tops the counter up with the growth of every period in the window; returns how many
-    /// periods went down (ignored: a counter never decreases).
+    /// periods went down (ignored: a counter never decreases). Periods before the floor are
+    /// final and skipped; afterwards the floor moves up to the window's lookback start.
     fn ingest(&mut self, window: &Window, points: &[(i64, f64)]) -> u64 {
-        if !self.baselined {
+        let in_window = |t: i64| t >= window.start && t < window.end;
+        let mut decreases = 0;
+        if self.baselined {
+            for &(t, v) in points {
+                if t < self.floor || !in_window(t) || !v.is_finite() || v < 0.0 {
+                    continue;
+                }
+                match self.periods.get_mut(t) {
+                    None => {
+                        self.total += v;
+                        self.periods.insert(t, v);
+                    }
+                    Some(seen) if v > *seen => {
+                        self.total += v - *seen;
+                        *seen = v;
+                    }
+                    Some(seen) if v < *seen => decreases += 1,
+                    Some(_) => {}
+                }
+            }
+        } else {
             self.baselined = true;
             self.floor = window.start;
             self.periods.reserve(window);
-            for &(t, v) in points
-                .iter()
-                .filter(|(t, _)| *t >= window.start && *t < window.end)
-            {
+            for &(t, v) in points.iter().filter(|(t, _)| in_window(*t)) {
                 self.periods.insert(t, v);
             }
-            return 0;
         }
-        let mut decreases = 0;
-        // Forget periods that left the window; raise the floor so they are never re-counted.
-        if window.start > self.floor {
-            self.periods.forget_before(window.start);
-            self.floor = window.start;
+        // Periods before the lookback were read for the last time: forget them, and raise the
+        // floor so they are never counted again.
+        if window.keep_from > self.floor {
+            self.floor = window.keep_from;
         }
-        for &(t, v) in points {
-            if t < self.floor || t >= window.end || !v.is_finite() || v < 0.0 {
-                continue;
-            }
-            match self.periods.get_mut(t) {
-                None => {
-                    self.total += v;
-                    self.periods.insert(t, v);
-                }
-                Some(seen) if v > *seen => {
-                    self.total += v - *seen;
-                    *seen = v;
-                }
-                Some(seen) if v < *seen => decreases += 1,
-                Some(_) => {}
-            }
-        }
+        self.periods.forget_before(self.floor);
         decreases
     }
 }
@@ -312,5 +328,22 @@ mod tests {
         // … and a window that reaches back (a reload with a longer lookback) sees it again.
         s.ingest(&key(), Stat::Sum, &Window::at(1200, 60, 1200), &[(60, 1.0)]);
         assert_eq!(total(&s), 1.0);
+    }
+
+    #[test]
+    fn a_catch_up_read_from_the_floor_counts_what_an_outage_hid() {
+        let mut s = Store::new();
+        s.ingest(&key(), Stat::Sum, &Window::at(600, 60, 120), &[]);
+        assert_eq!(s.resume_from(&key()), Some(480));
+        // An outage: no reads while the window moves on by an hour. Then one read reaching
+        // back to the floor sees everything that happened meanwhile.
+        let w = Window::at(4200, 60, 120).reaching_back_to(480);
+        let points: Vec<(i64, f64)> = (480..4200).step_by(60).map(|t| (t, 1.0)).collect();
+        s.ingest(&key(), Stat::Sum, &w, &points);
+        assert_eq!(total(&s), points.len() as f64);
+        assert_eq!(s.resume_from(&key()), Some(4080));
+        // And a normal read afterwards counts none of it again.
+        s.ingest(&key(), Stat::Sum, &Window::at(4260, 60, 120), &points);
+        assert_eq!(total(&s), points.len() as f64);
     }
 }

@@ -55,11 +55,15 @@ fn ok_fixtures_load() {
 fn full_fixture_sets_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/config/full.ok.yml");
     let c = Config::parse(&std::fs::read_to_string(path).unwrap(), env).unwrap();
-    assert_eq!(c.poll.interval, Duration::from_secs(30));
-    assert_eq!(c.poll.period, Duration::from_secs(120));
-    assert_eq!(c.poll.lookback, Duration::from_secs(900));
-    assert_eq!(c.poll.settle, Duration::from_secs(300));
-    assert_eq!(c.discovery.refresh_interval, Duration::from_secs(1800));
+    assert_eq!(c.poll.interval(), Duration::from_secs(30));
+    assert_eq!(c.poll.period(), 120);
+    assert_eq!(c.poll.lookback(), 900);
+    assert_eq!(c.poll.settle(), 300);
+    assert_eq!(c.poll.max_backfill(), 6 * 3600);
+    assert_eq!(
+        c.discovery.refresh_interval.get(),
+        Duration::from_secs(1800)
+    );
     assert_eq!(c.targets.len(), 2);
     assert_eq!(c.targets[0].external_id.as_deref(), Some("ext-123"));
     assert_eq!(

@@ -77,6 +77,7 @@ const FAMILIES: &[&str] = &[
     "aws_apigateway_exporter_query_errors_total",
     "aws_apigateway_exporter_period_value_decreases_total",
     "aws_apigateway_exporter_rest_name_conflicts",
+    "aws_apigateway_exporter_periods_lost_total",
     "aws_apigateway_exporter_series",
     "aws_apigateway_exporter_apis",
     "aws_apigateway_exporter_cycles_skipped_total",
@@ -201,7 +202,11 @@ struct Sim {
 
 fn simulation(seed: u64, start: i64) -> Sim {
     let mut config = Config::default();
-    config.poll.settle = Duration::from_secs(180);
+    assert_eq!(
+        config.poll.settle(),
+        180,
+        "the default settle the schedule is timed for"
+    );
     config.access_logs.mode = AccessLogsMode::MetricFilter;
     let registry = Registry::new();
     let shared = SharedSnapshot::new();

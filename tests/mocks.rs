@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use apigateway_exporter::config::{ApiSelection, PollConfig};
+use apigateway_exporter::config::{ApiSelection, PollConfig, RequestRate};
 use apigateway_exporter::inventory::aws::AwsDiscovery;
 use apigateway_exporter::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage,
@@ -99,17 +99,23 @@ impl Harness {
                     format!("eu-west-{}", i + 1),
                     ApiFilter::new(&ApiSelection::default()).unwrap(),
                     Arc::new(FakeDiscovery(apis)),
-                    Arc::new(CloudWatchSource::new(client, metrics.clone(), 0.0)),
+                    Arc::new(CloudWatchSource::new(
+                        client,
+                        metrics.clone(),
+                        RequestRate::Unlimited,
+                    )),
                 )
             })
             .collect();
         let settings = PollSettings {
-            poll: PollConfig {
-                interval: Duration::from_secs(60),
-                period: Duration::from_secs(60),
-                lookback: Duration::from_secs(600),
-                settle: Duration::from_secs(180),
-            },
+            poll: PollConfig::new(
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+                Duration::from_secs(600),
+                Duration::from_secs(180),
+                Duration::from_secs(3 * 3600),
+            )
+            .unwrap(),
             refresh_interval: Duration::from_secs(600),
             plan: PlanOptions {
                 latency,
@@ -432,20 +438,22 @@ async fn server_errors_and_garbage_fail_only_their_cycle() {
         h.value(r#"aws_apigateway_exporter_cloudwatch_requests_total{operation="GetMetricData",result="error"}"#),
         Some(2.0)
     );
-    // CloudWatch answers again: every period of the window is new, those missed during the
-    // failures included (11 × 3), and the next cycle adds its new period once.
+    // CloudWatch answers again: the first cycle after the failures reads back to where the
+    // last good read's lookback started (the baseline's window), so every period since is
+    // new, including the three that left the lookback during the failures (14 × 3); the
+    // next cycle adds its new period once.
     h.clock.advance(PERIOD);
     assert!(h.poller.cycle().await.complete());
     assert_eq!(h.value("aws_apigateway_exporter_up"), Some(1.0));
     assert_eq!(
         h.value(&format!("aws_apigateway_requests_total{{{LABELS}}}")),
-        Some(33.0)
+        Some(42.0)
     );
     h.clock.advance(PERIOD);
     assert!(h.poller.cycle().await.complete());
     assert_eq!(
         h.value(&format!("aws_apigateway_requests_total{{{LABELS}}}")),
-        Some(36.0)
+        Some(45.0)
     );
 }
 
@@ -903,12 +911,14 @@ fn poller_with(
         source,
     );
     let settings = PollSettings {
-        poll: PollConfig {
+        poll: PollConfig::new(
             interval,
-            period: Duration::from_secs(60),
-            lookback: Duration::from_secs(600),
-            settle: Duration::from_secs(180),
-        },
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+            Duration::from_secs(180),
+            Duration::from_secs(3 * 3600),
+        )
+        .unwrap(),
         refresh_interval: Duration::from_secs(600),
         plan: PlanOptions {
             latency: vec![Stat::Maximum],
@@ -933,7 +943,11 @@ async fn a_failed_discovery_keeps_the_last_inventory() {
         apis: vec![http_api("h1", 1)],
         calls: AtomicUsize::new(0),
     });
-    let source = Arc::new(CloudWatchSource::new(client, registry_metrics, 0.0));
+    let source = Arc::new(CloudWatchSource::new(
+        client,
+        registry_metrics,
+        RequestRate::Unlimited,
+    ));
     let (mut poller, registry, clock) =
         poller_with(discovery.clone(), source, Duration::from_secs(60));
     poller.cycle().await;
@@ -963,8 +977,9 @@ async fn a_failed_discovery_keeps_the_last_inventory() {
 async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
     let (poller, registry, _) = poller_with(
         Arc::new(FakeDiscovery(vec![http_api("h1", 1)])),
-        Arc::new(SlowSource(Duration::from_millis(1500))),
-        Duration::from_millis(500),
+        Arc::new(SlowSource(Duration::from_millis(3000))),
+        // The shortest interval the config allows.
+        Duration::from_secs(1),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
@@ -976,7 +991,7 @@ async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
         reload_rx,
     ));
     // While cycles are in flight, /metrics renders without waiting for them.
-    for _ in 0..8 {
+    for _ in 0..14 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let registry = registry.clone();
         let rendered = tokio::time::timeout(
@@ -1000,8 +1015,8 @@ async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
     };
     let cycles = value("aws_apigateway_exporter_cycle_duration_seconds_count");
     assert!(
-        cycles >= 1.0 && cycles <= (elapsed / 1.5).floor(),
-        "cycles never overlap (overlapping ones would finish more than one per 1.5 s): {cycles} cycles of 1.5 s in {elapsed:.2} s"
+        cycles >= 1.0 && cycles <= (elapsed / 3.0).floor(),
+        "cycles never overlap (overlapping ones would finish more than one per 3 s): {cycles} cycles of 3 s in {elapsed:.2} s"
     );
     assert!(
         value("aws_apigateway_exporter_cycles_skipped_total") >= 2.0,

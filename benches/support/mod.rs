@@ -169,12 +169,14 @@ impl MetricSource for SyntheticSource {
 /// Poll settings of the default config: 60 s period, 10 min lookback, 3 min settle.
 pub fn settings() -> PollSettings {
     PollSettings {
-        poll: PollConfig {
-            interval: Duration::from_secs(60),
-            period: Duration::from_secs(PERIOD as u64),
-            lookback: Duration::from_secs(LOOKBACK as u64),
-            settle: Duration::from_secs(180),
-        },
+        poll: PollConfig::new(
+            Duration::from_secs(60),
+            Duration::from_secs(PERIOD as u64),
+            Duration::from_secs(LOOKBACK as u64),
+            Duration::from_secs(180),
+            Duration::from_secs(3 * 3600),
+        )
+        .unwrap(),
         refresh_interval: Duration::from_secs(600),
         plan: PlanOptions {
             latency: vec![

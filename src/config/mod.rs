@@ -1,10 +1,13 @@
 //! The YAML configuration: schema, defaults and validation.
 //!
-//! Pure apart from reading the file. Unknown keys are rejected by serde; everything serde
-//! cannot check (ranges, regexes, formats, combinations) is checked by [`Config::validate`],
-//! and every error names the key it is about, so `check-config` can point at the problem.
+//! Pure apart from reading the file. Values are parsed into types that cannot hold an
+//! invalid value ([`types`]): a duration or rate out of range, or poll timings that do not fit
+//! together, are refused while parsing, with the key path (`serde_path_to_error`). What no
+//! type expresses (regexes, region and ARN shapes, URLs) is checked by [`Config::validate`].
+//! Every error names the key it is about, so `check-config` can point at the problem.
 
 mod env;
+pub mod types;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +19,21 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::inventory::ApiFilter;
 use crate::model::{ApiType, Stat};
+pub use types::{DurationIn, NumberIn, RequestRate};
+use types::{human, number_or_text};
+
+/// `poll.interval` and `otlp.interval`: 1 s to a day.
+pub type Interval = DurationIn<1, 86_400>;
+/// `poll.period`: a whole number of minutes up to a day.
+pub type Period = DurationIn<60, 86_400>;
+/// `poll.lookback`: one minute to 3 h (every cycle re-reads the whole window).
+pub type Lookback = DurationIn<60, 10_800>;
+/// `poll.settle`: 0 to 3 h.
+pub type Settle = DurationIn<0, 10_800>;
+/// `poll.max_backfill`: up to what CloudWatch keeps of the coarsest period (455 days).
+pub type Backfill = DurationIn<60, 39_312_000>;
+/// `discovery.refresh_interval`: 1 s to a week.
+pub type RefreshInterval = DurationIn<1, 604_800>;
 
 /// Why a configuration was refused. The `Display` text is what users see.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +43,6 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("config line {line}: {reason}")]
-    Env { line: usize, reason: String },
     #[error("invalid config: {0}")]
     Yaml(String),
     #[error("invalid config: {key}: {reason}")]
@@ -61,47 +77,228 @@ pub struct Config {
 /// Replica `index` of `total` exports the APIs whose id hashes to `index` (a stable FNV-1a
 /// hash, so every replica agrees without talking to the others).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawShard")]
 pub struct ShardConfig {
-    pub index: u32,
-    pub total: u32,
+    index: u32,
+    total: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+impl ShardConfig {
+    /// Replica `index` of `total` (counting from 0).
+    pub fn new(index: u32, total: u32) -> Result<ShardConfig, String> {
+        if total == 0 {
+            return Err("shard.total: must be at least 1".into());
+        }
+        if index >= total {
+            return Err(format!(
+                "shard.index: must be below shard.total ({total}): shards count from 0"
+            ));
+        }
+        Ok(ShardConfig { index, total })
+    }
+
+    pub fn index(self) -> u32 {
+        self.index
+    }
+
+    pub fn total(self) -> u32 {
+        self.total
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with index and total")]
+struct RawShard {
+    #[serde(deserialize_with = "number_or_text")]
+    index: u32,
+    #[serde(deserialize_with = "number_or_text")]
+    total: u32,
+}
+
+impl TryFrom<RawShard> for ShardConfig {
+    type Error = String;
+    fn try_from(raw: RawShard) -> Result<ShardConfig, String> {
+        ShardConfig::new(raw.index, raw.total)
+    }
+}
+
+/// When and how far back CloudWatch is read. The fields only exist together, checked as a
+/// whole ([`PollConfig::new`]), so every combination the loop sees works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawPoll")]
 pub struct PollConfig {
-    #[serde(deserialize_with = "duration")]
-    pub interval: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub period: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub lookback: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub settle: Duration,
+    interval: Interval,
+    period: Period,
+    lookback: Lookback,
+    settle: Settle,
+    max_backfill: Backfill,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping of poll settings")]
+struct RawPoll {
+    interval: Interval,
+    period: Period,
+    lookback: Lookback,
+    settle: Settle,
+    max_backfill: Backfill,
+}
+
+impl Default for RawPoll {
+    fn default() -> Self {
+        let d = PollConfig::default();
+        RawPoll {
+            interval: d.interval,
+            period: d.period,
+            lookback: d.lookback,
+            settle: d.settle,
+            max_backfill: d.max_backfill,
+        }
+    }
+}
+
+impl TryFrom<RawPoll> for PollConfig {
+    type Error = String;
+    fn try_from(r: RawPoll) -> Result<PollConfig, String> {
+        PollConfig::checked(r.interval, r.period, r.lookback, r.settle, r.max_backfill)
+    }
 }
 
 impl Default for PollConfig {
     fn default() -> Self {
         PollConfig {
-            interval: Duration::from_secs(60),
-            period: Duration::from_secs(60),
-            lookback: Duration::from_secs(600),
-            settle: Duration::from_secs(180),
+            interval: Interval::from_secs(60),
+            period: Period::from_secs(60),
+            lookback: Lookback::from_secs(600),
+            settle: Settle::from_secs(180),
+            max_backfill: Backfill::from_secs(3 * 3600),
         }
+    }
+}
+
+/// How long CloudWatch keeps datapoints of a period: 1-minute data 15 days, 5-minute data
+/// 63 days, hourly data 455 days.
+fn retention(period: Duration) -> Duration {
+    let days = match period.as_secs() {
+        0..300 => 15,
+        300..3600 => 63,
+        _ => 455,
+    };
+    Duration::from_secs(days * 86_400)
+}
+
+impl PollConfig {
+    /// Poll timings from plain durations; the error names the key at fault.
+    pub fn new(
+        interval: Duration,
+        period: Duration,
+        lookback: Duration,
+        settle: Duration,
+        max_backfill: Duration,
+    ) -> Result<PollConfig, ConfigError> {
+        let key = |k: &'static str| move |reason: String| invalid(format!("poll.{k}"), reason);
+        PollConfig::checked(
+            Interval::new(interval).map_err(key("interval"))?,
+            Period::new(period).map_err(key("period"))?,
+            Lookback::new(lookback).map_err(key("lookback"))?,
+            Settle::new(settle).map_err(key("settle"))?,
+            Backfill::new(max_backfill).map_err(key("max_backfill"))?,
+        )
+        .map_err(|e| match e.split_once(": ") {
+            Some((key, reason)) => invalid(key, reason),
+            None => ConfigError::Yaml(e),
+        })
+    }
+
+    /// The checks across fields; errors read `poll.<key>: <reason>`.
+    fn checked(
+        interval: Interval,
+        period: Period,
+        lookback: Lookback,
+        settle: Settle,
+        max_backfill: Backfill,
+    ) -> Result<PollConfig, String> {
+        if period.as_secs() % 60 != 0 || period.subsec_nanos() != 0 {
+            return Err(format!(
+                "poll.period: must be a whole multiple of 60s (CloudWatch's regular resolution), got {period}"
+            ));
+        }
+        if *lookback < *period {
+            return Err(
+                "poll.lookback: must be at least one poll.period, or no period is ever read".into(),
+            );
+        }
+        // The settled period (the one before the period `settle` ago) must still be inside the
+        // window, or the quantile and max gauges never have a value to report.
+        if *settle + *period > *lookback {
+            return Err(format!(
+                "poll.settle: must be at most poll.lookback - poll.period ({}), or no settled period is ever inside the window",
+                human(*lookback - *period)
+            ));
+        }
+        if *max_backfill < *lookback {
+            return Err(format!(
+                "poll.max_backfill: must be at least poll.lookback ({lookback})"
+            ));
+        }
+        let keep = retention(*period);
+        if *max_backfill > keep {
+            return Err(format!(
+                "poll.max_backfill: must be at most {} for a {period} period: CloudWatch keeps that data no longer",
+                human(keep)
+            ));
+        }
+        Ok(PollConfig {
+            interval,
+            period,
+            lookback,
+            settle,
+            max_backfill,
+        })
+    }
+
+    /// How often a cycle runs.
+    pub fn interval(&self) -> Duration {
+        *self.interval
+    }
+
+    /// The CloudWatch period, in seconds (a multiple of 60).
+    pub fn period(&self) -> i64 {
+        self.period.secs()
+    }
+
+    /// How far back each cycle re-reads, in seconds.
+    pub fn lookback(&self) -> i64 {
+        self.lookback.secs()
+    }
+
+    /// How old a period must be to be final, in seconds.
+    pub fn settle(&self) -> i64 {
+        self.settle.secs()
+    }
+
+    /// How far back the first cycle after an outage reads, at most, in seconds.
+    pub fn max_backfill(&self) -> i64 {
+        self.max_backfill.secs()
+    }
+
+    /// This config with another interval (the demo's faster default).
+    pub fn with_interval(mut self, interval: Interval) -> PollConfig {
+        self.interval = interval;
+        self
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscoveryConfig {
-    #[serde(deserialize_with = "duration")]
-    pub refresh_interval: Duration,
+    pub refresh_interval: RefreshInterval,
 }
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
-            refresh_interval: Duration::from_secs(600),
+            refresh_interval: RefreshInterval::from_secs(600),
         }
     }
 }
@@ -255,12 +452,12 @@ impl PartialEq<OtlpProtocol> for Option<OtlpProtocol> {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpConfig {
+    #[serde(deserialize_with = "number_or_text")]
     pub enabled: bool,
     /// Collector URL; for `http` the base URL that `/v1/metrics` is appended to.
     pub endpoint: Option<String>,
     pub protocol: Option<OtlpProtocol>,
-    #[serde(deserialize_with = "duration")]
-    pub interval: Duration,
+    pub interval: Interval,
     /// Sent with every export (auth tokens): never logged, and redacted from `Debug`.
     pub headers: BTreeMap<String, String>,
     pub resource_attributes: BTreeMap<String, String>,
@@ -272,7 +469,7 @@ impl Default for OtlpConfig {
             enabled: false,
             endpoint: None,
             protocol: None,
-            interval: Duration::from_secs(60),
+            interval: Interval::from_secs(60),
             headers: BTreeMap::new(),
             resource_attributes: BTreeMap::new(),
         }
@@ -344,30 +541,37 @@ pub struct AwsConfig {
     pub endpoints: Endpoints,
     /// GetMetricData calls per second per target, at most (the AWS quota is 50 per account
     /// and region, shared with everything else in the account); 0 = no limit.
-    pub max_requests_per_second: f64,
+    pub max_requests_per_second: RequestRate,
 }
 
 impl Default for AwsConfig {
     fn default() -> Self {
         AwsConfig {
             endpoints: Endpoints::default(),
-            max_requests_per_second: 10.0,
+            max_requests_per_second: RequestRate::PerSecond(NumberIn::from_milli(10_000)),
         }
     }
 }
+
+/// A price in USD, 0 to 1 per 1,000 metrics.
+pub type Price = NumberIn<0, 1_000>;
+
+/// AWS list price of GetMetricData in most regions, in thousandths of a USD per 1,000
+/// metrics requested (0.01 USD).
+pub const DEFAULT_PRICE_MILLI_USD: u64 = 10;
 
 /// What CloudWatch costs, for `check-config`'s estimate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostConfig {
     /// USD per 1,000 metrics requested with GetMetricData (0.01 in most regions).
-    pub price_per_1000_metrics: f64,
+    pub price_per_1000_metrics: Price,
 }
 
 impl Default for CostConfig {
     fn default() -> Self {
         CostConfig {
-            price_per_1000_metrics: crate::plan::DEFAULT_PRICE_PER_1000_METRICS,
+            price_per_1000_metrics: Price::from_milli(DEFAULT_PRICE_MILLI_USD),
         }
     }
 }
@@ -383,15 +587,6 @@ pub struct Endpoints {
     pub sts: Option<String>,
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        de::Error::custom(format!(
-            "invalid duration {text:?} ({e}); write it like 30s, 5m or 1h"
-        ))
-    })
-}
-
 impl Config {
     /// Reads, expands `${VAR}` from the environment, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -402,59 +597,33 @@ impl Config {
         Config::parse(&text, |name| std::env::var(name).ok())
     }
 
-    /// Parses and validates config text; `env` resolves `${VAR}`.
+    /// Parses and validates config text; `env` resolves `${VAR}` inside string values.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let expanded = env::expand(text, env)?;
+        let mut doc: yaml_serde::Value =
+            yaml_serde::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
         // An empty file (or one with only comments) means "all defaults".
-        let config: Config = if expanded.trim().is_empty()
-            || expanded
-                .lines()
-                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            Config::default()
-        } else {
-            yaml_serde::from_str(&expanded).map_err(|e| yaml_error(&e, &expanded))?
-        };
+        if doc.is_null() {
+            doc = yaml_serde::Value::Mapping(yaml_serde::Mapping::new());
+        }
+        env::expand(&mut doc, &env)?;
+        let config: Config = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let path = e.path().to_string();
+            let reason = e.into_inner().to_string();
+            // Checks across the fields of a section say which field they are about.
+            match reason.split_once(": ") {
+                Some((key, rest)) if path != "." && key.starts_with(&format!("{path}.")) => {
+                    invalid(key, rest)
+                }
+                _ if path == "." => ConfigError::Yaml(reason),
+                _ => invalid(path, reason),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what the schema alone cannot. Errors name the key, e.g. `targets[0].regions[1]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let p = &self.poll;
-        if p.period.as_secs() == 0 || p.period.as_secs() % 60 != 0 || p.period.subsec_nanos() != 0 {
-            return Err(invalid(
-                "poll.period",
-                format!(
-                    "must be a whole multiple of 60s (CloudWatch's regular resolution), got {}",
-                    humantime::format_duration(p.period)
-                ),
-            ));
-        }
-        if p.interval < Duration::from_secs(1) {
-            return Err(invalid("poll.interval", "must be at least 1s"));
-        }
-        if p.lookback < p.period {
-            return Err(invalid(
-                "poll.lookback",
-                "must be at least one poll.period, or no period is ever read",
-            ));
-        }
-        if p.lookback > Duration::from_secs(3 * 3600) {
-            return Err(invalid(
-                "poll.lookback",
-                "must be at most 3h (every cycle re-reads the whole window)",
-            ));
-        }
-        if p.settle >= p.lookback {
-            return Err(invalid(
-                "poll.settle",
-                "must be shorter than poll.lookback, or no settled period is ever read",
-            ));
-        }
-        if self.discovery.refresh_interval < Duration::from_secs(1) {
-            return Err(invalid("discovery.refresh_interval", "must be at least 1s"));
-        }
         for (i, t) in self.targets.iter().enumerate() {
             validate_target(&format!("targets[{i}]"), t)?;
         }
@@ -483,34 +652,6 @@ impl Config {
                 ));
             }
         }
-        let rps = self.aws.max_requests_per_second;
-        if !rps.is_finite() || !(0.0..=50.0).contains(&rps) {
-            return Err(invalid(
-                "aws.max_requests_per_second",
-                format!("must be between 0 (no limit) and 50 (the GetMetricData quota), got {rps}"),
-            ));
-        }
-        let price = self.cost.price_per_1000_metrics;
-        if !price.is_finite() || !(0.0..=1.0).contains(&price) {
-            return Err(invalid(
-                "cost.price_per_1000_metrics",
-                format!("must be a price in USD between 0 and 1, got {price}"),
-            ));
-        }
-        if let Some(shard) = &self.shard {
-            if shard.total == 0 {
-                return Err(invalid("shard.total", "must be at least 1"));
-            }
-            if shard.index >= shard.total {
-                return Err(invalid(
-                    "shard.index",
-                    format!(
-                        "must be below shard.total ({}): shards count from 0",
-                        shard.total
-                    ),
-                ));
-            }
-        }
         let a = &self.access_logs;
         if a.namespace.is_empty() || a.namespace.starts_with("AWS/") {
             return Err(invalid(
@@ -527,9 +668,6 @@ impl Config {
         let o = &self.otlp;
         if let Some(endpoint) = &o.endpoint {
             check_url("otlp.endpoint", endpoint)?;
-        }
-        if o.interval < Duration::from_secs(1) {
-            return Err(invalid("otlp.interval", "must be at least 1s"));
         }
         for (i, (name, value)) in o.headers.iter().enumerate() {
             crate::otlp::check_header(name, value)
@@ -567,35 +705,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// The YAML error with its key path completed: serde reports errors raised inside a field's
-/// own deserializer (durations, enums) at the parent's path, so the key on the line the error
-/// points at is appended (`poll` → `poll.interval`).
-fn yaml_error(e: &yaml_serde::Error, text: &str) -> ConfigError {
-    let message = e.to_string();
-    let key = e
-        .location()
-        .and_then(|loc| text.lines().nth(loc.line().saturating_sub(1)))
-        .and_then(|line| {
-            let line = line.trim_start().trim_start_matches("- ").trim_start();
-            let (key, _) = line.split_once(':')?;
-            let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
-            let plain = !key.is_empty()
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            plain.then(|| key.to_string())
-        });
-    if let (Some(key), Some((path, rest))) = (key, message.split_once(": "))
-        && !path.contains(' ')
-        && !path
-            .trim_end_matches(|c: char| c == ']' || c == '[' || c.is_ascii_digit())
-            .ends_with(key.as_str())
-    {
-        return ConfigError::Yaml(format!("{path}.{key}: {rest}"));
-    }
-    ConfigError::Yaml(message)
 }
 
 fn validate_target(key: &str, t: &TargetConfig) -> Result<(), ConfigError> {
@@ -724,8 +833,9 @@ mod tests {
     #[test]
     fn empty_file_is_all_defaults() {
         let c = parse("# nothing\n").unwrap();
-        assert_eq!(c.poll.interval, Duration::from_secs(60));
-        assert_eq!(c.poll.lookback, Duration::from_secs(600));
+        assert_eq!(c.poll.interval(), Duration::from_secs(60));
+        assert_eq!(c.poll.lookback(), 600);
+        assert_eq!(c.poll.max_backfill(), 3 * 3600);
         assert!(c.targets.is_empty());
         assert_eq!(c.latency.stats().len(), 4);
     }

@@ -240,7 +240,9 @@ impl ApiFilter {
             && (self.include.is_empty() || self.include.iter().any(matches))
             && !self.exclude.iter().any(matches)
             && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
-            && self.shard.is_none_or(|s| shard_of(id, s.total) == s.index)
+            && self
+                .shard
+                .is_none_or(|s| shard_of(id, s.total()) == s.index())
     }
 
     /// Whether discovery must call GetStages at all (`stages: []` means API-level only).
@@ -488,7 +490,7 @@ mod tests {
             .collect();
         let mut seen = std::collections::BTreeSet::new();
         for index in 0..3 {
-            let f = filter("{}").with_shard(Some(ShardConfig { index, total: 3 }));
+            let f = filter("{}").with_shard(Some(ShardConfig::new(index, 3).unwrap()));
             let inv = build("1", "r", &found(raw.clone()), &f);
             assert!(inv.apis.len() > 40, "shard {index} has {}", inv.apis.len());
             for a in inv.apis {

@@ -249,7 +249,7 @@ pub fn resolve(
         settings: Settings {
             protocol,
             endpoint,
-            interval: config.interval,
+            interval: config.interval.get(),
             timeout,
             compression,
             headers,

@@ -11,6 +11,7 @@ use aws_smithy_types::DateTime;
 
 use super::{MetricSource, Outcome, SourceError, Window};
 use crate::aws::{classify, describe};
+use crate::config::RequestRate;
 use crate::plan::Query;
 use crate::ratelimit::RateLimiter;
 use crate::selfmetrics::{CallResult, SelfMetrics};
@@ -30,7 +31,7 @@ impl CloudWatchSource {
     pub fn new(
         client: aws_sdk_cloudwatch::Client,
         metrics: SelfMetrics,
-        max_rps: f64,
+        max_rps: RequestRate,
     ) -> CloudWatchSource {
         CloudWatchSource {
             client,
@@ -88,10 +89,11 @@ impl MetricSource for CloudWatchSource {
                 .set_next_token(token.take())
                 .send()
                 .await;
-            // AWS bills every query of every call, NextToken pages included.
-            self.metrics.metrics_requested.inc_by(queries.len() as f64);
             let out = match result {
                 Ok(out) => {
+                    // AWS bills every query of every call it answered, NextToken pages
+                    // included; a call that failed returned nothing to bill.
+                    self.metrics.metrics_requested.inc_by(queries.len() as f64);
                     self.metrics
                         .cloudwatch_call("GetMetricData", CallResult::Success);
                     out

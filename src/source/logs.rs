@@ -4,7 +4,7 @@
 //! period. A period's count only grows as late events arrive, so the store counts each event
 //! exactly once, like any CloudWatch sum.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,6 +20,35 @@ pub struct AccessLogSource {
     client: aws_sdk_cloudwatchlogs::Client,
     filter_pattern: String,
     metrics: SelfMetrics,
+}
+
+/// The event ids of the last [`RecentIds::CAPACITY`] events read: a duplicate can only come
+/// from pages that overlap at their edge, so the newest ids are enough, and memory stays
+/// bounded whatever the event rate (the counts themselves are per period).
+#[derive(Debug, Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+impl RecentIds {
+    /// Two full FilterLogEvents pages.
+    const CAPACITY: usize = 20_000;
+
+    /// False when `id` was seen among the recent ids.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() == Self::CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        self.order.push_back(id.to_string());
+        self.ids.insert(id.to_string());
+        true
+    }
 }
 
 /// (api id, stage, `responseType`) of one 429 event.
@@ -45,7 +74,7 @@ impl AccessLogSource {
         window: Window,
     ) -> Result<HashMap<(EventKey, i64), f64>, SourceError> {
         let mut counts: HashMap<(EventKey, i64), f64> = HashMap::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen = RecentIds::default();
         let mut token: Option<String> = None;
         loop {
             let result = self
@@ -79,7 +108,7 @@ impl AccessLogSource {
                 };
                 // An event seen twice (overlapping pages) still counts once.
                 if let Some(id) = event.event_id()
-                    && !seen.insert(id.to_string())
+                    && !seen.insert(id)
                 {
                     continue;
                 }
@@ -184,6 +213,22 @@ impl MetricSource for AccessLogSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_ids_catch_duplicates_and_stay_bounded() {
+        let mut seen = RecentIds::default();
+        assert!(seen.insert("a"));
+        assert!(!seen.insert("a"));
+        for i in 0..(RecentIds::CAPACITY * 3) {
+            assert!(seen.insert(&format!("e{i}")));
+            assert!(
+                !seen.insert(&format!("e{i}")),
+                "a duplicate at the edge is caught"
+            );
+        }
+        assert_eq!(seen.ids.len(), RecentIds::CAPACITY);
+        assert_eq!(seen.order.len(), RecentIds::CAPACITY);
+    }
 
     #[test]
     fn parses_429_lines_only() {

@@ -8,25 +8,58 @@ use async_trait::async_trait;
 
 use crate::plan::Query;
 
-/// The periods a cycle reads: `[start, end)` in Unix seconds, aligned to `period`.
+/// GetMetricData returns at most this many datapoints per call (all queries together).
+pub const MAX_DATAPOINTS_PER_CALL: i64 = 100_800;
+
+/// The periods a read covers: `[start, end)` in Unix seconds, aligned to `period`.
+/// `keep_from` is where the cycle's lookback starts: periods before it are read for the last
+/// time in this window (a catch-up after an outage reads them from further back, `start`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub start: i64,
     pub end: i64,
     pub period: i64,
+    pub keep_from: i64,
 }
 
 impl Window {
     /// The window of a cycle at `now`: `lookback` back from the start of the current period,
     /// through the end of the current period, so data is counted as soon as it appears.
     pub fn at(now: i64, period: i64, lookback: i64) -> Window {
+        let period = period.max(1);
         let current = now.div_euclid(period) * period;
         let start = (now - lookback).div_euclid(period) * period;
+        let start = start.min(current);
         Window {
-            start: start.min(current),
+            start,
             end: current + period,
             period,
+            keep_from: start,
         }
+    }
+
+    /// The same window reaching back to `from` (aligned down to a period), never later than
+    /// its own start.
+    pub fn reaching_back_to(self, from: i64) -> Window {
+        let from = from.div_euclid(self.period) * self.period;
+        Window {
+            start: self.start.min(from),
+            ..self
+        }
+    }
+
+    /// Periods in the window.
+    pub fn periods(&self) -> i64 {
+        (self.end - self.start) / self.period
+    }
+
+    /// How many queries fit in one GetMetricData call over this window without passing the
+    /// datapoint limit (500 at most, 1 at least).
+    pub fn queries_per_call(&self, max_queries: usize) -> usize {
+        let fit = MAX_DATAPOINTS_PER_CALL / self.periods().max(1);
+        usize::try_from(fit)
+            .unwrap_or(usize::MAX)
+            .clamp(1, max_queries.max(1))
     }
 }
 
@@ -74,7 +107,7 @@ impl MetricSource for RoutedSource {
 
 #[cfg(test)]
 mod tests {
-    use super::Window;
+    use super::{MAX_DATAPOINTS_PER_CALL, Window};
 
     #[test]
     fn window_covers_lookback_and_the_current_period() {
@@ -83,5 +116,21 @@ mod tests {
         assert_eq!(w.start, 999_420);
         assert_eq!((w.end - w.start) / 60, 11);
         assert_eq!(w.start % 60, 0);
+        assert_eq!(w.keep_from, w.start);
+        assert_eq!(w.queries_per_call(500), 500);
+    }
+
+    #[test]
+    fn a_catch_up_window_splits_calls_by_the_datapoint_limit() {
+        let w = Window::at(1_000_030, 60, 600).reaching_back_to(1_000_030 - 86_400 - 7);
+        assert_eq!(w.start % 60, 0);
+        assert!(w.start <= 1_000_030 - 86_400 - 7);
+        assert_eq!(w.keep_from, 999_420);
+        // 1,441 periods: 69 queries of them fit in 100,800 datapoints.
+        assert_eq!(w.periods(), 1_441);
+        assert_eq!(w.queries_per_call(500), 69);
+        assert!(w.queries_per_call(500) as i64 * w.periods() <= MAX_DATAPOINTS_PER_CALL);
+        // Never reaches forward.
+        assert_eq!(w.reaching_back_to(w.end), w);
     }
 }

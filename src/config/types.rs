@@ -1,0 +1,223 @@
+//! Value types that cannot hold an invalid value: each checks its range while it is parsed,
+//! so everything downstream (timers, `Instant` arithmetic, rate limiters) can use it without
+//! a check of its own and without a way to panic.
+
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+/// A duration between `MIN` and `MAX` seconds, written like `30s`, `5m` or `1h`. The upper
+/// bounds keep every timer and `Instant` sum far from overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DurationIn<const MIN: u64, const MAX: u64>(Duration);
+
+impl<const MIN: u64, const MAX: u64> DurationIn<MIN, MAX> {
+    /// The duration, if it lies within the bounds.
+    pub fn new(d: Duration) -> Result<Self, String> {
+        if d < Duration::from_secs(MIN) || d > Duration::from_secs(MAX) {
+            return Err(format!(
+                "must be between {} and {}, got {}",
+                human(Duration::from_secs(MIN)),
+                human(Duration::from_secs(MAX)),
+                human(d)
+            ));
+        }
+        Ok(DurationIn(d))
+    }
+
+    /// A duration known at compile time to be in range.
+    ///
+    /// # Panics
+    /// Only when `secs` is out of range, which a constant caller sees in its first test.
+    pub const fn from_secs(secs: u64) -> Self {
+        assert!(
+            secs >= MIN && secs <= MAX,
+            "duration out of its type's range"
+        );
+        DurationIn(Duration::from_secs(secs))
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    /// Whole seconds as `i64` (at most `MAX`, far below `i64::MAX`).
+    pub fn secs(self) -> i64 {
+        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Deref for DurationIn<MIN, MAX> {
+    type Target = Duration;
+    fn deref(&self) -> &Duration {
+        &self.0
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> fmt::Display for DurationIn<MIN, MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&human(self.0))
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for DurationIn<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write it like 30s, 5m or 1h"
+            ))
+        })?;
+        DurationIn::new(parsed).map_err(de::Error::custom)
+    }
+}
+
+/// `1h 30m`, not `5400s`.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A number or, from an expanded `${VAR}`, its text. Expansion happens after parsing, so
+/// `index: ${SHARD}` arrives as a string; numeric keys accept both.
+pub fn number_or_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr + Deserialize<'de>,
+    T::Err: fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar<T> {
+        Native(T),
+        Text(String),
+    }
+    match Scalar::<T>::deserialize(d)? {
+        Scalar::Native(v) => Ok(v),
+        Scalar::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|e| de::Error::custom(format!("{s:?}: {e}"))),
+    }
+}
+
+/// A finite number between `MIN_MILLI / 1000` and `MAX_MILLI / 1000`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct NumberIn<const MIN_MILLI: u64, const MAX_MILLI: u64>(f64);
+
+impl<const MIN_MILLI: u64, const MAX_MILLI: u64> NumberIn<MIN_MILLI, MAX_MILLI> {
+    const MIN: f64 = MIN_MILLI as f64 / 1000.0;
+    const MAX: f64 = MAX_MILLI as f64 / 1000.0;
+
+    pub fn new(v: f64) -> Result<Self, String> {
+        if !v.is_finite() || v < Self::MIN || v > Self::MAX {
+            return Err(format!(
+                "must be a number between {} and {}, got {v}",
+                Self::MIN,
+                Self::MAX
+            ));
+        }
+        Ok(NumberIn(v))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// A value known at compile time, in thousandths.
+    ///
+    /// # Panics
+    /// Only when out of range, which a constant caller sees in its first test.
+    pub const fn from_milli(milli: u64) -> Self {
+        assert!(
+            milli >= MIN_MILLI && milli <= MAX_MILLI,
+            "number out of its type's range"
+        );
+        NumberIn(milli as f64 / 1000.0)
+    }
+}
+
+impl<'de, const MIN_MILLI: u64, const MAX_MILLI: u64> Deserialize<'de>
+    for NumberIn<MIN_MILLI, MAX_MILLI>
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: f64 = number_or_text(d)?;
+        NumberIn::new(v).map_err(de::Error::custom)
+    }
+}
+
+/// GetMetricData calls per second per target: unlimited, or a pace between one call every
+/// 100 s and the account quota of 50 per second. (A smaller positive rate would mean a wait
+/// no timer can hold.)
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RequestRate {
+    Unlimited,
+    PerSecond(NumberIn<10, 50_000>),
+}
+
+impl RequestRate {
+    /// The time between two calls; zero when unlimited.
+    pub fn spacing(self) -> Duration {
+        match self {
+            RequestRate::Unlimited => Duration::ZERO,
+            // Within 0.01..=50 calls per second: between 20 ms and 100 s.
+            RequestRate::PerSecond(r) => {
+                Duration::try_from_secs_f64(1.0 / r.get()).unwrap_or(Duration::from_secs(100))
+            }
+        }
+    }
+
+    pub fn new(v: f64) -> Result<RequestRate, String> {
+        if v == 0.0 {
+            return Ok(RequestRate::Unlimited);
+        }
+        NumberIn::new(v).map(RequestRate::PerSecond).map_err(|_| {
+            format!(
+                "must be 0 (no limit) or between 0.01 and 50 (the GetMetricData quota), got {v}"
+            )
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: f64 = number_or_text(d)?;
+        RequestRate::new(v).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_hold_only_their_range() {
+        type D = DurationIn<1, 60>;
+        assert!(D::new(Duration::from_secs(1)).is_ok());
+        assert!(D::new(Duration::from_secs(60)).is_ok());
+        let err = D::new(Duration::from_millis(999)).unwrap_err();
+        assert!(err.contains("between 1s and 1m"), "{err}");
+        assert!(D::new(Duration::MAX).is_err());
+        let parsed: Result<D, _> = yaml_serde::from_str("18446744073709551615s");
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn rates_are_unlimited_or_bounded_below() {
+        assert_eq!(RequestRate::new(0.0).unwrap().spacing(), Duration::ZERO);
+        assert_eq!(
+            RequestRate::new(20.0).unwrap().spacing(),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            RequestRate::new(0.01).unwrap().spacing(),
+            Duration::from_secs(100)
+        );
+        for bad in [1.0e-30, -1.0, 50.5, f64::NAN, f64::INFINITY] {
+            assert!(RequestRate::new(bad).is_err(), "{bad}");
+        }
+    }
+}
