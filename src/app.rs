@@ -294,20 +294,7 @@ pub async fn run(
     });
     let server = http::serve(listener, state, stopped(stop_rx));
     tokio::pin!(server);
-    // Supervision: until shutdown, the server, the poll loop and the OTLP push must all run.
-    // One that ends (or panics) ends the process with an error.
-    let otlp_ended = async {
-        match otlp_task.as_mut() {
-            Some(task) => task.await,
-            None => std::future::pending().await,
-        }
-    };
-    let died = tokio::select! {
-        _ = shutdown => None,
-        () = &mut server => Some(AppError::Server("it returned".into())),
-        result = &mut poll_task => Some(AppError::TaskDied { task: "poll loop", reason: ended(result) }),
-        result = otlp_ended => Some(AppError::TaskDied { task: "OTLP push", reason: ended(result) }),
-    };
+    let died = supervise(shutdown, &mut server, &mut poll_task, otlp_task.as_mut()).await;
     shared.set_ready(false);
     let _ = stop_tx.send(true);
     signal_task.abort();
@@ -338,6 +325,30 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// Waits for `shutdown` while the server, the poll loop and the OTLP push (if any) all run.
+/// One that ends first, or panics, is an error: the caller exits non-zero so that
+/// Kubernetes restarts the exporter instead of it serving a dead loop's last values.
+/// `None` on a normal shutdown.
+pub async fn supervise(
+    shutdown: impl std::future::Future<Output = ()>,
+    server: impl std::future::Future<Output = ()>,
+    poll_task: &mut tokio::task::JoinHandle<()>,
+    otlp_task: Option<&mut tokio::task::JoinHandle<()>>,
+) -> Option<AppError> {
+    let otlp_ended = async {
+        match otlp_task {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown => None,
+        () = server => Some(AppError::Server("it returned".into())),
+        result = poll_task => Some(AppError::TaskDied { task: "poll loop", reason: ended(result) }),
+        result = otlp_ended => Some(AppError::TaskDied { task: "OTLP push", reason: ended(result) }),
+    }
 }
 
 /// Serves reload requests one at a time: read and validate the file, build the new targets,
@@ -408,4 +419,54 @@ async fn reload_on_sighup(requests: mpsc::Sender<ReloadRequest>) {
     }
     #[cfg(not(unix))]
     let _ = requests;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_returns_is_an_error_with_exit_code_1() {
+        // A panicking poll loop.
+        let mut poll = tokio::spawn(async { panic!("boom in a cycle") });
+        let died = supervise(
+            std::future::pending(),
+            std::future::pending(),
+            &mut poll,
+            None,
+        )
+        .await
+        .expect("a panicking poll loop is reported");
+        let text = died.to_string();
+        assert!(
+            text.contains("poll loop") && text.contains("boom in a cycle"),
+            "{text}"
+        );
+        assert_eq!(died.exit_code(), 1);
+
+        // An OTLP push that returned while the poll loop runs on.
+        let mut poll = tokio::spawn(std::future::pending::<()>());
+        let mut otlp = tokio::spawn(async {});
+        let died = supervise(
+            std::future::pending(),
+            std::future::pending(),
+            &mut poll,
+            Some(&mut otlp),
+        )
+        .await
+        .expect("a finished OTLP task is reported");
+        assert!(died.to_string().contains("OTLP push"), "{died}");
+
+        // A server that stopped.
+        let died = supervise(std::future::pending(), async {}, &mut poll, None).await;
+        assert!(matches!(died, Some(AppError::Server(_))));
+
+        // A normal shutdown is not an error.
+        assert!(
+            supervise(async {}, std::future::pending(), &mut poll, None)
+                .await
+                .is_none()
+        );
+        poll.abort();
+    }
 }

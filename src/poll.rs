@@ -16,7 +16,7 @@ use crate::plan::{self, PlanOptions, TargetPlan};
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::{self, SharedSnapshot};
 use crate::source::{MetricSource, Outcome, Window};
-use crate::store::{SeriesKey, Store};
+use crate::store::{Resume, SeriesKey, Store};
 
 /// Batches of one target read at once.
 const BATCH_CONCURRENCY: usize = 4;
@@ -275,7 +275,7 @@ fn plan_calls(
         offset += batch.len();
         let mut w = window;
         if !steady {
-            let oldest = batch
+            let behind = batch
                 .iter()
                 .filter_map(|q| {
                     store.resume_from(&SeriesKey {
@@ -283,12 +283,16 @@ fn plan_calls(
                         labels: Arc::clone(&q.labels),
                     })
                 })
-                .min();
-            if let Some(oldest) = oldest.filter(|o| *o < steady_from) {
-                if oldest < limit {
-                    lost_from = Some(lost_from.map_or(oldest, |l| l.min(oldest)));
+                .reduce(|a, b| Resume {
+                    floor: a.floor.min(b.floor),
+                    read_end: a.read_end.min(b.read_end),
+                });
+            if let Some(r) = behind.filter(|r| r.floor < steady_from) {
+                // Periods never read that are now past the limit are lost.
+                if r.read_end < limit {
+                    lost_from = Some(lost_from.map_or(r.read_end, |l| l.min(r.read_end)));
                 }
-                w = window.reaching_back_to(oldest.max(limit));
+                w = window.reaching_back_to(r.floor.max(limit));
             }
         }
         // Access-log reads have no datapoint limit; GetMetricData calls do.

@@ -36,6 +36,8 @@ pub struct CounterState {
     floor: i64,
     /// Whether the first read (the baseline) happened.
     baselined: bool,
+    /// The end of the last window read: periods from here on were never read at all.
+    read_end: i64,
 }
 
 /// A gauge that reports one settled period.
@@ -104,6 +106,13 @@ struct SeriesState {
     stats: Vec<(Stat, StatState)>,
 }
 
+/// Where a series' counting stands (see [`Store::resume_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    pub floor: i64,
+    pub read_end: i64,
+}
+
 /// What an ingest changed, for the self-metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Ingested {
@@ -163,18 +172,25 @@ impl Store {
         report
     }
 
-    /// Where counting of `key` stands: every period before this is final. The oldest floor of
-    /// its counters, `None` for a series not read yet (its first read is a baseline).
-    pub fn resume_from(&self, key: &SeriesKey) -> Option<i64> {
+    /// Where counting of `key` stands, over all its counters: every period before `floor` is
+    /// final, and periods from `read_end` on were never read. `None` for a series not read
+    /// yet (its first read is a baseline).
+    pub fn resume_from(&self, key: &SeriesKey) -> Option<Resume> {
         self.series
             .get(key)?
             .stats
             .iter()
             .filter_map(|(_, state)| match state {
-                StatState::Counter(c) if c.baselined => Some(c.floor),
+                StatState::Counter(c) if c.baselined => Some(Resume {
+                    floor: c.floor,
+                    read_end: c.read_end,
+                }),
                 _ => None,
             })
-            .min()
+            .reduce(|a, b| Resume {
+                floor: a.floor.min(b.floor),
+                read_end: a.read_end.min(b.read_end),
+            })
     }
 
     /// Drops every series not in `live` (its API or stage left the inventory).
@@ -258,6 +274,7 @@ impl CounterState {
                 self.periods.insert(t, v);
             }
         }
+        self.read_end = self.read_end.max(window.end);
         // Periods before the lookback were read for the last time: forget them, and raise the
         // floor so they are never counted again.
         if window.keep_from > self.floor {
@@ -334,14 +351,17 @@ mod tests {
     fn a_catch_up_read_from_the_floor_counts_what_an_outage_hid() {
         let mut s = Store::new();
         s.ingest(&key(), Stat::Sum, &Window::at(600, 60, 120), &[]);
-        assert_eq!(s.resume_from(&key()), Some(480));
+        assert_eq!(
+            s.resume_from(&key()).map(|r| (r.floor, r.read_end)),
+            Some((480, 660))
+        );
         // An outage: no reads while the window moves on by an hour. Then one read reaching
         // back to the floor sees everything that happened meanwhile.
         let w = Window::at(4200, 60, 120).reaching_back_to(480);
         let points: Vec<(i64, f64)> = (480..4200).step_by(60).map(|t| (t, 1.0)).collect();
         s.ingest(&key(), Stat::Sum, &w, &points);
         assert_eq!(total(&s), points.len() as f64);
-        assert_eq!(s.resume_from(&key()), Some(4080));
+        assert_eq!(s.resume_from(&key()).map(|r| r.floor), Some(4080));
         // And a normal read afterwards counts none of it again.
         s.ingest(&key(), Stat::Sum, &Window::at(4260, 60, 120), &points);
         assert_eq!(total(&s), points.len() as f64);

@@ -15,7 +15,7 @@ use apigateway_exporter::inventory::{
 };
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::PlanOptions;
-use apigateway_exporter::poll::{ManualClock, PollSettings, Poller, Target};
+use apigateway_exporter::poll::{Clock as _, ManualClock, PollSettings, Poller, Target};
 use apigateway_exporter::render::{self, SnapshotCollector};
 use apigateway_exporter::selfmetrics::SelfMetrics;
 use apigateway_exporter::snapshot::SharedSnapshot;
@@ -1021,5 +1021,372 @@ async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
     assert!(
         value("aws_apigateway_exporter_cycles_skipped_total") >= 2.0,
         "{text}"
+    );
+}
+
+/// An outage switch in front of a source and a discovery: while down, every call fails the
+/// way an unreachable endpoint does. (Emulator gap: neither can move time on by hours; the
+/// LocalStack test in `exactness.rs` covers a real unreachable endpoint in real time.)
+#[derive(Default)]
+struct Outage(std::sync::atomic::AtomicBool);
+
+impl Outage {
+    fn set(&self, down: bool) {
+        self.0.store(down, Ordering::SeqCst);
+    }
+    fn down(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Gated<T> {
+    inner: T,
+    outage: Arc<Outage>,
+}
+
+fn refused(service: &'static str, operation: &'static str) -> DiscoveryError {
+    DiscoveryError {
+        service,
+        operation,
+        message: "connection refused".into(),
+    }
+}
+
+#[async_trait]
+impl<T: apigateway_exporter::source::MetricSource> apigateway_exporter::source::MetricSource
+    for Gated<T>
+{
+    async fn fetch(
+        &self,
+        queries: &[apigateway_exporter::plan::Query],
+        window: apigateway_exporter::source::Window,
+    ) -> Result<Vec<apigateway_exporter::source::Outcome>, apigateway_exporter::source::SourceError>
+    {
+        if self.outage.down() {
+            return Err(apigateway_exporter::source::SourceError {
+                message: "connection refused".into(),
+                throttled: false,
+            });
+        }
+        self.inner.fetch(queries, window).await
+    }
+}
+
+#[async_trait]
+impl<T: Discovery> Discovery for Gated<T> {
+    async fn account_id(&self) -> Result<String, DiscoveryError> {
+        if self.outage.down() {
+            return Err(refused("sts", "GetCallerIdentity"));
+        }
+        self.inner.account_id().await
+    }
+    async fn discover(&self, filter: &ApiFilter) -> Result<Discovered, DiscoveryError> {
+        if self.outage.down() {
+            return Err(refused("apigatewayv2", "GetApis"));
+        }
+        self.inner.discover(filter).await
+    }
+}
+
+/// GetMetricData calls answered, and the most datapoints one of them asked for.
+#[derive(Default)]
+struct CallLog {
+    calls: AtomicUsize,
+    max_datapoints: AtomicUsize,
+}
+
+/// A target over `stages` HTTP stages of one API whose every `Count` period holds 1.0
+/// (everything else 0) in CloudWatch, behind the outage switch.
+fn outage_target(
+    stages: usize,
+    outage: &Arc<Outage>,
+    log: &Arc<CallLog>,
+    metrics: &SelfMetrics,
+) -> Target {
+    let seen = Arc::clone(log);
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |req| {
+        let periods = (req.end_time().unwrap().secs() - req.start_time().unwrap().secs()) / PERIOD;
+        let points = req.metric_data_queries().len() * periods as usize;
+        seen.calls.fetch_add(1, Ordering::SeqCst);
+        seen.max_datapoints.fetch_max(points, Ordering::SeqCst);
+        answer(req, |q| match (metric(q), stat(q)) {
+            ("Count", "Sum") => Some(1.0),
+            _ => Some(0.0),
+        })
+    });
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+    Target::new(
+        "eu-west-1".into(),
+        ApiFilter::new(&ApiSelection::default()).unwrap(),
+        Arc::new(Gated {
+            inner: FakeDiscovery(vec![http_api("h1", stages)]),
+            outage: Arc::clone(outage),
+        }),
+        Arc::new(Gated {
+            inner: CloudWatchSource::new(client, metrics.clone(), RequestRate::Unlimited),
+            outage: Arc::clone(outage),
+        }),
+    )
+}
+
+fn outage_settings(max_backfill: Duration) -> PollSettings {
+    PollSettings {
+        poll: PollConfig::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+            Duration::from_secs(180),
+            max_backfill,
+        )
+        .unwrap(),
+        refresh_interval: Duration::from_secs(600),
+        plan: PlanOptions {
+            latency: vec![Stat::Maximum],
+            access_logs: None,
+        },
+        tags_as_labels: vec![],
+    }
+}
+
+struct OutageRig {
+    poller: Poller,
+    registry: Registry,
+    clock: Arc<ManualClock>,
+    outage: Arc<Outage>,
+    log: Arc<CallLog>,
+    metrics: SelfMetrics,
+}
+
+fn outage_rig(stages: usize, max_backfill: Duration) -> OutageRig {
+    let registry = Registry::new();
+    let shared = SharedSnapshot::new();
+    let metrics = SelfMetrics::new(&registry, false).unwrap();
+    registry
+        .register(Box::new(
+            SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
+        ))
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let outage = Arc::new(Outage::default());
+    let log = Arc::new(CallLog::default());
+    let target = outage_target(stages, &outage, &log, &metrics);
+    let poller = Poller::new(
+        vec![target],
+        outage_settings(max_backfill),
+        clock.clone(),
+        shared,
+        metrics.clone(),
+    );
+    OutageRig {
+        poller,
+        registry,
+        clock,
+        outage,
+        log,
+        metrics,
+    }
+}
+
+fn rendered(registry: &Registry, series: &str) -> Option<f64> {
+    String::from_utf8(render::encode(registry).unwrap())
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+const LOST: &str =
+    r#"aws_apigateway_exporter_periods_lost_total{account_id="111122223333",region="eu-west-1"}"#;
+
+/// Ground truth of `Count` for stage `s0`: one per period from the end of the baseline
+/// window (the first read is not counted) through the period `now` is in.
+fn truth(now: i64) -> f64 {
+    let baseline_end = NOW - NOW % PERIOD + PERIOD;
+    ((now - now % PERIOD + PERIOD - baseline_end) / PERIOD) as f64
+}
+
+#[tokio::test]
+async fn an_outage_within_max_backfill_loses_nothing_and_one_beyond_it_is_counted_lost() {
+    let OutageRig {
+        mut poller,
+        registry,
+        clock,
+        outage,
+        log,
+        ..
+    } = outage_rig(1, Duration::from_secs(3 * 3600));
+    let requests = || {
+        rendered(
+            &registry,
+            &format!("aws_apigateway_requests_total{{{LABELS}}}"),
+        )
+    };
+    for _ in 0..3 {
+        assert!(poller.cycle().await.complete());
+        clock.advance(PERIOD);
+    }
+    // Two hours down: twelve times the 10-minute lookback, with traffic going on.
+    outage.set(true);
+    for _ in 0..120 {
+        assert!(!poller.cycle().await.complete());
+        clock.advance(PERIOD);
+    }
+    assert_eq!(
+        requests(),
+        Some(truth(NOW + 2 * PERIOD)),
+        "an outage changes nothing"
+    );
+    outage.set(false);
+    let calls = log.calls.load(Ordering::SeqCst);
+    assert!(poller.cycle().await.complete());
+    assert_eq!(
+        log.calls.load(Ordering::SeqCst) - calls,
+        1,
+        "one call reads the whole catch-up"
+    );
+    assert_eq!(
+        requests(),
+        Some(truth(clock.now())),
+        "every period of the outage counted"
+    );
+    assert_eq!(rendered(&registry, LOST), Some(0.0));
+    // Steady again: later cycles count each new period once.
+    for _ in 0..3 {
+        clock.advance(PERIOD);
+        assert!(poller.cycle().await.complete());
+    }
+    assert_eq!(requests(), Some(truth(clock.now())));
+
+    // Five hours down, two beyond max_backfill: what is older than 3 h can no longer be read,
+    // and exactly those periods are counted lost.
+    outage.set(true);
+    for _ in 0..300 {
+        clock.advance(PERIOD);
+        poller.cycle().await;
+    }
+    outage.set(false);
+    clock.advance(PERIOD);
+    assert!(poller.cycle().await.complete());
+    let lost = rendered(&registry, LOST).unwrap();
+    assert!(
+        lost >= 110.0,
+        "the periods past max_backfill are counted lost: {lost}"
+    );
+    assert_eq!(requests().unwrap() + lost, truth(clock.now()));
+    // Nothing is counted lost twice.
+    clock.advance(PERIOD);
+    assert!(poller.cycle().await.complete());
+    assert_eq!(rendered(&registry, LOST), Some(lost));
+    assert_eq!(requests().unwrap() + lost, truth(clock.now()));
+}
+
+#[tokio::test]
+async fn a_long_catch_up_is_split_to_respect_the_datapoint_limit() {
+    // 60 stages after a day down: 500 queries a call would ask for far more than 100,800
+    // datapoints.
+    let OutageRig {
+        mut poller,
+        registry,
+        clock,
+        outage,
+        log,
+        ..
+    } = outage_rig(60, Duration::from_secs(2 * 86_400));
+    assert!(poller.cycle().await.complete());
+    let queries = poller.targets()[0].plan().queries.len();
+    let steady_calls = queries.div_ceil(500);
+    assert!(queries > 300, "{queries}");
+    clock.advance(PERIOD);
+    outage.set(true);
+    for _ in 0..(24 * 60) {
+        poller.cycle().await;
+        clock.advance(PERIOD);
+    }
+    outage.set(false);
+    let calls = log.calls.load(Ordering::SeqCst);
+    assert!(poller.cycle().await.complete());
+    let made = log.calls.load(Ordering::SeqCst) - calls;
+    let periods = 24 * 60 + 11;
+    assert!(
+        made >= (queries * periods).div_ceil(100_800),
+        "{made} calls for {queries} queries over {periods} periods"
+    );
+    assert!(log.max_datapoints.load(Ordering::SeqCst) <= 100_800);
+    let s0 = rendered(
+        &registry,
+        &format!("aws_apigateway_requests_total{{{LABELS}}}"),
+    );
+    assert_eq!(s0, Some(truth(clock.now())));
+    // Caught up: the next cycle is back to one call per 500 queries.
+    clock.advance(PERIOD);
+    let calls = log.calls.load(Ordering::SeqCst);
+    assert!(poller.cycle().await.complete());
+    assert_eq!(log.calls.load(Ordering::SeqCst) - calls, steady_calls);
+}
+
+#[tokio::test]
+async fn a_reload_during_an_outage_keeps_every_series_and_counter() {
+    let OutageRig {
+        mut poller,
+        registry,
+        clock,
+        outage,
+        log,
+        metrics,
+    } = outage_rig(3, Duration::from_secs(3 * 3600));
+    // Every counter and info series (the max gauges go stale in any outage, reload or not:
+    // no new settled period is read).
+    let series = || {
+        let text = String::from_utf8(render::encode(&registry).unwrap()).unwrap();
+        let mut kept: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("aws_apigateway_") && !l.starts_with("aws_apigateway_exporter")
+            })
+            .filter(|l| l.contains("_total{") || l.contains("_count{") || l.contains("_info{"))
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+            .collect();
+        kept.sort();
+        kept
+    };
+    let requests = || {
+        rendered(
+            &registry,
+            &format!("aws_apigateway_requests_total{{{LABELS}}}"),
+        )
+    };
+    for _ in 0..3 {
+        assert!(poller.cycle().await.complete());
+        clock.advance(PERIOD);
+    }
+    let before = series();
+    assert!(before.len() >= 3 * 4, "{before:?}");
+    outage.set(true);
+    poller.cycle().await;
+    // SIGHUP: the reload builds a new target (no inventory yet) for the same account and
+    // region, and its first discovery fails like every other call of the outage.
+    poller.apply(
+        vec![outage_target(3, &outage, &log, &metrics)],
+        outage_settings(Duration::from_secs(3 * 3600)),
+    );
+    for _ in 0..20 {
+        clock.advance(PERIOD);
+        assert!(!poller.cycle().await.complete());
+        assert_eq!(series(), before, "no series dropped while discovery fails");
+        assert_eq!(
+            requests(),
+            Some(truth(NOW + 2 * PERIOD)),
+            "no counter reset"
+        );
+    }
+    outage.set(false);
+    clock.advance(PERIOD);
+    assert!(poller.cycle().await.complete());
+    assert_eq!(series(), before);
+    assert_eq!(
+        requests(),
+        Some(truth(clock.now())),
+        "every period of the outage counted once"
     );
 }
