@@ -11,7 +11,7 @@ set -euo pipefail
 
 TOOLS="${APIGW_TOOLS_DIR:-$HOME/.cache/apigateway-exporter-tools}"
 
-# Exact versions (see scripts/EMULATOR-FINDINGS.md and shared/design/TESTING.md).
+# Exact versions (see docs/emulators.md).
 LOCALSTACK_REQS=(
   "localstack-core[runtime]==4.14.0"
   # Newer releases of these break LocalStack 4.14's imports.

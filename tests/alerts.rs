@@ -396,7 +396,7 @@ fn rules_use_only_contract_metrics() {
     let (code, out) = python(&args, &input);
     assert_eq!(
         code, 0,
-        "metric names not in the contract (../shared/design/METRICS.md, README.md):\n{out}"
+        "metric names not in the contract (the README's ## Metrics section):\n{out}"
     );
 
     // Every recorded series the rules read is recorded by them, before or in the group.

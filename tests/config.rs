@@ -154,3 +154,164 @@ fn unreadable_file_and_missing_flag_are_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `${VAR}` is expanded inside the parsed value: a quote, `#` or newline in the variable is
+/// part of the value, never YAML (it once broke the file or rewrote the keys around it).
+#[test]
+fn an_environment_variable_is_taken_verbatim() {
+    let nasty = "a\"b' # not a comment\nshard: {index: 1, total: 2}\n- x";
+    let text = "targets:\n  - regions: [us-east-1]\n    role_arn: arn:aws:iam::123456789012:role/r\n    external_id: ${EXT}\n\
+                otlp:\n  resource_attributes:\n    quoted: \"${EXT}\"\n";
+    let c = Config::parse(text, |name| (name == "EXT").then(|| nasty.to_string())).unwrap();
+    assert_eq!(c.targets[0].external_id.as_deref(), Some(nasty));
+    assert_eq!(c.otlp.resource_attributes["quoted"], nasty);
+    assert!(c.shard.is_none(), "the newline added no key");
+    // Numbers and switches accept an expanded variable's text.
+    let c = Config::parse(
+        "shard:\n  index: '${I}'\n  total: ${T}\notlp:\n  enabled: ${ON}\n",
+        |n| {
+            Some(match n {
+                "I" => "1".into(),
+                "T" => "3".into(),
+                _ => "false".into(),
+            })
+        },
+    )
+    .unwrap();
+    let shard = c.shard.unwrap();
+    assert_eq!((shard.index(), shard.total()), (1, 3));
+}
+
+mod random_values {
+    use std::sync::Arc;
+
+    use apigateway_exporter::app;
+    use apigateway_exporter::config::Config;
+    use apigateway_exporter::demo;
+    use apigateway_exporter::poll::{ManualClock, Poller};
+    use apigateway_exporter::ratelimit::RateLimiter;
+    use apigateway_exporter::selfmetrics::SelfMetrics;
+    use apigateway_exporter::snapshot::SharedSnapshot;
+    use proptest::prelude::*;
+
+    /// Every scalar key of the file, as a YAML path.
+    const KEYS: &[&str] = &[
+        "poll.interval",
+        "poll.period",
+        "poll.lookback",
+        "poll.settle",
+        "poll.max_backfill",
+        "discovery.refresh_interval",
+        "latency.statistics[0]",
+        "otlp.enabled",
+        "otlp.endpoint",
+        "otlp.protocol",
+        "otlp.interval",
+        "aws.max_requests_per_second",
+        "aws.endpoints.cloudwatch",
+        "access_logs.mode",
+        "access_logs.namespace",
+        "access_logs.metric_name",
+        "access_logs.log_group",
+        "access_logs.filter_pattern",
+        "shard.index",
+        "shard.total",
+        "cost.price_per_1000_metrics",
+        "tags_as_labels[0]",
+        "targets[0].regions[0]",
+        "targets[0].role_arn",
+        "targets[0].apis.include[0]",
+        "targets[0].apis.stages",
+        "targets[0].apis.detailed_metrics",
+    ];
+
+    /// Values chosen to break things: extremes of every numeric type, durations far past any
+    /// timer, tiny and negative rates, non-numbers, and plain garbage.
+    fn nasty() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("18446744073709551615s".to_string()),
+            Just("584942417355years".to_string()),
+            Just("0s".to_string()),
+            Just("1ns".to_string()),
+            Just("1.0e-30".to_string()),
+            Just("-1".to_string()),
+            Just("1e308".to_string()),
+            Just(".nan".to_string()),
+            Just("-.inf".to_string()),
+            Just("4294967296".to_string()),
+            Just("''".to_string()),
+            Just("~".to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            (1u64..u64::MAX).prop_map(|n| format!("{n}s")),
+            (1u64..100_000).prop_map(|n| format!("{n}m")),
+            any::<f64>().prop_map(|f| format!("{f:e}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
+        ]
+    }
+
+    /// `a.b[0].c: v` as a YAML document (the value parsed as YAML, as a user would write it).
+    fn yaml(key: &str, value: &str) -> String {
+        use yaml_serde::{Mapping, Value};
+        let mut leaf: Value =
+            yaml_serde::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        for part in key.split('.').rev() {
+            let (name, list) = match part.split_once('[') {
+                Some((n, _)) => (n, true),
+                None => (part, false),
+            };
+            if list {
+                leaf = Value::Sequence(vec![leaf]);
+            }
+            let mut map = Mapping::new();
+            map.insert(Value::String(name.to_string()), leaf);
+            leaf = Value::Mapping(map);
+        }
+        yaml_serde::to_string(&leaf).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+        /// No value of any key panics: it is refused with an error that names a key, or it
+        /// is accepted and everything built from it (rate limiter, poll settings, a demo
+        /// cycle over the whole pipeline) runs.
+        #[test]
+        fn no_value_of_any_key_panics(key in proptest::sample::select(KEYS), value in nasty()) {
+            let base = "targets:\n- regions: [us-east-1]\n";
+            let doc = yaml(key, &value);
+            let text = if key.starts_with("targets") {
+                // The target needs its region to be a target at all.
+                doc.replacen("targets:\n- ", "targets:\n- regions: [us-east-1]\n  ", usize::from(!key.contains("regions")))
+            } else {
+                format!("{base}{doc}")
+            };
+            match Config::parse(&text, |_| None) {
+                Err(e) => {
+                    let msg = e.to_string();
+                    // Refused for the key it is about, not because the test wrote bad YAML.
+                    let root = key.split(['.', '[']).next().unwrap_or_default();
+                    prop_assert!(msg.starts_with("invalid config: "), "{msg}");
+                    prop_assert!(msg.contains(root), "{text}\n=> {msg}");
+                }
+                Ok(config) => {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(async {
+                        let _ = RateLimiter::new(config.aws.max_requests_per_second);
+                        let settings = app::settings(&config);
+                        let clock = Arc::new(ManualClock::new(1_795_428_030));
+                        let registry = prometheus::Registry::new();
+                        let metrics = SelfMetrics::new(&registry, true).unwrap();
+                        let mut poller = Poller::new(demo::targets(&config, 1, clock.clone()), settings.clone(), clock.clone(), SharedSnapshot::new(), metrics);
+                        poller.cycle().await;
+                        clock.advance(i64::try_from(settings.poll.interval().as_secs()).unwrap());
+                        poller.cycle().await;
+                        // The next tick of the loop, as `Poller::run` computes it.
+                        let _ = tokio::time::Instant::now() + settings.poll.interval() * 2;
+                    });
+                }
+            }
+        }
+    }
+}

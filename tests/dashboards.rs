@@ -375,7 +375,7 @@ fn dashboards_use_only_contract_metrics() {
     let (code, out, err) = python(&["tests/metric_contract.py".into(), "check".into()], &lines);
     assert_eq!(
         code, 0,
-        "not in the metric contract (../shared/design/METRICS.md, README.md):\n{out}{err}"
+        "not in the metric contract (the README's ## Metrics section):\n{out}{err}"
     );
     // The check itself catches an unknown name.
     let (code, out, _) = python(

@@ -4,15 +4,12 @@
     python3 tests/metric_contract.py names
     python3 tests/metric_contract.py check [--allow NAME]... < LINES
 
-The contract is ../shared/design/METRICS.md (beside the repository; APIGW_METRICS_CONTRACT
-overrides the path) plus the self-metrics listed in README.md:
-- every backticked `aws_apigateway_...` name in either file;
-- in METRICS.md's section on the exporter itself, every backticked name, prefixed with
-  `aws_apigateway_exporter_`;
-- `aws_apigateway_route_` + the suffix of every traffic, error and latency family (the
-  route-level families, "the same suffixes" in METRICS.md);
-- `_sum` and `_count` of the latency summaries, and `_bucket`, `_sum`, `_count` of the
-  exporter's histograms.
+The contract is the `## Metrics` section of README.md, which tests/demo.rs keeps equal, in
+both directions, to the families the exporter serves:
+- every backticked `aws_apigateway_...` name in that section (a name followed by `_` or `*`
+  is a prefix in prose, not a name);
+- `_sum` and `_count` of the latency summaries (`*latency_seconds`), and `_bucket`, `_sum`,
+  `_count` of every name on a line that calls it a histogram.
 
 `check` reads lines `WHERE TAB PROMQL` and prints `WHERE TAB NAME` for every metric name in
 the PromQL that is not in the contract: names starting with `aws_apigateway_`, and
@@ -29,20 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"aws_apigateway_[a-z0-9_]*[a-z0-9]")
 
 
-def contract_path():
-    env = os.environ.get("APIGW_METRICS_CONTRACT")
-    return Path(env) if env else REPO.parent / "shared" / "design" / "METRICS.md"
-
-
 def read(path):
     try:
         return path.read_text(encoding="utf-8")
     except OSError as e:
-        print(
-            f"cannot read the metric contract {path}: {e}. It is ../shared/design/METRICS.md "
-            "beside the repository; set APIGW_METRICS_CONTRACT to its path.",
-            file=sys.stderr,
-        )
+        print(f"cannot read the metric contract {path}: {e}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -76,36 +64,15 @@ def sections(text):
 
 
 def names():
-    metrics = read(contract_path())
     readme = read(REPO / "README.md")
-    result = full_names(metrics) | full_names(readme)
-    summaries = set()
-    metrics_sections = sections(metrics)
-    for heading, body in metrics_sections.items():
-        if heading.startswith("The exporter itself"):
-            for line in body.splitlines():
-                for span in backticked(line):
-                    m = re.match(r"[a-z][a-z0-9_]*", span)
-                    if m and not m.group(0).startswith("aws_apigateway_"):
-                        name = "aws_apigateway_exporter_" + m.group(0)
-                        result.add(name)
-                        if "histogram" in line:
-                            result.update({name + "_bucket", name + "_sum", name + "_count"})
-        if heading.startswith("Latency"):
-            for n in full_names(body):
-                # Summaries, except the `_max_` gauges; "the same four" for integration latency.
-                if n.endswith("_seconds") and "_max_" not in n:
-                    summaries.add(n)
-                    result.add(n.replace("_seconds", "_max_seconds"))
-    result.update(n + suffix for n in summaries for suffix in ("_sum", "_count"))
-    # Route-level families: the traffic, error and latency families with the route prefix.
-    per_stage = set()
-    for heading, body in metrics_sections.items():
-        if heading.startswith("Traffic and errors") or heading.startswith("Latency"):
-            per_stage |= full_names(body)
-    per_stage |= {n.replace("_seconds", "_max_seconds") for n in summaries}
-    per_stage |= {n + suffix for n in summaries for suffix in ("_sum", "_count")}
-    result.update("aws_apigateway_route_" + n[len("aws_apigateway_") :] for n in per_stage)
+    section = readme.split("\n## Metrics", 1)[-1].split("\n## ", 1)[0]
+    result = full_names(section)
+    # Summaries: the latency families (quantiles, `_sum`, `_count`).
+    result |= {n + s for n in result if n.endswith("latency_seconds") for s in ("_sum", "_count")}
+    # Histograms: the names on a line that says so.
+    for line in section.splitlines():
+        if "histogram" in line:
+            result |= {n + s for n in full_names(line) for s in ("_bucket", "_sum", "_count")}
     return result
 
 
