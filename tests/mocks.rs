@@ -82,14 +82,7 @@ struct Harness {
 
 impl Harness {
     fn new(targets: Vec<(Vec<RawApi>, aws_sdk_cloudwatch::Client)>, latency: Vec<Stat>) -> Harness {
-        let registry = Registry::new();
-        let shared = SharedSnapshot::new();
-        let metrics = SelfMetrics::new(&registry, false).unwrap();
-        registry
-            .register(Box::new(
-                SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
-            ))
-            .unwrap();
+        let (registry, shared, metrics) = exposition();
         let clock = Arc::new(ManualClock::new(NOW));
         let targets = targets
             .into_iter()
@@ -895,14 +888,7 @@ fn poller_with(
     source: Arc<dyn apigateway_exporter::source::MetricSource>,
     interval: Duration,
 ) -> (Poller, Registry, Arc<ManualClock>) {
-    let registry = Registry::new();
-    let shared = SharedSnapshot::new();
-    let metrics = SelfMetrics::new(&registry, false).unwrap();
-    registry
-        .register(Box::new(
-            SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
-        ))
-        .unwrap();
+    let (registry, shared, metrics) = exposition();
     let clock = Arc::new(ManualClock::new(NOW));
     let target = Target::new(
         "eu-west-1".into(),
@@ -1022,6 +1008,19 @@ async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
         value("aws_apigateway_exporter_cycles_skipped_total") >= 2.0,
         "{text}"
     );
+}
+
+/// A registry with the self-metrics and the snapshot collector, as the binary wires them.
+fn exposition() -> (Registry, Arc<SharedSnapshot>, SelfMetrics) {
+    let registry = Registry::new();
+    let shared = SharedSnapshot::new();
+    let metrics = SelfMetrics::new(&registry, false).unwrap();
+    registry
+        .register(Box::new(
+            SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
+        ))
+        .unwrap();
+    (registry, shared, metrics)
 }
 
 /// An outage switch in front of a source and a discovery: while down, every call fails the
@@ -1158,14 +1157,7 @@ struct OutageRig {
 }
 
 fn outage_rig(stages: usize, max_backfill: Duration) -> OutageRig {
-    let registry = Registry::new();
-    let shared = SharedSnapshot::new();
-    let metrics = SelfMetrics::new(&registry, false).unwrap();
-    registry
-        .register(Box::new(
-            SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
-        ))
-        .unwrap();
+    let (registry, shared, metrics) = exposition();
     let clock = Arc::new(ManualClock::new(NOW));
     let outage = Arc::new(Outage::default());
     let log = Arc::new(CallLog::default());
