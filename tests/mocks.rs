@@ -431,6 +431,11 @@ async fn server_errors_and_garbage_fail_only_their_cycle() {
         h.value(r#"aws_apigateway_exporter_cloudwatch_requests_total{operation="GetMetricData",result="error"}"#),
         Some(2.0)
     );
+    // Only the answered call is billed: 10 queries, not 30.
+    assert_eq!(
+        h.value("aws_apigateway_exporter_cloudwatch_metrics_requested_total"),
+        Some(10.0)
+    );
     // CloudWatch answers again: the first cycle after the failures reads back to where the
     // last good read's lookback started (the baseline's window), so every period since is
     // new, including the three that left the lookback during the failures (14 × 3); the

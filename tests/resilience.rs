@@ -98,6 +98,12 @@ fn a_taken_port_is_a_clear_error() {
         stderr.contains(&addr) && stderr.contains("cannot listen"),
         "{stderr}"
     );
+    // Logs that are not read at a terminal (here a pipe, as under `kubectl logs`) carry no
+    // colour codes.
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escapes in piped logs: {stderr:?}"
+    );
 }
 
 #[test]

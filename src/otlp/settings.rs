@@ -175,10 +175,11 @@ pub fn resolve(
         .find_map(|var| {
             let value = env(var)?;
             match value.trim().parse::<u64>() {
-                Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+                // At most an hour: a timeout no export could sensibly wait for is a typo.
+                Ok(ms) if (1..=3_600_000).contains(&ms) => Some(Duration::from_millis(ms)),
                 _ => {
                     warnings.push(format!(
-                        "{var}={value:?} is not a timeout in milliseconds (a positive integer); ignored"
+                        "{var}={value:?} is not a timeout in milliseconds (1 to 3600000); ignored"
                     ));
                     None
                 }
