@@ -122,6 +122,18 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
     Ok(targets)
 }
 
+/// What `/metrics` serves: a registry with the self-metrics (`demo` marks synthetic data)
+/// and a collector of the snapshot the poll loop publishes into `SharedSnapshot`.
+pub fn exposition(
+    demo: bool,
+) -> Result<(Registry, Arc<SharedSnapshot>, SelfMetrics), prometheus::Error> {
+    let registry = Registry::new();
+    let shared = SharedSnapshot::new();
+    let metrics = SelfMetrics::new(&registry, demo)?;
+    registry.register(Box::new(SnapshotCollector::new(Arc::clone(&shared))?))?;
+    Ok((registry, shared, metrics))
+}
+
 /// The poll settings of a config.
 pub fn settings(config: &Config) -> PollSettings {
     PollSettings {
@@ -188,7 +200,9 @@ pub async fn describe_plan(config: &Config) -> String {
     out
 }
 
-/// How long shutdown waits for an in-flight cycle before abandoning it.
+/// How long shutdown waits for the poll task to return. The loop abandons an in-flight cycle
+/// as soon as it is told to stop (nothing half-read is published), so this only bounds a
+/// task that does not answer.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A request to re-read the config file (SIGHUP or `POST /-/reload`); the HTTP handler
@@ -225,7 +239,7 @@ async fn build(
 
 /// Runs the exporter until `shutdown` resolves: the poll loop and the reloader in the
 /// background, the HTTP server in the foreground. On shutdown, readiness goes false first,
-/// then the server stops accepting and an in-flight cycle gets [`SHUTDOWN_GRACE`].
+/// then the server stops accepting and the poll loop abandons an in-flight cycle.
 pub async fn run(
     mut config: Config,
     source: Source,
@@ -233,10 +247,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
     let demo = matches!(source.mode, Mode::Demo { .. });
-    let registry = Registry::new();
-    let shared = SharedSnapshot::new();
-    let metrics = SelfMetrics::new(&registry, demo)?;
-    registry.register(Box::new(SnapshotCollector::new(Arc::clone(&shared))?))?;
+    let (registry, shared, metrics) = exposition(demo)?;
     let clock: Arc<dyn Clock> = match source.mode {
         Mode::Demo {
             start: Some(start), ..

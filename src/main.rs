@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use apigateway_exporter::app::{self, Mode};
-use apigateway_exporter::config::{Config, TargetConfig};
+use apigateway_exporter::config::{Config, Interval, TargetConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info};
 
@@ -102,9 +102,8 @@ async fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::default();
     if cli.demo {
         // Without a file, the demo polls often so a newcomer sees counters move quickly.
-        config.poll = config
-            .poll
-            .with_interval(apigateway_exporter::config::Interval::from_secs(15));
+        const DEMO_INTERVAL: Interval = Interval::from_secs(15);
+        config.poll = config.poll.with_interval(DEMO_INTERVAL);
     } else {
         let region = aws_config::default_provider::region::DefaultRegionChain::builder()
             .build()

@@ -12,9 +12,6 @@ use crate::model::{ApiType, Family, FamilyKind, Labels, SeriesLabels, Stat};
 /// GetMetricData accepts at most this many queries per call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
 
-/// AWS list price of GetMetricData in most regions: USD per 1,000 metrics requested.
-pub const DEFAULT_PRICE_PER_1000_METRICS: f64 = 0.01;
-
 /// One GetMetricData query: a metric, one statistic, one dimension set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
@@ -44,15 +41,26 @@ impl TargetPlan {
         self.queries.split_at(at)
     }
 
-    /// The batches of a cycle: the metric queries 500 to a GetMetricData call, then the
-    /// access-log queries, if any, as one batch of their own.
-    pub fn batches(&self) -> Vec<&[Query]> {
+    /// The batches of a cycle, as ranges of `queries`: the metric queries 500 to a
+    /// GetMetricData call, then the access-log queries, if any, as one batch of their own.
+    pub fn batch_ranges(&self) -> Vec<std::ops::Range<usize>> {
         let (metrics, logs) = self.split();
-        let mut batches: Vec<&[Query]> = metrics.chunks(MAX_QUERIES_PER_CALL).collect();
+        let mut ranges: Vec<_> = (0..metrics.len())
+            .step_by(MAX_QUERIES_PER_CALL)
+            .map(|start| start..(start + MAX_QUERIES_PER_CALL).min(metrics.len()))
+            .collect();
         if !logs.is_empty() {
-            batches.push(logs);
+            ranges.push(metrics.len()..self.queries.len());
         }
-        batches
+        ranges
+    }
+
+    /// The batches of a cycle ([`TargetPlan::batch_ranges`]) as slices.
+    pub fn batches(&self) -> Vec<&[Query]> {
+        self.batch_ranges()
+            .into_iter()
+            .map(|r| &self.queries[r])
+            .collect()
     }
 
     /// GetMetricData calls per cycle: ceil(metric queries / 500).

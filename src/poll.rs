@@ -269,10 +269,8 @@ fn plan_calls(
     // Steady state: the last cycle completed and the window moved on by at most about the
     // interval, so the periods before this window were read for their last time then.
     let steady = t.caught_up.is_some_and(|k| k >= steady_from);
-    let mut offset = 0;
-    for batch in t.plan.batches() {
-        let range = offset..offset + batch.len();
-        offset += batch.len();
+    for range in t.plan.batch_ranges() {
+        let batch = &t.plan.queries[range.clone()];
         let mut w = window;
         if !steady {
             let behind = batch
@@ -283,10 +281,7 @@ fn plan_calls(
                         labels: Arc::clone(&q.labels),
                     })
                 })
-                .reduce(|a, b| Resume {
-                    floor: a.floor.min(b.floor),
-                    read_end: a.read_end.min(b.read_end),
-                });
+                .reduce(Resume::earliest);
             if let Some(r) = behind.filter(|r| r.floor < steady_from) {
                 // Periods never read that are now past the limit are lost.
                 if r.read_end < limit {
@@ -366,8 +361,8 @@ pub struct Poller {
     clock: Arc<dyn Clock>,
     shared: Arc<SharedSnapshot>,
     metrics: SelfMetrics,
-    /// (account, region) of the per-target self-metric series set so far.
-    labelled: HashSet<(String, String)>,
+    /// (account, region) of the per-target self-metric series set so far (one per target).
+    labelled: Vec<(String, String)>,
 }
 
 /// Per-target results of the fetch phase.
@@ -393,7 +388,7 @@ impl Poller {
             clock,
             shared,
             metrics,
-            labelled: HashSet::new(),
+            labelled: Vec::new(),
         }
     }
 
@@ -416,23 +411,23 @@ impl Poller {
         self.forget_removed_targets();
     }
 
-    /// Removes the per-target self-metric series of targets no longer polled.
+    /// Removes the per-target self-metric series of targets no longer polled. Targets only
+    /// change on a reload, so this runs there, not every cycle.
     fn forget_removed_targets(&mut self) {
-        let current: HashSet<(String, String)> = self
-            .targets
-            .iter()
-            .filter_map(|t| Some((t.account_id.clone()?, t.region.clone())))
-            .collect();
-        for (account, region) in self.labelled.difference(&current) {
-            let labels = [account.as_str(), region.as_str()];
-            let _ = self.metrics.target_up.remove_label_values(&labels);
-            let _ = self
-                .metrics
-                .rest_name_conflicts
-                .remove_label_values(&labels);
-            let _ = self.metrics.periods_lost.remove_label_values(&labels);
-        }
-        self.labelled = current;
+        let targets = &self.targets;
+        let metrics = &self.metrics;
+        self.labelled.retain(|(account, region)| {
+            let polled = targets
+                .iter()
+                .any(|t| t.account_id.as_ref() == Some(account) && t.region == *region);
+            if !polled {
+                let labels = [account.as_str(), region.as_str()];
+                let _ = metrics.target_up.remove_label_values(&labels);
+                let _ = metrics.rest_name_conflicts.remove_label_values(&labels);
+                let _ = metrics.periods_lost.remove_label_values(&labels);
+            }
+            polled
+        });
     }
 
     /// Refreshes every target's inventory now; the errors, by target index.
@@ -560,6 +555,13 @@ impl Poller {
             target.caught_up = target_complete.then_some(window.keep_from);
             if let Some(account) = &target.account_id {
                 let labels = [account.as_str(), target.region.as_str()];
+                if !self
+                    .labelled
+                    .iter()
+                    .any(|(a, r)| a == account && *r == target.region)
+                {
+                    self.labelled.push((account.clone(), target.region.clone()));
+                }
                 self.metrics
                     .target_up
                     .with_label_values(&labels)
@@ -583,7 +585,6 @@ impl Poller {
                 }
             }
         }
-        self.forget_removed_targets();
 
         // Series whose API or stage left every inventory leave the output.
         let live: HashSet<SeriesKey> = self

@@ -113,6 +113,16 @@ pub struct Resume {
     pub read_end: i64,
 }
 
+impl Resume {
+    /// Where counting stands for two series read together: the earlier of each.
+    pub fn earliest(self, other: Resume) -> Resume {
+        Resume {
+            floor: self.floor.min(other.floor),
+            read_end: self.read_end.min(other.read_end),
+        }
+    }
+}
+
 /// What an ingest changed, for the self-metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Ingested {
@@ -187,10 +197,7 @@ impl Store {
                 }),
                 _ => None,
             })
-            .reduce(|a, b| Resume {
-                floor: a.floor.min(b.floor),
-                read_end: a.read_end.min(b.read_end),
-            })
+            .reduce(Resume::earliest)
     }
 
     /// Drops every series not in `live` (its API or stage left the inventory).

@@ -11,9 +11,7 @@ use apigateway_exporter::app;
 use apigateway_exporter::config::{AccessLogsMode, Config};
 use apigateway_exporter::demo::{self, INCIDENT_CYCLE};
 use apigateway_exporter::poll::{Clock, ManualClock, Poller};
-use apigateway_exporter::render::{self, SnapshotCollector};
-use apigateway_exporter::selfmetrics::SelfMetrics;
-use apigateway_exporter::snapshot::SharedSnapshot;
+use apigateway_exporter::render;
 use common::{Exporter, Metrics};
 use prometheus::Registry;
 
@@ -208,14 +206,7 @@ fn simulation(seed: u64, start: i64) -> Sim {
         "the default settle the schedule is timed for"
     );
     config.access_logs.mode = AccessLogsMode::MetricFilter;
-    let registry = Registry::new();
-    let shared = SharedSnapshot::new();
-    let metrics = SelfMetrics::new(&registry, true).unwrap();
-    registry
-        .register(Box::new(
-            SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
-        ))
-        .unwrap();
+    let (registry, shared, metrics) = app::exposition(true).unwrap();
     let clock = Arc::new(ManualClock::new(start));
     let targets = demo::targets(&config, seed, clock.clone());
     let poller = Poller::new(

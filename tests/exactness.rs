@@ -128,15 +128,15 @@ async fn an_outage_of_twice_the_lookback_with_a_reload_loses_nothing() {
     let requests =
         |m: &common::Metrics| m.value("aws_apigateway_requests_total", &[("api_id", &id)]);
     exporter.scrape_until(WAIT, |m| requests(m) == Some(0.0));
-    let mut truth = 0.0;
-    let now_minute = || (now_secs() / 60) * 60;
-    put(&[Datum {
+    // Requests in the current minute, as traffic that goes on arrives.
+    let count_now = |value: f64| Datum {
         metric: "Count",
         dims: &dims,
-        at: now_minute(),
-        value: 2.0,
-    }])
-    .await;
+        at: (now_secs() / 60) * 60,
+        value,
+    };
+    let mut truth = 0.0;
+    put(&[count_now(2.0)]).await;
     truth += 2.0;
     exporter.scrape_until(WAIT, |m| requests(m) == Some(truth));
 
@@ -151,13 +151,7 @@ async fn an_outage_of_twice_the_lookback_with_a_reload_loses_nothing() {
     let mut reloaded = false;
     // 150 s: past twice the 1-minute lookback plus a period, traffic every 20 s.
     while started.elapsed() < Duration::from_secs(150) {
-        put(&[Datum {
-            metric: "Count",
-            dims: &dims,
-            at: now_minute(),
-            value: 1.0,
-        }])
-        .await;
+        put(&[count_now(1.0)]).await;
         truth += 1.0;
         if !reloaded && started.elapsed() > Duration::from_secs(40) {
             exporter.write_config(&config("3s"));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use apigateway_exporter::app;
 use apigateway_exporter::config::{ApiSelection, PollConfig, RequestRate};
 use apigateway_exporter::inventory::aws::AwsDiscovery;
 use apigateway_exporter::inventory::{
@@ -16,9 +17,8 @@ use apigateway_exporter::inventory::{
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::PlanOptions;
 use apigateway_exporter::poll::{Clock as _, ManualClock, PollSettings, Poller, Target};
-use apigateway_exporter::render::{self, SnapshotCollector};
+use apigateway_exporter::render;
 use apigateway_exporter::selfmetrics::SelfMetrics;
-use apigateway_exporter::snapshot::SharedSnapshot;
 use apigateway_exporter::source::cloudwatch::CloudWatchSource;
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::operation::get_metric_data::{
@@ -82,7 +82,7 @@ struct Harness {
 
 impl Harness {
     fn new(targets: Vec<(Vec<RawApi>, aws_sdk_cloudwatch::Client)>, latency: Vec<Stat>) -> Harness {
-        let (registry, shared, metrics) = exposition();
+        let (registry, shared, metrics) = app::exposition(false).unwrap();
         let clock = Arc::new(ManualClock::new(NOW));
         let targets = targets
             .into_iter()
@@ -893,7 +893,7 @@ fn poller_with(
     source: Arc<dyn apigateway_exporter::source::MetricSource>,
     interval: Duration,
 ) -> (Poller, Registry, Arc<ManualClock>) {
-    let (registry, shared, metrics) = exposition();
+    let (registry, shared, metrics) = app::exposition(false).unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
     let target = Target::new(
         "eu-west-1".into(),
@@ -1013,19 +1013,6 @@ async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
         value("aws_apigateway_exporter_cycles_skipped_total") >= 2.0,
         "{text}"
     );
-}
-
-/// A registry with the self-metrics and the snapshot collector, as the binary wires them.
-fn exposition() -> (Registry, Arc<SharedSnapshot>, SelfMetrics) {
-    let registry = Registry::new();
-    let shared = SharedSnapshot::new();
-    let metrics = SelfMetrics::new(&registry, false).unwrap();
-    registry
-        .register(Box::new(
-            SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
-        ))
-        .unwrap();
-    (registry, shared, metrics)
 }
 
 /// An outage switch in front of a source and a discovery: while down, every call fails the
@@ -1162,7 +1149,7 @@ struct OutageRig {
 }
 
 fn outage_rig(stages: usize, max_backfill: Duration) -> OutageRig {
-    let (registry, shared, metrics) = exposition();
+    let (registry, shared, metrics) = app::exposition(false).unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
     let outage = Arc::new(Outage::default());
     let log = Arc::new(CallLog::default());
@@ -1205,137 +1192,116 @@ fn truth(now: i64) -> f64 {
 
 #[tokio::test]
 async fn an_outage_within_max_backfill_loses_nothing_and_one_beyond_it_is_counted_lost() {
-    let OutageRig {
-        mut poller,
-        registry,
-        clock,
-        outage,
-        log,
-        ..
-    } = outage_rig(1, Duration::from_secs(3 * 3600));
+    let mut r = outage_rig(1, Duration::from_secs(3 * 3600));
     let requests = || {
         rendered(
-            &registry,
+            &r.registry,
             &format!("aws_apigateway_requests_total{{{LABELS}}}"),
         )
     };
     for _ in 0..3 {
-        assert!(poller.cycle().await.complete());
-        clock.advance(PERIOD);
+        assert!(r.poller.cycle().await.complete());
+        r.clock.advance(PERIOD);
     }
     // Two hours down: twelve times the 10-minute lookback, with traffic going on.
-    outage.set(true);
+    r.outage.set(true);
     for _ in 0..120 {
-        assert!(!poller.cycle().await.complete());
-        clock.advance(PERIOD);
+        assert!(!r.poller.cycle().await.complete());
+        r.clock.advance(PERIOD);
     }
     assert_eq!(
         requests(),
         Some(truth(NOW + 2 * PERIOD)),
         "an outage changes nothing"
     );
-    outage.set(false);
-    let calls = log.calls.load(Ordering::SeqCst);
-    assert!(poller.cycle().await.complete());
+    r.outage.set(false);
+    let calls = r.log.calls.load(Ordering::SeqCst);
+    assert!(r.poller.cycle().await.complete());
     assert_eq!(
-        log.calls.load(Ordering::SeqCst) - calls,
+        r.log.calls.load(Ordering::SeqCst) - calls,
         1,
         "one call reads the whole catch-up"
     );
     assert_eq!(
         requests(),
-        Some(truth(clock.now())),
+        Some(truth(r.clock.now())),
         "every period of the outage counted"
     );
-    assert_eq!(rendered(&registry, LOST), Some(0.0));
+    assert_eq!(rendered(&r.registry, LOST), Some(0.0));
     // Steady again: later cycles count each new period once.
     for _ in 0..3 {
-        clock.advance(PERIOD);
-        assert!(poller.cycle().await.complete());
+        r.clock.advance(PERIOD);
+        assert!(r.poller.cycle().await.complete());
     }
-    assert_eq!(requests(), Some(truth(clock.now())));
+    assert_eq!(requests(), Some(truth(r.clock.now())));
 
     // Five hours down, two beyond max_backfill: what is older than 3 h can no longer be read,
     // and exactly those periods are counted lost.
-    outage.set(true);
+    r.outage.set(true);
     for _ in 0..300 {
-        clock.advance(PERIOD);
-        poller.cycle().await;
+        r.clock.advance(PERIOD);
+        r.poller.cycle().await;
     }
-    outage.set(false);
-    clock.advance(PERIOD);
-    assert!(poller.cycle().await.complete());
-    let lost = rendered(&registry, LOST).unwrap();
+    r.outage.set(false);
+    r.clock.advance(PERIOD);
+    assert!(r.poller.cycle().await.complete());
+    let lost = rendered(&r.registry, LOST).unwrap();
     assert!(
         lost >= 110.0,
         "the periods past max_backfill are counted lost: {lost}"
     );
-    assert_eq!(requests().unwrap() + lost, truth(clock.now()));
+    assert_eq!(requests().unwrap() + lost, truth(r.clock.now()));
     // Nothing is counted lost twice.
-    clock.advance(PERIOD);
-    assert!(poller.cycle().await.complete());
-    assert_eq!(rendered(&registry, LOST), Some(lost));
-    assert_eq!(requests().unwrap() + lost, truth(clock.now()));
+    r.clock.advance(PERIOD);
+    assert!(r.poller.cycle().await.complete());
+    assert_eq!(rendered(&r.registry, LOST), Some(lost));
+    assert_eq!(requests().unwrap() + lost, truth(r.clock.now()));
 }
 
 #[tokio::test]
 async fn a_long_catch_up_is_split_to_respect_the_datapoint_limit() {
     // 60 stages after a day down: 500 queries a call would ask for far more than 100,800
     // datapoints.
-    let OutageRig {
-        mut poller,
-        registry,
-        clock,
-        outage,
-        log,
-        ..
-    } = outage_rig(60, Duration::from_secs(2 * 86_400));
-    assert!(poller.cycle().await.complete());
-    let queries = poller.targets()[0].plan().queries.len();
+    let mut r = outage_rig(60, Duration::from_secs(2 * 86_400));
+    assert!(r.poller.cycle().await.complete());
+    let queries = r.poller.targets()[0].plan().queries.len();
     let steady_calls = queries.div_ceil(500);
     assert!(queries > 300, "{queries}");
-    clock.advance(PERIOD);
-    outage.set(true);
+    r.clock.advance(PERIOD);
+    r.outage.set(true);
     for _ in 0..(24 * 60) {
-        poller.cycle().await;
-        clock.advance(PERIOD);
+        r.poller.cycle().await;
+        r.clock.advance(PERIOD);
     }
-    outage.set(false);
-    let calls = log.calls.load(Ordering::SeqCst);
-    assert!(poller.cycle().await.complete());
-    let made = log.calls.load(Ordering::SeqCst) - calls;
+    r.outage.set(false);
+    let calls = r.log.calls.load(Ordering::SeqCst);
+    assert!(r.poller.cycle().await.complete());
+    let made = r.log.calls.load(Ordering::SeqCst) - calls;
     let periods = 24 * 60 + 11;
     assert!(
         made >= (queries * periods).div_ceil(100_800),
         "{made} calls for {queries} queries over {periods} periods"
     );
-    assert!(log.max_datapoints.load(Ordering::SeqCst) <= 100_800);
+    assert!(r.log.max_datapoints.load(Ordering::SeqCst) <= 100_800);
     let s0 = rendered(
-        &registry,
+        &r.registry,
         &format!("aws_apigateway_requests_total{{{LABELS}}}"),
     );
-    assert_eq!(s0, Some(truth(clock.now())));
+    assert_eq!(s0, Some(truth(r.clock.now())));
     // Caught up: the next cycle is back to one call per 500 queries.
-    clock.advance(PERIOD);
-    let calls = log.calls.load(Ordering::SeqCst);
-    assert!(poller.cycle().await.complete());
-    assert_eq!(log.calls.load(Ordering::SeqCst) - calls, steady_calls);
+    r.clock.advance(PERIOD);
+    let calls = r.log.calls.load(Ordering::SeqCst);
+    assert!(r.poller.cycle().await.complete());
+    assert_eq!(r.log.calls.load(Ordering::SeqCst) - calls, steady_calls);
 }
 
 #[tokio::test]
 async fn a_reload_during_an_outage_keeps_every_series_and_counter() {
-    let OutageRig {
-        mut poller,
-        registry,
-        clock,
-        outage,
-        log,
-        metrics,
-    } = outage_rig(3, Duration::from_secs(3 * 3600));
-    // Every counter and info series (the max gauges go stale in any outage, reload or not:
+    let mut r = outage_rig(3, Duration::from_secs(3 * 3600));
+    // Every counter and info series (the max gauges go stale in any r.outage, reload or not:
     // no new settled period is read).
     let series = || {
-        let text = String::from_utf8(render::encode(&registry).unwrap()).unwrap();
+        let text = String::from_utf8(render::encode(&r.registry).unwrap()).unwrap();
         let mut kept: Vec<String> = text
             .lines()
             .filter(|l| {
@@ -1349,27 +1315,27 @@ async fn a_reload_during_an_outage_keeps_every_series_and_counter() {
     };
     let requests = || {
         rendered(
-            &registry,
+            &r.registry,
             &format!("aws_apigateway_requests_total{{{LABELS}}}"),
         )
     };
     for _ in 0..3 {
-        assert!(poller.cycle().await.complete());
-        clock.advance(PERIOD);
+        assert!(r.poller.cycle().await.complete());
+        r.clock.advance(PERIOD);
     }
     let before = series();
     assert!(before.len() >= 3 * 4, "{before:?}");
-    outage.set(true);
-    poller.cycle().await;
+    r.outage.set(true);
+    r.poller.cycle().await;
     // SIGHUP: the reload builds a new target (no inventory yet) for the same account and
-    // region, and its first discovery fails like every other call of the outage.
-    poller.apply(
-        vec![outage_target(3, &outage, &log, &metrics)],
+    // region, and its first discovery fails like every other call of the r.outage.
+    r.poller.apply(
+        vec![outage_target(3, &r.outage, &r.log, &r.metrics)],
         outage_settings(Duration::from_secs(3 * 3600)),
     );
     for _ in 0..20 {
-        clock.advance(PERIOD);
-        assert!(!poller.cycle().await.complete());
+        r.clock.advance(PERIOD);
+        assert!(!r.poller.cycle().await.complete());
         assert_eq!(series(), before, "no series dropped while discovery fails");
         assert_eq!(
             requests(),
@@ -1377,13 +1343,13 @@ async fn a_reload_during_an_outage_keeps_every_series_and_counter() {
             "no counter reset"
         );
     }
-    outage.set(false);
-    clock.advance(PERIOD);
-    assert!(poller.cycle().await.complete());
+    r.outage.set(false);
+    r.clock.advance(PERIOD);
+    assert!(r.poller.cycle().await.complete());
     assert_eq!(series(), before);
     assert_eq!(
         requests(),
-        Some(truth(clock.now())),
+        Some(truth(r.clock.now())),
         "every period of the outage counted once"
     );
 }

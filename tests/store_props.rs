@@ -1,7 +1,9 @@
 //! Property tests of the store against a ground truth: whatever interleaving of partial
 //! reads, repeated reads, missing periods, growing and (bogus) shrinking values CloudWatch
 //! serves, the counter never goes down, never counts a period twice, and ends equal to the
-//! final sums minus what the baseline read had already seen.
+//! final sums minus what the baseline read had already seen. And through outages of any
+//! length, reads that reach back to where counting stood (as the poll loop makes them) count
+//! every period CloudWatch published, once (invariants 1 to 3 of the store).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -118,5 +120,48 @@ proptest! {
         }
         let sum: f64 = values.iter().map(|v| f64::from(*v)).sum();
         prop_assert_eq!(total(&store), sum);
+    }
+
+    #[test]
+    fn outages_of_any_length_lose_nothing_when_reads_reach_back(
+        finals in prop::collection::vec(0u32..1000, 64),
+        steps in prop::collection::vec((1i64..=60, prop::bool::weighted(0.25), 61i64..=7200), 1..40),
+    ) {
+        // CloudWatch publishes a period's final value once it has ended, half of it before.
+        let final_of = |t: i64| f64::from(finals[(t / PERIOD).rem_euclid(64) as usize]);
+        let published = |t: i64, now: i64| if t + PERIOD <= now { final_of(t) } else { (final_of(t) / 2.0).floor() };
+        let mut store = Store::new();
+        let mut now: i64 = 100_000 * PERIOD + 17;
+        // The baseline: remembered, not counted.
+        let baseline = Window::at(now, PERIOD, LOOKBACK);
+        let points: Vec<(i64, f64)> = (baseline.start..baseline.end).step_by(PERIOD as usize).map(|t| (t, published(t, now))).collect();
+        let baselined: f64 = points.iter().map(|(_, v)| v).sum();
+        store.ingest(&key(), Stat::Sum, &baseline, &points);
+        let mut previous_total = 0.0;
+        let read = |store: &mut Store, now: i64, complete: bool| {
+            // As the poll loop plans it: reach back to the floor when it is more than one
+            // interval (60 s) behind the lookback.
+            let mut window = Window::at(now, PERIOD, LOOKBACK);
+            if let Some(r) = store.resume_from(&key()).filter(|r| r.floor < window.keep_from - PERIOD) {
+                window = window.reaching_back_to(r.floor);
+            }
+            let points: Vec<(i64, f64)> = (window.start..window.end)
+                .step_by(PERIOD as usize)
+                .map(|t| (t, if complete { final_of(t) } else { published(t, now) }))
+                .collect();
+            store.ingest(&key(), Stat::Sum, &window, &points);
+            window.end
+        };
+        for (advance, outage, length) in steps {
+            // An outage: time passes, no read succeeds; then the first good read.
+            now += if outage { length } else { advance };
+            read(&mut store, now, false);
+            let total = total(&store);
+            prop_assert!(total >= previous_total, "counter went down: {previous_total} -> {total}");
+            previous_total = total;
+        }
+        let end = read(&mut store, now, true);
+        let truth: f64 = (baseline.start..end).step_by(PERIOD as usize).map(final_of).sum::<f64>() - baselined;
+        prop_assert_eq!(total(&store), truth);
     }
 }

@@ -19,7 +19,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::inventory::ApiFilter;
 use crate::model::{ApiType, Stat};
-pub use types::{DurationIn, NumberIn, RequestRate};
+pub use types::{DurationIn, KeyError, NumberIn, RequestRate};
 use types::{human, number_or_text};
 
 /// `poll.interval` and `otlp.interval`: 1 s to a day.
@@ -47,6 +47,12 @@ pub enum ConfigError {
     Yaml(String),
     #[error("invalid config: {key}: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+impl From<KeyError> for ConfigError {
+    fn from(e: KeyError) -> ConfigError {
+        invalid(e.key, e.reason)
+    }
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -85,13 +91,14 @@ pub struct ShardConfig {
 
 impl ShardConfig {
     /// Replica `index` of `total` (counting from 0).
-    pub fn new(index: u32, total: u32) -> Result<ShardConfig, String> {
+    pub fn new(index: u32, total: u32) -> Result<ShardConfig, KeyError> {
         if total == 0 {
-            return Err("shard.total: must be at least 1".into());
+            return Err(KeyError::new("shard.total", "must be at least 1"));
         }
         if index >= total {
-            return Err(format!(
-                "shard.index: must be below shard.total ({total}): shards count from 0"
+            return Err(KeyError::new(
+                "shard.index",
+                format!("must be below shard.total ({total}): shards count from 0"),
             ));
         }
         Ok(ShardConfig { index, total })
@@ -116,8 +123,8 @@ struct RawShard {
 }
 
 impl TryFrom<RawShard> for ShardConfig {
-    type Error = String;
-    fn try_from(raw: RawShard) -> Result<ShardConfig, String> {
+    type Error = KeyError;
+    fn try_from(raw: RawShard) -> Result<ShardConfig, KeyError> {
         ShardConfig::new(raw.index, raw.total)
     }
 }
@@ -146,7 +153,7 @@ struct RawPoll {
 
 impl Default for RawPoll {
     fn default() -> Self {
-        let d = PollConfig::default();
+        let d = PollConfig::DEFAULT;
         RawPoll {
             interval: d.interval,
             period: d.period,
@@ -158,21 +165,15 @@ impl Default for RawPoll {
 }
 
 impl TryFrom<RawPoll> for PollConfig {
-    type Error = String;
-    fn try_from(r: RawPoll) -> Result<PollConfig, String> {
+    type Error = KeyError;
+    fn try_from(r: RawPoll) -> Result<PollConfig, KeyError> {
         PollConfig::checked(r.interval, r.period, r.lookback, r.settle, r.max_backfill)
     }
 }
 
 impl Default for PollConfig {
     fn default() -> Self {
-        PollConfig {
-            interval: Interval::from_secs(60),
-            period: Period::from_secs(60),
-            lookback: Lookback::from_secs(600),
-            settle: Settle::from_secs(180),
-            max_backfill: Backfill::from_secs(3 * 3600),
-        }
+        PollConfig::DEFAULT
     }
 }
 
@@ -188,6 +189,15 @@ fn retention(period: Duration) -> Duration {
 }
 
 impl PollConfig {
+    /// The defaults, checked when the crate builds.
+    pub const DEFAULT: PollConfig = PollConfig {
+        interval: Interval::from_secs(60),
+        period: Period::from_secs(60),
+        lookback: Lookback::from_secs(600),
+        settle: Settle::from_secs(180),
+        max_backfill: Backfill::from_secs(3 * 3600),
+    };
+
     /// Poll timings from plain durations; the error names the key at fault.
     pub fn new(
         interval: Duration,
@@ -204,48 +214,56 @@ impl PollConfig {
             Settle::new(settle).map_err(key("settle"))?,
             Backfill::new(max_backfill).map_err(key("max_backfill"))?,
         )
-        .map_err(|e| match e.split_once(": ") {
-            Some((key, reason)) => invalid(key, reason),
-            None => ConfigError::Yaml(e),
-        })
+        .map_err(ConfigError::from)
     }
 
-    /// The checks across fields; errors read `poll.<key>: <reason>`.
+    /// The checks across fields.
     fn checked(
         interval: Interval,
         period: Period,
         lookback: Lookback,
         settle: Settle,
         max_backfill: Backfill,
-    ) -> Result<PollConfig, String> {
+    ) -> Result<PollConfig, KeyError> {
         if period.as_secs() % 60 != 0 || period.subsec_nanos() != 0 {
-            return Err(format!(
-                "poll.period: must be a whole multiple of 60s (CloudWatch's regular resolution), got {period}"
+            return Err(KeyError::new(
+                "poll.period",
+                format!(
+                    "must be a whole multiple of 60s (CloudWatch's regular resolution), got {period}"
+                ),
             ));
         }
         if *lookback < *period {
-            return Err(
-                "poll.lookback: must be at least one poll.period, or no period is ever read".into(),
-            );
+            return Err(KeyError::new(
+                "poll.lookback",
+                "must be at least one poll.period, or no period is ever read",
+            ));
         }
         // The settled period (the one before the period `settle` ago) must still be inside the
         // window, or the quantile and max gauges never have a value to report.
         if *settle + *period > *lookback {
-            return Err(format!(
-                "poll.settle: must be at most poll.lookback - poll.period ({}), or no settled period is ever inside the window",
-                human(*lookback - *period)
+            return Err(KeyError::new(
+                "poll.settle",
+                format!(
+                    "must be at most poll.lookback - poll.period ({}), or no settled period is ever inside the window",
+                    human(*lookback - *period)
+                ),
             ));
         }
         if *max_backfill < *lookback {
-            return Err(format!(
-                "poll.max_backfill: must be at least poll.lookback ({lookback})"
+            return Err(KeyError::new(
+                "poll.max_backfill",
+                format!("must be at least poll.lookback ({lookback})"),
             ));
         }
         let keep = retention(*period);
         if *max_backfill > keep {
-            return Err(format!(
-                "poll.max_backfill: must be at most {} for a {period} period: CloudWatch keeps that data no longer",
-                human(keep)
+            return Err(KeyError::new(
+                "poll.max_backfill",
+                format!(
+                    "must be at most {} for a {period} period: CloudWatch keeps that data no longer",
+                    human(keep)
+                ),
             ));
         }
         Ok(PollConfig {
@@ -297,8 +315,9 @@ pub struct DiscoveryConfig {
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
+        const REFRESH: RefreshInterval = RefreshInterval::from_secs(600);
         DiscoveryConfig {
-            refresh_interval: RefreshInterval::from_secs(600),
+            refresh_interval: REFRESH,
         }
     }
 }
@@ -465,11 +484,12 @@ pub struct OtlpConfig {
 
 impl Default for OtlpConfig {
     fn default() -> Self {
+        const INTERVAL: Interval = Interval::from_secs(60);
         OtlpConfig {
             enabled: false,
             endpoint: None,
             protocol: None,
-            interval: Interval::from_secs(60),
+            interval: INTERVAL,
             headers: BTreeMap::new(),
             resource_attributes: BTreeMap::new(),
         }
@@ -546,9 +566,10 @@ pub struct AwsConfig {
 
 impl Default for AwsConfig {
     fn default() -> Self {
+        const TEN_PER_SECOND: RequestRate = RequestRate::PerSecond(NumberIn::from_milli(10_000));
         AwsConfig {
             endpoints: Endpoints::default(),
-            max_requests_per_second: RequestRate::PerSecond(NumberIn::from_milli(10_000)),
+            max_requests_per_second: TEN_PER_SECOND,
         }
     }
 }
@@ -556,9 +577,8 @@ impl Default for AwsConfig {
 /// A price in USD, 0 to 1 per 1,000 metrics.
 pub type Price = NumberIn<0, 1_000>;
 
-/// AWS list price of GetMetricData in most regions, in thousandths of a USD per 1,000
-/// metrics requested (0.01 USD).
-pub const DEFAULT_PRICE_MILLI_USD: u64 = 10;
+/// AWS list price of GetMetricData in most regions: USD 0.01 per 1,000 metrics requested.
+pub const DEFAULT_PRICE_PER_1000_METRICS: Price = Price::from_milli(10);
 
 /// What CloudWatch costs, for `check-config`'s estimate.
 #[derive(Debug, Clone, Deserialize)]
@@ -571,7 +591,7 @@ pub struct CostConfig {
 impl Default for CostConfig {
     fn default() -> Self {
         CostConfig {
-            price_per_1000_metrics: Price::from_milli(DEFAULT_PRICE_MILLI_USD),
+            price_per_1000_metrics: DEFAULT_PRICE_PER_1000_METRICS,
         }
     }
 }
@@ -609,7 +629,8 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(doc).map_err(|e| {
             let path = e.path().to_string();
             let reason = e.into_inner().to_string();
-            // Checks across the fields of a section say which field they are about.
+            // A check across the fields of a section (a `KeyError`) names its field; serde
+            // hands it up as text, `poll.settle: reason`, at the section's path.
             match reason.split_once(": ") {
                 Some((key, rest)) if path != "." && key.starts_with(&format!("{path}.")) => {
                     invalid(key, rest)

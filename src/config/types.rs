@@ -10,6 +10,29 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+/// A value refused for the key it is about, by a check across several fields (which a single
+/// field's type cannot express). Its text, `key: reason`, is what serde carries up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl KeyError {
+    pub fn new(key: &'static str, reason: impl Into<String>) -> KeyError {
+        KeyError {
+            key,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
 /// A duration between `MIN` and `MAX` seconds, written like `30s`, `5m` or `1h`. The upper
 /// bounds keep every timer and `Instant` sum far from overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,10 +52,8 @@ impl<const MIN: u64, const MAX: u64> DurationIn<MIN, MAX> {
         Ok(DurationIn(d))
     }
 
-    /// A duration known at compile time to be in range.
-    ///
-    /// # Panics
-    /// Only when `secs` is out of range, which a constant caller sees in its first test.
+    /// A duration known at compile time to be in range: use it in a `const`, where an
+    /// out-of-range value fails the build.
     pub const fn from_secs(secs: u64) -> Self {
         assert!(
             secs >= MIN && secs <= MAX,
@@ -127,10 +148,8 @@ impl<const MIN_MILLI: u64, const MAX_MILLI: u64> NumberIn<MIN_MILLI, MAX_MILLI> 
         self.0
     }
 
-    /// A value known at compile time, in thousandths.
-    ///
-    /// # Panics
-    /// Only when out of range, which a constant caller sees in its first test.
+    /// A value known at compile time, in thousandths: use it in a `const`, where an
+    /// out-of-range value fails the build.
     pub const fn from_milli(milli: u64) -> Self {
         assert!(
             milli >= MIN_MILLI && milli <= MAX_MILLI,
