@@ -283,11 +283,12 @@ impl CounterState {
         }
         self.read_end = self.read_end.max(window.end);
         // Periods before the lookback were read for the last time: forget them, and raise the
-        // floor so they are never counted again.
+        // floor so they are never counted again. (Nothing below the floor is ever stored, so
+        // there is only something to forget when it rises.)
         if window.keep_from > self.floor {
             self.floor = window.keep_from;
+            self.periods.forget_before(self.floor);
         }
-        self.periods.forget_before(self.floor);
         decreases
     }
 }
