@@ -6,16 +6,17 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{AccessLogsMode, Config};
 use crate::demo;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, ReloadRequest};
 use crate::inventory::ApiFilter;
 use crate::inventory::aws::AwsDiscovery;
 use crate::plan::AccessLogs;
-use crate::poll::{Clock, OffsetClock, PollSettings, Poller, SystemClock, Target};
+use crate::clock::{Clock, OffsetClock, SystemClock};
+use crate::poll::{PollSettings, Poller, Target};
 use crate::render::SnapshotCollector;
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::SharedSnapshot;
@@ -81,12 +82,8 @@ fn ended(result: Result<(), tokio::task::JoinError>) -> String {
 /// One AWS target per (target entry, region), sharing the standard credential chain.
 pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<Target>, AppError> {
     let mut targets = Vec::new();
-    for (i, t) in config.targets.iter().enumerate() {
-        let filter = ApiFilter::new(&t.apis)
-            .map_err(|(field, j, e)| {
-                AppError::Config(format!("targets[{i}].apis.{field}[{j}]: {e}"))
-            })?
-            .with_shard(config.shard);
+    for t in &config.targets {
+        let filter = ApiFilter::new(&t.apis).with_shard(config.shard);
         for region in &t.regions {
             let sdk = crate::aws::sdk_config(region, t, &config.aws.endpoints).await;
             let clients = crate::aws::clients(&sdk, &config.aws.endpoints);
@@ -205,12 +202,6 @@ pub async fn describe_plan(config: &Config) -> String {
 /// task that does not answer.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// A request to re-read the config file (SIGHUP or `POST /-/reload`); the HTTP handler
-/// waits for the outcome, the signal handler does not.
-pub struct ReloadRequest {
-    pub respond: Option<oneshot::Sender<Result<(), String>>>,
-}
-
 /// Where the exporter's config comes from, so it can be read again.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -231,10 +222,27 @@ async fn build(
         Mode::Demo { seed, .. } => {
             // The demo has synthetic access logs too, so every family of the contract shows.
             config.access_logs.mode = AccessLogsMode::MetricFilter;
-            demo::targets(config, seed, Arc::clone(clock))
+            demo_targets(config, seed, Arc::clone(clock))
         }
     };
     Ok((targets, settings(config)))
+}
+
+/// The demo's one target: a synthetic account and region, filtered by the first target
+/// entry's API selection when the config has one.
+pub fn demo_targets(config: &Config, seed: u64, clock: Arc<dyn Clock>) -> Vec<Target> {
+    let selection = config
+        .targets
+        .first()
+        .map(|t| t.apis.clone())
+        .unwrap_or_default();
+    let filter = ApiFilter::new(&selection).with_shard(config.shard);
+    vec![Target::new(
+        demo::REGION.to_string(),
+        filter,
+        Arc::new(demo::DemoDiscovery),
+        Arc::new(demo::DemoSource::new(seed, clock, config.poll.period())),
+    )]
 }
 
 /// Runs the exporter until `shutdown` resolves: the poll loop and the reloader in the

@@ -10,7 +10,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::{Endpoints, TargetConfig};
-use crate::selfmetrics::CallResult;
+use crate::model::CallResult;
 
 /// The clients a target needs.
 #[derive(Clone, Debug)]

@@ -19,14 +19,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::Config;
 use crate::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
     UsagePlan,
 };
 use crate::model::{ApiType, Family, Stat};
 use crate::plan::Query;
-use crate::poll::{Clock, Target};
+use crate::clock::Clock;
 use crate::source::{MetricSource, Outcome, SourceError, Window};
 
 /// The account id the demo reports: obviously not a real one.
@@ -162,32 +161,6 @@ const APIS: [DemoApi; 6] = [
     },
 ];
 
-/// The demo targets: one synthetic account and region, filtered by the first target entry's
-/// API selection when the config has one.
-pub fn targets(config: &Config, seed: u64, clock: Arc<dyn Clock>) -> Vec<Target> {
-    let selection = config
-        .targets
-        .first()
-        .map(|t| t.apis.clone())
-        .unwrap_or_default();
-    let filter = ApiFilter::new(&selection).unwrap_or_else(|_| {
-        // Validation compiled these regexes already; fall back to everything.
-        ApiFilter::new(&Default::default()).expect("default selection has no regex")
-    });
-    let filter = filter.with_shard(config.shard);
-    let period = config.poll.period();
-    vec![Target::new(
-        REGION.to_string(),
-        filter,
-        Arc::new(DemoDiscovery),
-        Arc::new(DemoSource {
-            seed,
-            clock,
-            period,
-        }),
-    )]
-}
-
 /// The detailed metrics of a demo stage: every route of the API, every metric of its type.
 fn demo_routes(a: &DemoApi) -> Vec<crate::inventory::RouteMetrics> {
     let websocket = a.api_type == ApiType::Websocket;
@@ -313,6 +286,17 @@ pub struct DemoSource {
     seed: u64,
     clock: Arc<dyn Clock>,
     period: i64,
+}
+
+impl DemoSource {
+    /// Traffic drawn from `seed`, as of `clock`, in periods of `period` seconds.
+    pub fn new(seed: u64, clock: Arc<dyn Clock>, period: i64) -> DemoSource {
+        DemoSource {
+            seed,
+            clock,
+            period,
+        }
+    }
 }
 
 #[async_trait]

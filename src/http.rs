@@ -18,12 +18,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::app::ReloadRequest;
 use crate::render;
 use crate::snapshot::SharedSnapshot;
 
 /// Connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 256;
+
+/// A request to re-read the config file (SIGHUP or `POST /-/reload`); the HTTP handler
+/// waits for the outcome, the signal handler does not.
+pub struct ReloadRequest {
+    pub respond: Option<oneshot::Sender<Result<(), String>>>,
+}
 
 /// What the handlers read.
 pub struct AppState {

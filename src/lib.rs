@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -7,6 +7,29 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+/// The CloudWatch namespace of API Gateway metrics.
+pub const NAMESPACE: &str = "AWS/ApiGateway";
+
+/// The outcome of one AWS call, as the self-metrics' `result` label says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallResult {
+    Success,
+    Error,
+    Throttled,
+}
+
+impl CallResult {
+    pub const ALL: [CallResult; 3] = [CallResult::Success, CallResult::Error, CallResult::Throttled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallResult::Success => "success",
+            CallResult::Error => "error",
+            CallResult::Throttled => "throttled",
+        }
+    }
+}
+
 /// The three kinds of API Gateway API. REST APIs live in the `apigateway` service and are
 /// keyed by name in CloudWatch; HTTP and WebSocket APIs live in `apigatewayv2`, keyed by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]

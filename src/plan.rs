@@ -120,7 +120,7 @@ pub fn reason_dimension(family: Family) -> &'static str {
 /// out rather than exported under the wrong API; access-log series are keyed by API id and
 /// always attributable.
 pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
-    let namespace: Arc<str> = Arc::from(crate::source::cloudwatch::NAMESPACE);
+    let namespace: Arc<str> = Arc::from(crate::model::NAMESPACE);
     let mut queries = Vec::new();
     let mut log_queries = Vec::new();
     for api in &inv.apis {

@@ -567,7 +567,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_demo_renders_identically_both_ways() {
-        use crate::poll::{ManualClock, Poller};
+        use crate::clock::ManualClock;
+        use crate::poll::Poller;
         let mut config = crate::config::Config::default();
         config.access_logs.mode = crate::config::AccessLogsMode::MetricFilter;
         config.tags_as_labels = vec!["environment".into()];
@@ -580,7 +581,7 @@ mod tests {
             ))
             .unwrap();
         let clock = Arc::new(ManualClock::new(1_795_428_030));
-        let targets = crate::demo::targets(&config, 3, clock.clone());
+        let targets = crate::app::demo_targets(&config, 3, clock.clone());
         let mut poller = Poller::new(
             targets,
             crate::app::settings(&config),

@@ -1,6 +1,7 @@
 //! The exporter's own metrics (`aws_apigateway_exporter_*`): what it costs, whether it works.
 //! Ordinary `prometheus` metrics in the same registry as the snapshot collector.
 
+use crate::model::CallResult;
 use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry};
 
 const NS: &str = "aws_apigateway_exporter";
@@ -19,24 +20,6 @@ const AWS_OPERATIONS: [(&str, &str); 11] = [
     ("sts", "GetCallerIdentity"),
     ("logs", "FilterLogEvents"),
 ];
-
-/// The outcome of one AWS call, as the `result` label says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallResult {
-    Success,
-    Error,
-    Throttled,
-}
-
-impl CallResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallResult::Success => "success",
-            CallResult::Error => "error",
-            CallResult::Throttled => "throttled",
-        }
-    }
-}
 
 /// Handles to every self-metric. Cheap to clone (the metrics are reference counted).
 #[derive(Clone, Debug)]
@@ -206,11 +189,7 @@ impl SelfMetrics {
             .set(1.0);
         // Zero-initialise every series that can exist, so dashboards and alerts see 0 rather
         // than nothing: absence must never read as "no errors".
-        for result in [
-            CallResult::Success,
-            CallResult::Error,
-            CallResult::Throttled,
-        ] {
+        for result in CallResult::ALL {
             for operation in ["GetMetricData", "ListMetrics"] {
                 m.cloudwatch_requests
                     .with_label_values(&[operation, result.as_str()]);

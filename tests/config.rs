@@ -187,8 +187,8 @@ mod random_values {
 
     use apigateway_exporter::app;
     use apigateway_exporter::config::Config;
-    use apigateway_exporter::demo;
-    use apigateway_exporter::poll::{ManualClock, Poller};
+    use apigateway_exporter::clock::ManualClock;
+    use apigateway_exporter::poll::Poller;
     use apigateway_exporter::ratelimit::RateLimiter;
     use apigateway_exporter::selfmetrics::SelfMetrics;
     use apigateway_exporter::snapshot::SharedSnapshot;
@@ -303,7 +303,7 @@ mod random_values {
                         let clock = Arc::new(ManualClock::new(1_795_428_030));
                         let registry = prometheus::Registry::new();
                         let metrics = SelfMetrics::new(&registry, true).unwrap();
-                        let mut poller = Poller::new(demo::targets(&config, 1, clock.clone()), settings.clone(), clock.clone(), SharedSnapshot::new(), metrics);
+                        let mut poller = Poller::new(app::demo_targets(&config, 1, clock.clone()), settings.clone(), clock.clone(), SharedSnapshot::new(), metrics);
                         poller.cycle().await;
                         clock.advance(i64::try_from(settings.poll.interval().as_secs()).unwrap());
                         poller.cycle().await;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use apigateway_exporter::app;
 use apigateway_exporter::config::{AccessLogsMode, Config};
 use apigateway_exporter::demo::{self, INCIDENT_CYCLE};
-use apigateway_exporter::poll::{Clock, ManualClock, Poller};
+use apigateway_exporter::clock::{Clock, ManualClock};
+use apigateway_exporter::poll::Poller;
 use apigateway_exporter::render;
 use common::{Exporter, Metrics};
 use prometheus::Registry;
@@ -208,7 +209,7 @@ fn simulation(seed: u64, start: i64) -> Sim {
     config.access_logs.mode = AccessLogsMode::MetricFilter;
     let (registry, shared, metrics) = app::exposition(true).unwrap();
     let clock = Arc::new(ManualClock::new(start));
-    let targets = demo::targets(&config, seed, clock.clone());
+    let targets = app::demo_targets(&config, seed, clock.clone());
     let poller = Poller::new(
         targets,
         app::settings(&config),

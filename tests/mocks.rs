@@ -16,7 +16,8 @@ use apigateway_exporter::inventory::{
 };
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::PlanOptions;
-use apigateway_exporter::poll::{Clock as _, ManualClock, PollSettings, Poller, Target};
+use apigateway_exporter::clock::{Clock as _, ManualClock};
+use apigateway_exporter::poll::{PollSettings, Poller, Target};
 use apigateway_exporter::render;
 use apigateway_exporter::selfmetrics::SelfMetrics;
 use apigateway_exporter::source::cloudwatch::CloudWatchSource;
@@ -90,7 +91,7 @@ impl Harness {
             .map(|(i, (apis, client))| {
                 Target::new(
                     format!("eu-west-{}", i + 1),
-                    ApiFilter::new(&ApiSelection::default()).unwrap(),
+                    ApiFilter::new(&ApiSelection::default()),
                     Arc::new(FakeDiscovery(apis)),
                     Arc::new(CloudWatchSource::new(
                         client,
@@ -729,7 +730,7 @@ async fn discovery_follows_every_page() {
     let registry = Registry::new();
     let discovery = AwsDiscovery::new(clients, SelfMetrics::new(&registry, false).unwrap());
     assert_eq!(discovery.account_id().await.unwrap(), "444455556666");
-    let filter = ApiFilter::new(&ApiSelection::default()).unwrap();
+    let filter = ApiFilter::new(&ApiSelection::default());
     let found = discovery.discover(&filter).await.unwrap();
     assert_eq!(
         found.account_throttle,
@@ -897,7 +898,7 @@ fn poller_with(
     let clock = Arc::new(ManualClock::new(NOW));
     let target = Target::new(
         "eu-west-1".into(),
-        ApiFilter::new(&ApiSelection::default()).unwrap(),
+        ApiFilter::new(&ApiSelection::default()),
         discovery,
         source,
     );
@@ -1108,7 +1109,7 @@ fn outage_target(
     let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
     Target::new(
         "eu-west-1".into(),
-        ApiFilter::new(&ApiSelection::default()).unwrap(),
+        ApiFilter::new(&ApiSelection::default()),
         Arc::new(Gated {
             inner: FakeDiscovery(vec![http_api("h1", stages)]),
             outage: Arc::clone(outage),

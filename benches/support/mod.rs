@@ -23,7 +23,8 @@ use apigateway_exporter::inventory::{
 };
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::{PlanOptions, Query};
-use apigateway_exporter::poll::{ManualClock, PollSettings, Poller, Target};
+use apigateway_exporter::clock::ManualClock;
+use apigateway_exporter::poll::{PollSettings, Poller, Target};
 use apigateway_exporter::render::SnapshotCollector;
 use apigateway_exporter::selfmetrics::SelfMetrics;
 use apigateway_exporter::snapshot::SharedSnapshot;
@@ -161,7 +162,7 @@ impl SyntheticSource {
 #[async_trait]
 impl MetricSource for SyntheticSource {
     async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
-        use apigateway_exporter::poll::Clock as _;
+        use apigateway_exporter::clock::Clock as _;
         Ok(self.answer(queries, window, self.clock.now()))
     }
 }
@@ -217,14 +218,14 @@ impl World {
         });
         let target = Target::new(
             "eu-west-1".into(),
-            ApiFilter::new(&Default::default()).expect("default filter"),
+            ApiFilter::new(&Default::default()),
             Arc::new(FleetDiscovery(fleet(apis))),
             Arc::clone(&source) as Arc<dyn MetricSource>,
         );
         let poller = Poller::new(
             vec![target],
             settings(),
-            Arc::clone(&clock) as Arc<dyn apigateway_exporter::poll::Clock>,
+            Arc::clone(&clock) as Arc<dyn apigateway_exporter::clock::Clock>,
             Arc::clone(&shared),
             metrics,
         );
@@ -239,13 +240,13 @@ impl World {
 
     /// The current cycle's window.
     pub fn window(&self) -> Window {
-        use apigateway_exporter::poll::Clock as _;
+        use apigateway_exporter::clock::Clock as _;
         Window::at(self.clock.now(), PERIOD, LOOKBACK)
     }
 
     /// Only the source's share of a cycle: the answers to every batch of the plan.
     pub fn answer_all(&self) -> usize {
-        use apigateway_exporter::poll::Clock as _;
+        use apigateway_exporter::clock::Clock as _;
         let (window, now) = (self.window(), self.clock.now());
         let mut n = 0;
         for target in self.poller.targets() {

@@ -12,7 +12,8 @@ use super::{
 };
 use crate::aws::{TargetClients, classify, describe};
 use crate::model::ApiType;
-use crate::selfmetrics::{CallResult, SelfMetrics};
+use crate::model::CallResult;
+use crate::selfmetrics::SelfMetrics;
 
 /// GetStages calls in flight per target.
 const STAGE_CONCURRENCY: usize = 4;
@@ -363,7 +364,7 @@ impl AwsDiscovery {
                 .clients
                 .cloudwatch
                 .list_metrics()
-                .namespace(crate::source::cloudwatch::NAMESPACE)
+                .namespace(crate::model::NAMESPACE)
                 .dimensions(
                     DimensionFilter::builder()
                         .name(api_type.api_dimension())

@@ -29,7 +29,7 @@ use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::SharedSnapshot;
 
 pub use convert::Converter;
-pub use settings::{Settings, check_header, redact_url};
+pub use settings::{Settings, redact_url};
 pub use transport::{Accepted, ExportError, SetupError, Transport};
 
 /// The longest the shutdown export may take.
@@ -297,7 +297,7 @@ mod tests {
         m.aws_call(
             "sts",
             "GetCallerIdentity",
-            crate::selfmetrics::CallResult::Success,
+            crate::model::CallResult::Success,
         );
         m.query_errors.with_label_values(&["Forbidden"]).inc();
         m.otlp_exports.with_label_values(&["success"]).inc();

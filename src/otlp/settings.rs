@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{OtlpConfig, OtlpProtocol};
+use crate::config::{OtlpConfig, OtlpProtocol, check_header};
 
 /// The export timeout when the environment sets none (the OTLP spec's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -342,33 +342,6 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Checks a header for OTLP export (HTTP header or gRPC metadata). The reason never
-/// contains the value.
-pub fn check_header(name: &str, value: &str) -> Result<(), String> {
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
-        return Err(
-            "not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)".to_string(),
-        );
-    }
-    let lower = name.to_ascii_lowercase();
-    if lower.ends_with("-bin") || lower.starts_with("grpc-") {
-        return Err("names ending in -bin or starting with grpc- are reserved by gRPC".into());
-    }
-    if matches!(
-        lower.as_str(),
-        "content-type" | "content-length" | "content-encoding" | "te" | "host" | "user-agent"
-    ) {
-        return Err("set by the exporter itself".into());
-    }
-    if !value.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
-        return Err(
-            "the value must be printable ASCII (no line breaks or control characters)".into(),
-        );
-    }
-    Ok(())
 }
 
 /// A URL fit for a log line: user info and query (which may carry credentials) replaced.

@@ -14,10 +14,8 @@ use crate::aws::{classify, describe};
 use crate::config::RequestRate;
 use crate::plan::Query;
 use crate::ratelimit::RateLimiter;
-use crate::selfmetrics::{CallResult, SelfMetrics};
-
-/// The AWS namespace of API Gateway metrics.
-pub const NAMESPACE: &str = "AWS/ApiGateway";
+use crate::model::CallResult;
+use crate::selfmetrics::SelfMetrics;
 
 /// Reads API Gateway metrics of one target from CloudWatch.
 pub struct CloudWatchSource {

@@ -13,7 +13,8 @@ use super::{MetricSource, Outcome, SourceError, Window};
 use crate::aws::{classify, describe};
 use crate::model::Family;
 use crate::plan::{Query, reason_dimension};
-use crate::selfmetrics::{CallResult, SelfMetrics};
+use crate::model::CallResult;
+use crate::selfmetrics::SelfMetrics;
 
 /// Reads access log events of one target.
 pub struct AccessLogSource {

@@ -4,212 +4,25 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+mod calls;
+mod target;
+
+pub use target::Target;
+
+use calls::{Bounds, Fetched, fetch_target};
+use crate::clock::Clock;
 use crate::config::PollConfig;
-use crate::inventory::{self, ApiFilter, Discovered, Discovery, TargetInventory};
-use crate::plan::MAX_QUERIES_PER_CALL;
-use crate::plan::{self, PlanOptions, TargetPlan};
+use crate::inventory::TargetInventory;
+use crate::plan::PlanOptions;
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::{self, SharedSnapshot};
-use crate::source::{MetricSource, Outcome, Window};
-use crate::store::{Resume, SeriesKey, Store};
+use crate::source::{Outcome, Window};
+use crate::store::{SeriesKey, Store};
 
-/// Batches of one target read at once.
-const BATCH_CONCURRENCY: usize = 4;
-
-/// Wall-clock time in Unix seconds. Injected so the demo and tests can run simulated time.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default()
-    }
-}
-
-/// The system clock shifted to start at a chosen instant: the demo's simulated time, which
-/// runs at real speed from wherever it was started.
-#[derive(Debug, Clone, Copy)]
-pub struct OffsetClock {
-    offset: i64,
-}
-
-impl OffsetClock {
-    pub fn starting_at(start: i64) -> OffsetClock {
-        OffsetClock {
-            offset: start - SystemClock.now(),
-        }
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> i64 {
-        SystemClock.now() + self.offset
-    }
-}
-
-/// A clock that only moves when told: simulated time for the demo's tests and for tests of
-/// the loop itself.
-#[derive(Debug, Default)]
-pub struct ManualClock(std::sync::atomic::AtomicI64);
-
-impl ManualClock {
-    pub fn new(now: i64) -> ManualClock {
-        ManualClock(std::sync::atomic::AtomicI64::new(now))
-    }
-
-    pub fn set(&self, now: i64) {
-        self.0.store(now, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// One account in one region, and what the loop knows of it.
-pub struct Target {
-    /// Who and where this target reads (credentials and region): a reload hands the state of
-    /// the old target with the same key to the new one.
-    pub key: String,
-    pub region: String,
-    pub filter: ApiFilter,
-    pub discovery: Arc<dyn Discovery>,
-    pub source: Arc<dyn MetricSource>,
-    account_id: Option<String>,
-    /// The last successful discovery, kept so a reload can re-filter it without AWS.
-    found: Option<Arc<Discovered>>,
-    inventory: Option<TargetInventory>,
-    refreshed_at: Option<i64>,
-    plan: TargetPlan,
-    /// The lookback start of this target's last complete cycle: while cycles complete on
-    /// time, every series' floor is there and no catch-up is needed.
-    caught_up: Option<i64>,
-    /// Periods before this were already counted in `periods_lost_total`.
-    lost_through: i64,
-}
-
-impl Target {
-    pub fn new(
-        region: String,
-        filter: ApiFilter,
-        discovery: Arc<dyn Discovery>,
-        source: Arc<dyn MetricSource>,
-    ) -> Target {
-        Target {
-            key: region.clone(),
-            region,
-            filter,
-            discovery,
-            source,
-            account_id: None,
-            found: None,
-            inventory: None,
-            refreshed_at: None,
-            plan: TargetPlan::default(),
-            caught_up: None,
-            lost_through: i64::MIN,
-        }
-    }
-
-    /// Sets the identity that reloads match targets by (default: the region).
-    pub fn with_key(mut self, key: impl Into<String>) -> Target {
-        self.key = key.into();
-        self
-    }
-
-    /// Takes over what `old` (the same account and region under the previous config) knew:
-    /// the account, the last discovery (filtered again with this target's filter, planned
-    /// with `opts`) and where counting stands. Discovery runs again on the next cycle; until
-    /// it succeeds the series go on as they were, so a reload during an AWS outage drops
-    /// nothing.
-    pub fn adopt(&mut self, old: Target, opts: &PlanOptions) {
-        self.account_id = old.account_id;
-        self.caught_up = old.caught_up;
-        self.lost_through = old.lost_through;
-        if let (Some(account), Some(found)) = (&self.account_id, old.found) {
-            let inv = inventory::build(account, &self.region, &found, &self.filter);
-            self.plan = plan::plan_target(&inv, opts);
-            self.inventory = Some(inv);
-            self.found = Some(found);
-        }
-        self.refreshed_at = None;
-    }
-
-    pub fn inventory(&self) -> Option<&TargetInventory> {
-        self.inventory.as_ref()
-    }
-
-    pub fn plan(&self) -> &TargetPlan {
-        &self.plan
-    }
-
-    /// Resolves the account and refreshes the inventory when it is due. A failed refresh
-    /// keeps the last good inventory (see [`Target::inventory`]) and says why.
-    pub async fn refresh(
-        &mut self,
-        now: i64,
-        every: Duration,
-        opts: &PlanOptions,
-    ) -> Result<(), String> {
-        if self.account_id.is_none() {
-            let id = self
-                .discovery
-                .account_id()
-                .await
-                .map_err(|e| format!("cannot resolve the AWS account: {e}"))?;
-            self.account_id = Some(id);
-        }
-        let due = self
-            .refreshed_at
-            .is_none_or(|at| now - at >= every.as_secs() as i64);
-        if !due {
-            return Ok(());
-        }
-        let account = self.account_id.clone().unwrap_or_default();
-        // On failure, try again next cycle rather than after a whole refresh interval.
-        let found = self
-            .discovery
-            .discover(&self.filter)
-            .await
-            .map_err(|e| format!("discovery failed: {e}"))?;
-        let inv = inventory::build(&account, &self.region, &found, &self.filter);
-        self.found = Some(Arc::new(found));
-        if self.inventory.as_ref() != Some(&inv) {
-            for c in &inv.conflicts {
-                warn!(
-                    account_id = %account, region = %self.region, api_ids = %c.api_ids.join(","),
-                    cloudwatch_name = %c.cloudwatch_name,
-                    "REST APIs share one CloudWatch ApiName; CloudWatch merges their metrics, so the shared series are not exported"
-                );
-            }
-            info!(account_id = %account, region = %self.region, apis = inv.apis.len(), "inventory updated");
-            self.plan = plan::plan_target(&inv, opts);
-            info!(account_id = %account, region = %self.region, queries = self.plan.queries.len(), calls = self.plan.calls(), "plan updated");
-            self.inventory = Some(inv);
-        }
-        self.refreshed_at = Some(now);
-        Ok(())
-    }
-}
 
 /// What a cycle did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -236,123 +49,6 @@ pub struct PollSettings {
     pub tags_as_labels: Vec<String>,
 }
 
-/// How far back a cycle may read (`limit`: `poll.max_backfill`), and from where a floor counts
-/// as behind (`steady_from`: the lookback start less one interval).
-#[derive(Debug, Clone, Copy)]
-struct Bounds {
-    limit: i64,
-    steady_from: i64,
-}
-
-/// One GetMetricData call (or one access-log read) of a cycle: a run of the target's
-/// queries and the window it reads.
-#[derive(Debug, Clone)]
-struct Call {
-    queries: std::ops::Range<usize>,
-    window: Window,
-}
-
-/// The calls of one target: each batch of the plan over the cycle's window, or, where a
-/// batch's series have not counted everything since an earlier cycle (an outage, a failed
-/// call), over a window reaching back to the oldest period not final, at most `max_backfill`
-/// back. A catch-up window may hold more datapoints than one call returns: such a batch is
-/// split. Also returns the oldest period any batch needed but could not reach.
-fn plan_calls(
-    t: &Target,
-    store: &Store,
-    window: Window,
-    bounds: Bounds,
-) -> (Vec<Call>, Option<i64>) {
-    let Bounds { limit, steady_from } = bounds;
-    let mut calls = Vec::new();
-    let mut lost_from: Option<i64> = None;
-    // Steady state: the last cycle completed and the window moved on by at most about the
-    // interval, so the periods before this window were read for their last time then.
-    let steady = t.caught_up.is_some_and(|k| k >= steady_from);
-    for range in t.plan.batch_ranges() {
-        let batch = &t.plan.queries[range.clone()];
-        let mut w = window;
-        if !steady {
-            let behind = batch
-                .iter()
-                .filter_map(|q| {
-                    store.resume_from(&SeriesKey {
-                        family: q.family,
-                        labels: Arc::clone(&q.labels),
-                    })
-                })
-                .reduce(Resume::earliest);
-            if let Some(r) = behind.filter(|r| r.floor < steady_from) {
-                // Periods never read that are now past the limit are lost.
-                if r.read_end < limit {
-                    lost_from = Some(lost_from.map_or(r.read_end, |l| l.min(r.read_end)));
-                }
-                w = window.reaching_back_to(r.floor.max(limit));
-            }
-        }
-        // Access-log reads have no datapoint limit; GetMetricData calls do.
-        let per_call = if batch.first().is_some_and(|q| q.log_group.is_some()) {
-            batch.len().max(1)
-        } else {
-            w.queries_per_call(MAX_QUERIES_PER_CALL)
-        };
-        let mut start = range.start;
-        while start < range.end {
-            let end = (start + per_call).min(range.end);
-            calls.push(Call {
-                queries: start..end,
-                window: w,
-            });
-            start = end;
-        }
-    }
-    (calls, lost_from)
-}
-
-/// Refreshes one target if due, then makes all its calls, a few at a time.
-async fn fetch_target(
-    t: &mut Target,
-    store: &Store,
-    now: i64,
-    refresh: Duration,
-    opts: &PlanOptions,
-    window: Window,
-    bounds: Bounds,
-) -> Fetched {
-    if let Err(e) = t.refresh(now, refresh, opts).await {
-        warn!(region = %t.region, error = %e, "keeping the last inventory");
-    }
-    if t.inventory.is_none() {
-        return Fetched {
-            ok: false,
-            calls: Vec::new(),
-            lost_from: None,
-        };
-    }
-    let (calls, lost_from) = plan_calls(t, store, window, bounds);
-    let mut pending = Vec::new();
-    for call in calls {
-        let source = Arc::clone(&t.source);
-        let queries = &t.plan.queries[call.queries.clone()];
-        pending.push(async move {
-            let result = source
-                .fetch(queries, call.window)
-                .await
-                .map_err(|e| e.message);
-            (call, result)
-        });
-    }
-    let calls = futures::stream::iter(pending)
-        .buffer_unordered(BATCH_CONCURRENCY)
-        .collect()
-        .await;
-    Fetched {
-        ok: true,
-        calls,
-        lost_from,
-    }
-}
-
 /// Drives the pipeline.
 pub struct Poller {
     targets: Vec<Target>,
@@ -363,14 +59,6 @@ pub struct Poller {
     metrics: SelfMetrics,
     /// (account, region) of the per-target self-metric series set so far (one per target).
     labelled: Vec<(String, String)>,
-}
-
-/// Per-target results of the fetch phase.
-struct Fetched {
-    ok: bool,
-    calls: Vec<(Call, Result<Vec<Outcome>, String>)>,
-    /// The oldest period a catch-up could not reach (beyond `poll.max_backfill`).
-    lost_from: Option<i64>,
 }
 
 impl Poller {
