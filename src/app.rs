@@ -9,13 +9,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use crate::clock::{Clock, OffsetClock, SystemClock};
 use crate::config::{AccessLogsMode, Config};
 use crate::demo;
 use crate::http::{self, AppState, ReloadRequest};
 use crate::inventory::ApiFilter;
-use crate::inventory::aws::AwsDiscovery;
+use crate::inventory::AwsDiscovery;
 use crate::plan::AccessLogs;
-use crate::clock::{Clock, OffsetClock, SystemClock};
 use crate::poll::{PollSettings, Poller, Target};
 use crate::render::SnapshotCollector;
 use crate::selfmetrics::SelfMetrics;
@@ -85,8 +85,8 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
     for t in &config.targets {
         let filter = ApiFilter::new(&t.apis).with_shard(config.shard);
         for region in &t.regions {
-            let sdk = crate::aws::sdk_config(region, t, &config.aws.endpoints).await;
-            let clients = crate::aws::clients(&sdk, &config.aws.endpoints);
+            let sdk = crate::sdk::sdk_config(region, t, &config.aws.endpoints).await;
+            let clients = crate::sdk::clients(&sdk, &config.aws.endpoints);
             let source = Arc::new(RoutedSource {
                 metrics: Arc::new(CloudWatchSource::new(
                     clients.cloudwatch.clone(),

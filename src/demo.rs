@@ -19,13 +19,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
 use crate::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
     UsagePlan,
 };
 use crate::model::{ApiType, Family, Stat};
 use crate::plan::Query;
-use crate::clock::Clock;
 use crate::source::{MetricSource, Outcome, SourceError, Window};
 
 /// The account id the demo reports: obviously not a real one.

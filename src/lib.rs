@@ -18,7 +18,6 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -30,6 +29,7 @@ pub mod plan;
 pub mod poll;
 pub mod ratelimit;
 pub mod render;
+pub mod sdk;
 pub mod selfmetrics;
 pub mod snapshot;
 pub mod source;

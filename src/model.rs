@@ -19,7 +19,11 @@ pub enum CallResult {
 }
 
 impl CallResult {
-    pub const ALL: [CallResult; 3] = [CallResult::Success, CallResult::Error, CallResult::Throttled];
+    pub const ALL: [CallResult; 3] = [
+        CallResult::Success,
+        CallResult::Error,
+        CallResult::Throttled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -186,8 +186,8 @@ mod random_values {
     use std::sync::Arc;
 
     use apigateway_exporter::app;
-    use apigateway_exporter::config::Config;
     use apigateway_exporter::clock::ManualClock;
+    use apigateway_exporter::config::Config;
     use apigateway_exporter::poll::Poller;
     use apigateway_exporter::ratelimit::RateLimiter;
     use apigateway_exporter::selfmetrics::SelfMetrics;

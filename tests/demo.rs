@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apigateway_exporter::app;
+use apigateway_exporter::clock::{Clock, ManualClock};
 use apigateway_exporter::config::{AccessLogsMode, Config};
 use apigateway_exporter::demo::{self, INCIDENT_CYCLE};
-use apigateway_exporter::clock::{Clock, ManualClock};
 use apigateway_exporter::poll::Poller;
 use apigateway_exporter::render;
 use common::{Exporter, Metrics};

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apigateway_exporter::app;
+use apigateway_exporter::clock::{Clock as _, ManualClock};
 use apigateway_exporter::config::{ApiSelection, PollConfig, RequestRate};
-use apigateway_exporter::inventory::aws::AwsDiscovery;
+use apigateway_exporter::inventory::AwsDiscovery;
 use apigateway_exporter::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage,
 };
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::PlanOptions;
-use apigateway_exporter::clock::{Clock as _, ManualClock};
 use apigateway_exporter::poll::{PollSettings, Poller, Target};
 use apigateway_exporter::render;
 use apigateway_exporter::selfmetrics::SelfMetrics;
@@ -701,7 +701,7 @@ async fn discovery_follows_every_page() {
             .account("444455556666")
             .build()
     });
-    let clients = apigateway_exporter::aws::TargetClients {
+    let clients = apigateway_exporter::sdk::TargetClients {
         cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&list_metrics]),
         apigateway: mock_client!(
             aws_sdk_apigateway,

@@ -17,13 +17,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apigateway_exporter::clock::ManualClock;
 use apigateway_exporter::config::PollConfig;
 use apigateway_exporter::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage,
 };
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::{PlanOptions, Query};
-use apigateway_exporter::clock::ManualClock;
 use apigateway_exporter::poll::{PollSettings, Poller, Target};
 use apigateway_exporter::render::SnapshotCollector;
 use apigateway_exporter::selfmetrics::SelfMetrics;

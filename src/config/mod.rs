@@ -21,10 +21,9 @@ pub use otlp::{OtlpConfig, OtlpProtocol, check_header};
 pub use poll::{
     Backfill, Interval, Lookback, Period, PollConfig, RefreshInterval, Settle, ShardConfig,
 };
-pub use targets::{ApiSelection, DetailedMetrics, StageSelection, TargetConfig};
 use targets::validate_target;
+pub use targets::{ApiSelection, DetailedMetrics, StageSelection, TargetConfig};
 pub use types::{DurationIn, KeyError, NumberIn, Pattern, RequestRate};
-
 
 /// Why a configuration was refused. The `Display` text is what users see.
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,13 @@
 //! Discovery (AWS calls, behind the [`Discovery`] trait) returns raw facts; [`build`] is the
 //! pure part that filters them and joins REST APIs to the names CloudWatch keys them by.
 
-pub mod aws;
+mod discovery;
+mod http_websocket;
+mod pages;
+mod rest;
 mod rest_names;
+mod routes;
+mod usage_plans;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +19,7 @@ use crate::config::{ApiSelection, DetailedMetrics, Pattern, ShardConfig, StageSe
 use crate::model::{ApiType, SeriesLabels};
 
 pub use crate::model::RouteKey;
+pub use discovery::AwsDiscovery;
 pub use rest_names::cloudwatch_rest_name;
 
 /// A throttle limit: steady-state requests per second and burst size.

@@ -13,7 +13,6 @@ mod target;
 
 pub use target::Target;
 
-use calls::{Bounds, Fetched, fetch_target};
 use crate::clock::Clock;
 use crate::config::PollConfig;
 use crate::inventory::TargetInventory;
@@ -22,7 +21,7 @@ use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::{self, SharedSnapshot};
 use crate::source::{Outcome, Window};
 use crate::store::{SeriesKey, Store};
-
+use calls::{Bounds, Fetched, fetch_target};
 
 /// What a cycle did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -10,11 +10,11 @@ use aws_sdk_cloudwatch::types::{
 use aws_smithy_types::DateTime;
 
 use super::{MetricSource, Outcome, SourceError, Window};
-use crate::aws::{classify, describe};
 use crate::config::RequestRate;
+use crate::model::CallResult;
 use crate::plan::Query;
 use crate::ratelimit::RateLimiter;
-use crate::model::CallResult;
+use crate::sdk::{classify, describe};
 use crate::selfmetrics::SelfMetrics;
 
 /// Reads API Gateway metrics of one target from CloudWatch.

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{MetricSource, Outcome, SourceError, Window};
-use crate::aws::{classify, describe};
+use crate::model::CallResult;
 use crate::model::Family;
 use crate::plan::{Query, reason_dimension};
-use crate::model::CallResult;
+use crate::sdk::{classify, describe};
 use crate::selfmetrics::SelfMetrics;
 
 /// Reads access log events of one target.

@@ -1,0 +1,186 @@
+//! REST APIs (the `apigateway` service): GetRestApis, GetStages, and GetResources with
+//! embedded methods for integration timeouts.
+
+use std::collections::BTreeSet;
+
+use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
+use super::pages::{all_pages, bounded};
+use super::{
+    ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, cloudwatch_rest_name,
+    log_group_of,
+};
+use crate::model::ApiType;
+
+impl AwsDiscovery {
+    /// Every REST API, with the stages of those the filter wants (and of any REST API sharing
+    /// a CloudWatch name with one of them) and their integration timeouts.
+    pub(super) async fn rest_apis(
+        &self,
+        filter: &ApiFilter,
+    ) -> Result<Vec<RawApi>, DiscoveryError> {
+        let mut apis = all_pages("apigateway", "GetRestApis", |position| async move {
+            let out = self.record(
+                "apigateway",
+                "GetRestApis",
+                self.clients
+                    .apigateway
+                    .get_rest_apis()
+                    .limit(500)
+                    .set_position(position)
+                    .send()
+                    .await,
+            )?;
+            let apis = out
+                .items()
+                .iter()
+                .filter_map(|api| {
+                    let endpoint_type = api
+                        .endpoint_configuration()
+                        .and_then(|c| c.types().first())
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_else(|| "EDGE".into());
+                    Some(RawApi {
+                        id: api.id()?.to_string(),
+                        name: api.name().unwrap_or_default().to_string(),
+                        api_type: ApiType::Rest,
+                        endpoint_type,
+                        tags: tags(api.tags()),
+                        stages: None,
+                        timeouts: Vec::new(),
+                    })
+                })
+                .collect();
+            Ok((apis, out.position().map(str::to_string)))
+        })
+        .await?;
+        let wanted: Vec<usize> = (0..apis.len())
+            .filter(|&i| filter.wants(&apis[i].id, &apis[i].name, ApiType::Rest, &apis[i].tags))
+            .collect();
+        if filter.needs_stages() {
+            // Stages of the wanted APIs, and of any REST API sharing a CloudWatch name with one.
+            let wanted_names: BTreeSet<String> = wanted
+                .iter()
+                .map(|&i| cloudwatch_rest_name(&apis[i].name, &apis[i].id))
+                .collect();
+            let need: Vec<usize> = (0..apis.len())
+                .filter(|&i| {
+                    wanted_names.contains(&cloudwatch_rest_name(&apis[i].name, &apis[i].id))
+                })
+                .collect();
+            let stages = bounded(need, |i| {
+                let id = apis[i].id.clone();
+                async move { Ok((i, self.rest_stages(&id).await?)) }
+            })
+            .await?;
+            for (i, stages) in stages {
+                apis[i].stages = Some(stages);
+            }
+        }
+        // Timeouts belong to the API, whatever stages are selected.
+        let timeouts = bounded(wanted, |i| {
+            let id = apis[i].id.clone();
+            async move { Ok((i, self.rest_timeouts(&id).await?)) }
+        })
+        .await?;
+        for (i, timeouts) in timeouts {
+            apis[i].timeouts = timeouts;
+        }
+        Ok(apis)
+    }
+
+    /// Integration timeouts of every method (GetResources with embedded methods).
+    async fn rest_timeouts(&self, id: &str) -> Result<Vec<(RouteKey, f64)>, DiscoveryError> {
+        let mut timeouts = all_pages("apigateway", "GetResources", |position| async move {
+            let out = self.record(
+                "apigateway",
+                "GetResources",
+                self.clients
+                    .apigateway
+                    .get_resources()
+                    .rest_api_id(id)
+                    .embed("methods")
+                    .limit(500)
+                    .set_position(position)
+                    .send()
+                    .await,
+            )?;
+            let mut timeouts = Vec::new();
+            for resource in out.items() {
+                let Some(path) = resource.path() else {
+                    continue;
+                };
+                for (method, m) in resource.resource_methods().into_iter().flatten() {
+                    let Some(integration) = m.method_integration() else {
+                        continue;
+                    };
+                    timeouts.push((
+                        RouteKey::Method {
+                            resource: path.to_string(),
+                            method: method.clone(),
+                        },
+                        timeout_seconds(Some(integration.timeout_in_millis()), DEFAULT_TIMEOUT_MS),
+                    ));
+                }
+            }
+            Ok((timeouts, out.position().map(str::to_string)))
+        })
+        .await?;
+        timeouts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(timeouts)
+    }
+
+    async fn rest_stages(&self, id: &str) -> Result<Vec<RawStage>, DiscoveryError> {
+        let out = self.record(
+            "apigateway",
+            "GetStages",
+            self.clients
+                .apigateway
+                .get_stages()
+                .rest_api_id(id)
+                .send()
+                .await,
+        )?;
+        Ok(out
+            .item()
+            .iter()
+            .filter_map(|s| {
+                let settings = s.method_settings();
+                let throttle = |m: &aws_sdk_apigateway::types::MethodSetting| Throttle {
+                    rate: m.throttling_rate_limit(),
+                    burst: f64::from(m.throttling_burst_limit()),
+                };
+                Some(RawStage {
+                    name: s.stage_name()?.to_string(),
+                    detailed_metrics: settings
+                        .is_some_and(|m| m.values().any(|m| m.metrics_enabled())),
+                    cache_enabled: s.cache_cluster_enabled(),
+                    throttle: settings.and_then(|m| m.get("*/*")).map(throttle),
+                    access_log_group: s
+                        .access_log_settings()
+                        .and_then(|a| a.destination_arn())
+                        .and_then(log_group_of),
+                    // Filled from ListMetrics for stages with detailed metrics.
+                    routes: Vec::new(),
+                    route_throttles: settings
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(key, m)| Some((rest_method_key(key)?, throttle(m))))
+                        .collect(),
+                })
+            })
+            .collect())
+    }
+}
+
+/// A REST method settings key (`~1pets~1{id}/GET`: the resource path with `/` escaped as
+/// `~1`, then the method); `None` for the stage-wide `*/*`.
+fn rest_method_key(key: &str) -> Option<RouteKey> {
+    let (path, method) = key.rsplit_once('/')?;
+    if path == "*" {
+        return None;
+    }
+    Some(RouteKey::Method {
+        resource: path.replace("~1", "/"),
+        method: method.to_string(),
+    })
+}

@@ -1,0 +1,131 @@
+//! Route-level metrics (detailed metrics): which methods or routes of a stage CloudWatch has
+//! series for, from ListMetrics.
+
+use aws_sdk_cloudwatch::types::{DimensionFilter, RecentlyActive};
+
+use super::discovery::AwsDiscovery;
+use super::pages::{all_pages, bounded};
+use super::{ApiFilter, DiscoveryError, RawApi, RouteKey, RouteMetrics, cloudwatch_rest_name};
+use crate::model::{ApiType, CallResult, NAMESPACE};
+use crate::sdk::{classify, describe};
+
+impl AwsDiscovery {
+    /// Finds the methods or routes with detailed metrics of every stage that wants them.
+    pub(super) async fn fill_routes(
+        &self,
+        apis: &mut [RawApi],
+        filter: &ApiFilter,
+    ) -> Result<(), DiscoveryError> {
+        let mut wanted = Vec::new();
+        for (a, api) in apis.iter().enumerate() {
+            if !filter.wants(&api.id, &api.name, api.api_type, &api.tags) {
+                continue;
+            }
+            let key = match api.api_type {
+                ApiType::Rest => cloudwatch_rest_name(&api.name, &api.id),
+                ApiType::Http | ApiType::Websocket => api.id.clone(),
+            };
+            for (s, stage) in api.stages.iter().flatten().enumerate() {
+                if filter.selects_stage(&stage.name) && filter.wants_routes(stage.detailed_metrics)
+                {
+                    wanted.push((a, s, api.api_type, key.clone(), stage.name.clone()));
+                }
+            }
+        }
+        let found = bounded(wanted, |(a, s, api_type, key, stage)| async move {
+            Ok((a, s, self.list_routes(api_type, &key, &stage).await?))
+        })
+        .await?;
+        for (a, s, routes) in found {
+            if let Some(stage) = apis[a].stages.as_mut().and_then(|st| st.get_mut(s)) {
+                stage.routes = routes;
+            }
+        }
+        Ok(())
+    }
+
+    /// ListMetrics for one stage: every metric with dimensions beyond the API and stage ones,
+    /// grouped by those extra dimensions. Only metrics active in the last three hours, so
+    /// routes deleted long ago cost nothing.
+    async fn list_routes(
+        &self,
+        api_type: ApiType,
+        key: &str,
+        stage: &str,
+    ) -> Result<Vec<RouteMetrics>, DiscoveryError> {
+        let metrics = all_pages("cloudwatch", "ListMetrics", |token| async move {
+            let result = self
+                .clients
+                .cloudwatch
+                .list_metrics()
+                .namespace(NAMESPACE)
+                .dimensions(
+                    DimensionFilter::builder()
+                        .name(api_type.api_dimension())
+                        .value(key)
+                        .build(),
+                )
+                .dimensions(
+                    DimensionFilter::builder()
+                        .name("Stage")
+                        .value(stage)
+                        .build(),
+                )
+                .recently_active(RecentlyActive::Pt3H)
+                .set_next_token(token)
+                .send()
+                .await;
+            // Counted with the CloudWatch calls: ListMetrics is billed like GetMetricData.
+            match result {
+                Ok(out) => {
+                    self.metrics
+                        .cloudwatch_call("ListMetrics", CallResult::Success);
+                    let next = out.next_token().map(str::to_string);
+                    Ok((out.metrics.unwrap_or_default(), next))
+                }
+                Err(e) => {
+                    self.metrics.cloudwatch_call("ListMetrics", classify(&e));
+                    Err(DiscoveryError {
+                        service: "cloudwatch",
+                        operation: "ListMetrics",
+                        message: describe(&e),
+                    })
+                }
+            }
+        })
+        .await?;
+        let mut routes: Vec<RouteMetrics> = Vec::new();
+        for metric in &metrics {
+            let Some(name) = metric.metric_name() else {
+                continue;
+            };
+            let mut extra: Vec<(String, String)> = metric
+                .dimensions()
+                .iter()
+                .filter_map(|d| Some((d.name()?.to_string(), d.value()?.to_string())))
+                .filter(|(n, _)| n != api_type.api_dimension() && n != "Stage")
+                .collect();
+            extra.sort();
+            let get = |n: &str| extra.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let route_key = match (get("Method"), get("Resource"), get("Route")) {
+                (Some(method), Some(resource), None) => RouteKey::Method { resource, method },
+                (None, None, Some(route)) => {
+                    RouteKey::from_v2(&route, api_type == ApiType::Websocket)
+                }
+                // A dimension set AWS does not document: leave it out rather than guess.
+                _ => continue,
+            };
+            match routes.iter_mut().find(|r| r.dimensions == extra) {
+                Some(r) if !r.metrics.iter().any(|m| m == name) => r.metrics.push(name.to_string()),
+                Some(_) => {}
+                None => routes.push(RouteMetrics {
+                    key: route_key,
+                    dimensions: extra,
+                    metrics: vec![name.to_string()],
+                }),
+            }
+        }
+        routes.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(routes)
+    }
+}
