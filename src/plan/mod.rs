@@ -2,12 +2,16 @@
 //! (the API's limit, so a cycle makes the fewest calls possible), and what that costs.
 //! Pure: `check-config` prints the same plan the poll loop runs.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+
+mod cost;
+mod report;
+
+pub use cost::{Cost, cost};
+pub use report::describe;
 
 use crate::inventory::{Api, TargetInventory};
-use crate::model::{ApiType, Family, FamilyKind, Labels, SeriesLabels, Stat};
+use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
 
 /// GetMetricData accepts at most this many queries per call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -288,175 +292,14 @@ fn push_level(
     );
 }
 
-/// Which signals a stage has, and why not where it has none: what `check-config` shows so a
-/// user knows what to enable.
-fn signals(stage: &crate::inventory::Stage, opts: &PlanOptions) -> String {
-    let mut parts = Vec::new();
-    parts.push(if stage.ambiguous {
-        "traffic/latency: skipped (CloudWatch name shared with another REST API)".to_string()
-    } else {
-        "traffic/latency: yes".to_string()
-    });
-    parts.push(if stage.detailed_metrics {
-        format!(
-            "detailed metrics: enabled, {} routes found by ListMetrics",
-            stage.routes.len()
-        )
-    } else {
-        "detailed metrics: off (enable them on the stage for per-route data; AWS bills them)"
-            .to_string()
-    });
-    parts.push(match &stage.throttle {
-        Some(t) => format!(
-            "throttle: stage {} rps / burst {}, {} method overrides",
-            t.rate,
-            t.burst,
-            stage.route_throttles.len()
-        ),
-        None => "throttle: no stage limit (the account limit applies)".to_string(),
-    });
-    parts.push(match &opts.access_logs {
-        None => "429s: off (set access_logs.mode)".to_string(),
-        Some(AccessLogs::MetricFilter { namespace, metric }) => format!("429s: metric filter {namespace}/{metric}"),
-        Some(AccessLogs::LogEvents { log_group: Some(g) }) => format!("429s: log events of {g}"),
-        Some(AccessLogs::LogEvents { log_group: None }) => match &stage.access_log_group {
-            Some(g) => format!("429s: log events of {g}"),
-            None => "429s: unavailable (the stage writes no access logs to CloudWatch Logs; enable access logging or set access_logs.log_group)".to_string(),
-        },
-    });
-    parts.join("; ")
-}
-
-/// What a plan costs in CloudWatch, at list price.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Cost {
-    pub queries_per_cycle: usize,
-    pub calls_per_cycle: usize,
-    pub cycles_per_month: f64,
-    pub metrics_per_month: f64,
-    pub usd_per_month: f64,
-}
-
-/// AWS bills GetMetricData per metric requested: every query of every call counts, whatever
-/// the number of datapoints returned. A month is taken as 30 days.
-pub fn cost(queries: usize, calls: usize, interval: Duration, price_per_1000: f64) -> Cost {
-    let cycles_per_month = 30.0 * 86_400.0 / interval.as_secs_f64().max(1.0);
-    let metrics_per_month = queries as f64 * cycles_per_month;
-    Cost {
-        queries_per_cycle: queries,
-        calls_per_cycle: calls,
-        cycles_per_month,
-        metrics_per_month,
-        usd_per_month: metrics_per_month / 1000.0 * price_per_1000,
-    }
-}
-
-/// The human-readable plan `check-config` prints.
-pub fn describe(
-    inventories: &[TargetInventory],
-    plans: &[TargetPlan],
-    interval: Duration,
-    opts: &PlanOptions,
-    price_per_1000: f64,
-) -> String {
-    let mut out = String::new();
-    let (mut total_q, mut total_c) = (0, 0);
-    for (inv, plan) in inventories.iter().zip(plans) {
-        let stages: usize = inv.apis.iter().map(|a| a.stages.len()).sum();
-        let by_type = |t: ApiType| inv.apis.iter().filter(|a| a.api_type == t).count();
-        let _ = writeln!(
-            out,
-            "target account={} region={}: {} APIs (rest {}, http {}, websocket {}), {} stages",
-            inv.account_id,
-            inv.region,
-            inv.apis.len(),
-            by_type(ApiType::Rest),
-            by_type(ApiType::Http),
-            by_type(ApiType::Websocket),
-            stages
-        );
-        match &inv.account_throttle {
-            Some(t) => {
-                let _ = writeln!(out, "  account throttle: {} rps, burst {}", t.rate, t.burst);
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  account throttle: unknown (GetAccount failed: allow apigateway:GET on /account)"
-                );
-            }
-        }
-        for api in &inv.apis {
-            let timeouts = if api.timeouts.is_empty() {
-                "integration timeouts: none found (no integrations)".to_string()
-            } else {
-                let max = api.timeouts.iter().map(|(_, t)| *t).fold(0.0, f64::max);
-                format!(
-                    "integration timeouts: {} methods/routes, longest {max} s",
-                    api.timeouts.len()
-                )
-            };
-            let _ = writeln!(
-                out,
-                "  {:<9} {:<12} {:<30} {}",
-                api.api_type.as_str(),
-                api.id,
-                api.name,
-                timeouts
-            );
-            if api.stages.is_empty() {
-                let what = if api.api_level_ambiguous {
-                    "skipped: its CloudWatch name is shared with another REST API"
-                } else {
-                    "API-level metrics (no stage selected)"
-                };
-                let _ = writeln!(out, "      (no stage): {what}");
-            }
-            for s in &api.stages {
-                let _ = writeln!(out, "      stage {}: {}", s.name, signals(s, opts));
-            }
-        }
-        for c in &inv.conflicts {
-            let _ = writeln!(
-                out,
-                "  warning: REST APIs {} share the CloudWatch ApiName {:?}; their shared series are not exported",
-                c.api_ids.join(", "),
-                c.cloudwatch_name
-            );
-        }
-        let c = cost(plan.queries.len(), plan.calls(), interval, price_per_1000);
-        let _ = writeln!(
-            out,
-            "  series queried: {}  GetMetricData calls per cycle: {}  estimated cost: ${:.2}/month",
-            c.queries_per_cycle, c.calls_per_cycle, c.usd_per_month
-        );
-        total_q += plan.queries.len();
-        total_c += plan.calls();
-    }
-    let c = cost(total_q, total_c, interval, price_per_1000);
-    let _ = writeln!(
-        out,
-        "total: {} queries and {} GetMetricData calls per cycle; {:.0} cycles/month (every {}) → {:.0} metrics requested, about ${:.2}/month at ${} per 1,000 metrics",
-        c.queries_per_cycle,
-        c.calls_per_cycle,
-        c.cycles_per_month,
-        humantime::format_duration(interval),
-        c.metrics_per_month,
-        c.usd_per_month,
-        price_per_1000
-    );
-    let _ = writeln!(
-        out,
-        "cost rule: AWS bills GetMetricData per metric requested; every query (one metric and one statistic) of every call, NextToken pages included, is counted as one, whatever the datapoints returned; a 30-day month; set cost.price_per_1000_metrics for your region"
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
     use super::*;
     use crate::inventory::Stage;
-    use std::collections::BTreeMap;
+    use crate::model::ApiType;
 
     fn inv(apis: Vec<Api>) -> TargetInventory {
         TargetInventory {

@@ -1,0 +1,149 @@
+//! The plan as `check-config` prints it: per target, API and stage, what is read, what is
+//! missing and why, and what it costs.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{AccessLogs, PlanOptions, TargetPlan, cost};
+use crate::inventory::{Stage, TargetInventory};
+use crate::model::ApiType;
+
+/// The human-readable plan `check-config` prints.
+pub fn describe(
+    inventories: &[TargetInventory],
+    plans: &[TargetPlan],
+    interval: Duration,
+    opts: &PlanOptions,
+    price_per_1000: f64,
+) -> String {
+    let mut out = String::new();
+    let (mut total_q, mut total_c) = (0, 0);
+    for (inv, plan) in inventories.iter().zip(plans) {
+        let stages: usize = inv.apis.iter().map(|a| a.stages.len()).sum();
+        let by_type = |t: ApiType| inv.apis.iter().filter(|a| a.api_type == t).count();
+        let _ = writeln!(
+            out,
+            "target account={} region={}: {} APIs (rest {}, http {}, websocket {}), {} stages",
+            inv.account_id,
+            inv.region,
+            inv.apis.len(),
+            by_type(ApiType::Rest),
+            by_type(ApiType::Http),
+            by_type(ApiType::Websocket),
+            stages
+        );
+        match &inv.account_throttle {
+            Some(t) => {
+                let _ = writeln!(out, "  account throttle: {} rps, burst {}", t.rate, t.burst);
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  account throttle: unknown (GetAccount failed: allow apigateway:GET on /account)"
+                );
+            }
+        }
+        for api in &inv.apis {
+            let timeouts = if api.timeouts.is_empty() {
+                "integration timeouts: none found (no integrations)".to_string()
+            } else {
+                let max = api.timeouts.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+                format!(
+                    "integration timeouts: {} methods/routes, longest {max} s",
+                    api.timeouts.len()
+                )
+            };
+            let _ = writeln!(
+                out,
+                "  {:<9} {:<12} {:<30} {}",
+                api.api_type.as_str(),
+                api.id,
+                api.name,
+                timeouts
+            );
+            if api.stages.is_empty() {
+                let what = if api.api_level_ambiguous {
+                    "skipped: its CloudWatch name is shared with another REST API"
+                } else {
+                    "API-level metrics (no stage selected)"
+                };
+                let _ = writeln!(out, "      (no stage): {what}");
+            }
+            for s in &api.stages {
+                let _ = writeln!(out, "      stage {}: {}", s.name, signals(s, opts));
+            }
+        }
+        for c in &inv.conflicts {
+            let _ = writeln!(
+                out,
+                "  warning: REST APIs {} share the CloudWatch ApiName {:?}; their shared series are not exported",
+                c.api_ids.join(", "),
+                c.cloudwatch_name
+            );
+        }
+        let c = cost(plan.queries.len(), plan.calls(), interval, price_per_1000);
+        let _ = writeln!(
+            out,
+            "  series queried: {}  GetMetricData calls per cycle: {}  estimated cost: ${:.2}/month",
+            c.queries_per_cycle, c.calls_per_cycle, c.usd_per_month
+        );
+        total_q += plan.queries.len();
+        total_c += plan.calls();
+    }
+    let c = cost(total_q, total_c, interval, price_per_1000);
+    let _ = writeln!(
+        out,
+        "total: {} queries and {} GetMetricData calls per cycle; {:.0} cycles/month (every {}) → {:.0} metrics requested, about ${:.2}/month at ${} per 1,000 metrics",
+        c.queries_per_cycle,
+        c.calls_per_cycle,
+        c.cycles_per_month,
+        humantime::format_duration(interval),
+        c.metrics_per_month,
+        c.usd_per_month,
+        price_per_1000
+    );
+    let _ = writeln!(
+        out,
+        "cost rule: AWS bills GetMetricData per metric requested; every query (one metric and one statistic) of every call, NextToken pages included, is counted as one, whatever the datapoints returned; a 30-day month; set cost.price_per_1000_metrics for your region"
+    );
+    out
+}
+
+/// Which signals a stage has, and why not where it has none: what `check-config` shows so a
+/// user knows what to enable.
+fn signals(stage: &Stage, opts: &PlanOptions) -> String {
+    let mut parts = Vec::new();
+    parts.push(if stage.ambiguous {
+        "traffic/latency: skipped (CloudWatch name shared with another REST API)".to_string()
+    } else {
+        "traffic/latency: yes".to_string()
+    });
+    parts.push(if stage.detailed_metrics {
+        format!(
+            "detailed metrics: enabled, {} routes found by ListMetrics",
+            stage.routes.len()
+        )
+    } else {
+        "detailed metrics: off (enable them on the stage for per-route data; AWS bills them)"
+            .to_string()
+    });
+    parts.push(match &stage.throttle {
+        Some(t) => format!(
+            "throttle: stage {} rps / burst {}, {} method overrides",
+            t.rate,
+            t.burst,
+            stage.route_throttles.len()
+        ),
+        None => "throttle: no stage limit (the account limit applies)".to_string(),
+    });
+    parts.push(match &opts.access_logs {
+        None => "429s: off (set access_logs.mode)".to_string(),
+        Some(AccessLogs::MetricFilter { namespace, metric }) => format!("429s: metric filter {namespace}/{metric}"),
+        Some(AccessLogs::LogEvents { log_group: Some(g) }) => format!("429s: log events of {g}"),
+        Some(AccessLogs::LogEvents { log_group: None }) => match &stage.access_log_group {
+            Some(g) => format!("429s: log events of {g}"),
+            None => "429s: unavailable (the stage writes no access logs to CloudWatch Logs; enable access logging or set access_logs.log_group)".to_string(),
+        },
+    });
+    parts.join("; ")
+}
