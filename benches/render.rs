@@ -1,11 +1,13 @@
 //! Rendering `/metrics` at 1k, 10k and 100k series (sample lines without the exporter's own
 //! metrics), after a few cycles of the synthetic fleet:
 //!
-//! - `encode_cold`: `render::encode` of a snapshot never rendered before (the first scrape
-//!   after a cycle): writes the snapshot's text, caches it, merges the self-metrics in;
-//! - `encode_cached`: `render::encode` again (every later scrape of that snapshot);
-//! - `encode_protobuf`: the general path, `TextEncoder` over `registry.gather()` (what
-//!   `encode` did before the cache; any other user of `SnapshotCollector` still gets it).
+//! - `encode_cold`: `Exposition::encode` of a snapshot never rendered before (the first
+//!   scrape after a cycle): writes the snapshot's text, keeps it, merges the self-metrics in;
+//! - `encode_cached`: `Exposition::encode` again (every later scrape of that snapshot);
+//! - `encode_protobuf`: the `prometheus` crate all the way, `TextEncoder` over
+//!   `Exposition::gather()` (protobuf families built from the snapshot on every scrape);
+//! - `encode_prebuilt`: `TextEncoder` over protobuf families built once beforehand: what a
+//!   scrape would cost if each cycle built the crate's families and scrapes only encoded.
 //!
 //!     cargo bench --bench render
 
@@ -14,7 +16,6 @@ mod support;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use apigateway_exporter::render;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prometheus::{Encoder, TextEncoder};
 use support::{PERIOD, World};
@@ -33,7 +34,7 @@ fn render(c: &mut Criterion) {
             rt.block_on(world.poller.cycle());
             world.clock.advance(PERIOD);
         }
-        let text = render::encode(&world.registry).expect("encode");
+        let text = world.exposition.encode().expect("encode");
         let series = support::count_series(std::str::from_utf8(&text).expect("utf-8"));
         assert_eq!(series, support::series_of(apis));
         let snapshot = world.shared.load();
@@ -45,20 +46,30 @@ fn render(c: &mut Criterion) {
                     // A fresh, never rendered snapshot, as after a cycle (outside the timing).
                     world.shared.store((*snapshot).clone());
                     let t = Instant::now();
-                    black_box(render::encode(&world.registry).expect("encode"));
+                    black_box(world.exposition.encode().expect("encode"));
                     spent += t.elapsed();
                 }
                 spent
             })
         });
         group.bench_function(BenchmarkId::new("encode_cached", series), |b| {
-            b.iter(|| black_box(render::encode(&world.registry).expect("encode")))
+            b.iter(|| black_box(world.exposition.encode().expect("encode")))
         });
         group.bench_function(BenchmarkId::new("encode_protobuf", series), |b| {
             b.iter(|| {
                 let mut buf = Vec::with_capacity(64 * 1024);
                 TextEncoder::new()
-                    .encode(&world.registry.gather(), &mut buf)
+                    .encode(&world.exposition.gather(), &mut buf)
+                    .expect("encode");
+                black_box(buf)
+            })
+        });
+        let prebuilt = world.exposition.gather();
+        group.bench_function(BenchmarkId::new("encode_prebuilt", series), |b| {
+            b.iter(|| {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                TextEncoder::new()
+                    .encode(&prebuilt, &mut buf)
                     .expect("encode");
                 black_box(buf)
             })

@@ -243,17 +243,17 @@ fn measure(size: usize, o: &Options) {
         rt.block_on(world.poller.cycle());
         world.clock.advance(PERIOD);
         let t = Instant::now();
-        let body = render::encode(&world.registry).expect("encode");
+        let body = world.exposition.encode().expect("encode");
         cold.push(t.elapsed());
         for _ in 0..3 {
             let t = Instant::now();
-            std::hint::black_box(render::encode(&world.registry).expect("encode"));
+            std::hint::black_box(world.exposition.encode().expect("encode"));
             cached.push(t.elapsed());
         }
         let t = Instant::now();
         let mut general = Vec::with_capacity(64 * 1024);
         TextEncoder::new()
-            .encode(&world.registry.gather(), &mut general)
+            .encode(&world.exposition.gather(), &mut general)
             .expect("encode");
         protobuf.push(t.elapsed());
         if round == 0 {
@@ -271,10 +271,7 @@ fn measure(size: usize, o: &Options) {
         v.sort();
     }
     let snapshot = world.shared.load();
-    let own_text = snapshot
-        .encoded_with(render::encode_snapshot)
-        .map(|e| e.text.len())
-        .unwrap_or_default();
+    let own_text = render::encode_families(&snapshot.families).text.len();
     out.insert("series", series.to_string());
     out.insert("snapshot_samples", snapshot.series().to_string());
     out.insert("body_bytes", body_len.to_string());
@@ -333,7 +330,7 @@ fn measure(size: usize, o: &Options) {
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     let state = Arc::new(AppState {
-        registry: world.registry.clone(),
+        exposition: Arc::clone(&world.exposition),
         shared: Arc::clone(&world.shared),
         demo: false,
         reload: None,

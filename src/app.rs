@@ -17,7 +17,7 @@ use crate::inventory::ApiFilter;
 use crate::inventory::AwsDiscovery;
 use crate::plan::AccessLogs;
 use crate::poll::{PollSettings, Poller, Target};
-use crate::render::SnapshotCollector;
+use crate::render::Exposition;
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::SharedSnapshot;
 use crate::source::RoutedSource;
@@ -119,16 +119,16 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
     Ok(targets)
 }
 
-/// What `/metrics` serves: a registry with the self-metrics (`demo` marks synthetic data)
-/// and a collector of the snapshot the poll loop publishes into `SharedSnapshot`.
+/// What `/metrics` serves: the self-metrics (`demo` marks synthetic data) and the snapshot
+/// the poll loop publishes into `SharedSnapshot`.
 pub fn exposition(
     demo: bool,
-) -> Result<(Registry, Arc<SharedSnapshot>, SelfMetrics), prometheus::Error> {
+) -> Result<(Arc<Exposition>, Arc<SharedSnapshot>, SelfMetrics), prometheus::Error> {
     let registry = Registry::new();
     let shared = SharedSnapshot::new();
     let metrics = SelfMetrics::new(&registry, demo)?;
-    registry.register(Box::new(SnapshotCollector::new(Arc::clone(&shared))?))?;
-    Ok((registry, shared, metrics))
+    let exposition = Arc::new(Exposition::new(registry, Arc::clone(&shared)));
+    Ok((exposition, shared, metrics))
 }
 
 /// The poll settings of a config.
@@ -255,7 +255,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
     let demo = matches!(source.mode, Mode::Demo { .. });
-    let (registry, shared, metrics) = exposition(demo)?;
+    let (exposition, shared, metrics) = exposition(demo)?;
     let clock: Arc<dyn Clock> = match source.mode {
         Mode::Demo {
             start: Some(start), ..
@@ -306,7 +306,7 @@ pub async fn run(
     metrics.config_reload_ok.set(1.0);
 
     let state = Arc::new(AppState {
-        registry,
+        exposition,
         shared: Arc::clone(&shared),
         demo,
         reload: Some(reload_tx),

@@ -13,12 +13,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::render;
+use crate::render::{self, Exposition};
 use crate::snapshot::SharedSnapshot;
 
 /// Connections served at once; more wait in the accept queue.
@@ -32,7 +31,7 @@ pub struct ReloadRequest {
 
 /// What the handlers read.
 pub struct AppState {
-    pub registry: Registry,
+    pub exposition: Arc<Exposition>,
     pub shared: Arc<SharedSnapshot>,
     pub demo: bool,
     /// Where `POST /-/reload` sends its request; `None` disables the endpoint.
@@ -101,7 +100,7 @@ pub fn handle(state: &AppState, method: &Method, path: &str) -> Response<Body> {
         return r;
     }
     match path {
-        "/metrics" => match render::encode(&state.registry) {
+        "/metrics" => match state.exposition.encode() {
             Ok(body) => respond(StatusCode::OK, render::CONTENT_TYPE, body),
             Err(e) => {
                 warn!(error = %e, "cannot encode metrics");

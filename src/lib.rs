@@ -20,6 +20,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod demo;
 pub mod http;
 pub mod inventory;

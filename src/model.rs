@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::contract::{self, Def};
+
 /// The CloudWatch namespace of API Gateway metrics.
 pub const NAMESPACE: &str = "AWS/ApiGateway";
 
@@ -103,13 +105,16 @@ pub enum Family {
     QuotaExceeded,
 }
 
-/// Static facts about one family: its Prometheus name and the CloudWatch metric behind it
+/// Static facts about one family: its definitions in the contract (stage and route level,
+/// and the companion `_max_seconds` gauges of a summary) and the CloudWatch metric behind it
 /// for each API type (`None` where AWS publishes nothing for that type).
 #[derive(Debug)]
 pub struct FamilyInfo {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: FamilyKind,
+    pub stage: &'static Def,
+    /// `None`: counted per stage only (access logs).
+    pub route: Option<&'static Def>,
+    /// The `_max_seconds` gauges of a summary, stage and route level.
+    pub max: Option<(&'static Def, &'static Def)>,
     /// Multiplier from the CloudWatch unit to the exported base unit (ms → s).
     pub scale: f64,
     pub rest: Option<&'static str>,
@@ -119,6 +124,16 @@ pub struct FamilyInfo {
     pub needs_cache: bool,
     /// The `reason` label of access-log families, which share one Prometheus name.
     pub reason: Option<&'static str>,
+}
+
+impl FamilyInfo {
+    /// How the store treats the family: a summary, or a plain counter.
+    pub fn kind(&self) -> FamilyKind {
+        match self.stage.kind {
+            contract::Type::Summary => FamilyKind::Summary,
+            _ => FamilyKind::Counter,
+        }
+    }
 }
 
 impl Family {
@@ -142,16 +157,16 @@ impl Family {
 
     pub fn info(self) -> &'static FamilyInfo {
         const fn counter(
-            name: &'static str,
-            help: &'static str,
+            stage: &'static Def,
+            route: &'static Def,
             rest: Option<&'static str>,
             http: Option<&'static str>,
             websocket: Option<&'static str>,
         ) -> FamilyInfo {
             FamilyInfo {
-                name,
-                help,
-                kind: FamilyKind::Counter,
+                stage,
+                route: Some(route),
+                max: None,
                 scale: 1.0,
                 rest,
                 http,
@@ -160,23 +175,31 @@ impl Family {
                 reason: None,
             }
         }
+        const fn access_log(reason: &'static str) -> FamilyInfo {
+            FamilyInfo {
+                route: None,
+                reason: Some(reason),
+                ..counter(&c::THROTTLED, &c::THROTTLED, None, None, None)
+            }
+        }
+        use crate::contract as c;
         static REQUESTS: FamilyInfo = counter(
-            "aws_apigateway_requests_total",
-            "Requests received (CloudWatch Count, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::REQUESTS,
+            &c::ROUTE_REQUESTS,
             Some("Count"),
             Some("Count"),
             None,
         );
         static E4XX: FamilyInfo = counter(
-            "aws_apigateway_4xx_errors_total",
-            "Client-side errors (CloudWatch 4XXError for REST, 4xx for HTTP; Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::ERRORS_4XX,
+            &c::ROUTE_ERRORS_4XX,
             Some("4XXError"),
             Some("4xx"),
             None,
         );
         static E5XX: FamilyInfo = counter(
-            "aws_apigateway_5xx_errors_total",
-            "Server-side errors (CloudWatch 5XXError for REST, 5xx for HTTP; Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::ERRORS_5XX,
+            &c::ROUTE_ERRORS_5XX,
             Some("5XXError"),
             Some("5xx"),
             None,
@@ -184,8 +207,8 @@ impl Family {
         static CACHE_HITS: FamilyInfo = FamilyInfo {
             needs_cache: true,
             ..counter(
-                "aws_apigateway_cache_hits_total",
-                "Requests served from the REST API cache (CloudWatch CacheHitCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+                &c::CACHE_HITS,
+                &c::ROUTE_CACHE_HITS,
                 Some("CacheHitCount"),
                 None,
                 None,
@@ -194,98 +217,82 @@ impl Family {
         static CACHE_MISSES: FamilyInfo = FamilyInfo {
             needs_cache: true,
             ..counter(
-                "aws_apigateway_cache_misses_total",
-                "Requests served from the backend while the REST API cache was enabled (CloudWatch CacheMissCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+                &c::CACHE_MISSES,
+                &c::ROUTE_CACHE_MISSES,
                 Some("CacheMissCount"),
                 None,
                 None,
             )
         };
         static BYTES: FamilyInfo = counter(
-            "aws_apigateway_processed_bytes_total",
-            "Bytes processed by an HTTP API (CloudWatch DataProcessed, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::PROCESSED_BYTES,
+            &c::ROUTE_PROCESSED_BYTES,
             None,
             Some("DataProcessed"),
             None,
         );
         static WS_CONNECTS: FamilyInfo = counter(
-            "aws_apigateway_websocket_connects_total",
-            "Messages sent to the $connect route (CloudWatch ConnectCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::WS_CONNECTS,
+            &c::ROUTE_WS_CONNECTS,
             None,
             None,
             Some("ConnectCount"),
         );
         static WS_MESSAGES: FamilyInfo = counter(
-            "aws_apigateway_websocket_messages_total",
-            "Messages sent to and from clients (CloudWatch MessageCount, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::WS_MESSAGES,
+            &c::ROUTE_WS_MESSAGES,
             None,
             None,
             Some("MessageCount"),
         );
         static WS_CLIENT: FamilyInfo = counter(
-            "aws_apigateway_websocket_client_errors_total",
-            "Requests answered 4XX before the integration was invoked (CloudWatch ClientError, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::WS_CLIENT_ERRORS,
+            &c::ROUTE_WS_CLIENT_ERRORS,
             None,
             None,
             Some("ClientError"),
         );
         static WS_INTEGRATION: FamilyInfo = counter(
-            "aws_apigateway_websocket_integration_errors_total",
-            "Requests for which the integration returned an error (CloudWatch IntegrationError, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::WS_INTEGRATION_ERRORS,
+            &c::ROUTE_WS_INTEGRATION_ERRORS,
             None,
             None,
             Some("IntegrationError"),
         );
         static WS_EXECUTION: FamilyInfo = counter(
-            "aws_apigateway_websocket_execution_errors_total",
-            "Errors while calling the integration (CloudWatch ExecutionError, Sum per period). Polled from CloudWatch AWS/ApiGateway, not live.",
+            &c::WS_EXECUTION_ERRORS,
+            &c::ROUTE_WS_EXECUTION_ERRORS,
             None,
             None,
             Some("ExecutionError"),
         );
         static LATENCY: FamilyInfo = FamilyInfo {
-            name: "aws_apigateway_latency_seconds",
-            help: "Time from request received to response sent, including the integration (CloudWatch Latency). Quantiles are from the latest settled period; _sum and _count are counters. Polled from CloudWatch AWS/ApiGateway, not live.",
-            kind: FamilyKind::Summary,
+            max: Some((&c::LATENCY_MAX, &c::ROUTE_LATENCY_MAX)),
             scale: 0.001,
-            rest: Some("Latency"),
-            http: Some("Latency"),
-            websocket: None,
-            needs_cache: false,
-            reason: None,
+            ..counter(
+                &c::LATENCY,
+                &c::ROUTE_LATENCY,
+                Some("Latency"),
+                Some("Latency"),
+                None,
+            )
         };
         static INTEGRATION_LATENCY: FamilyInfo = FamilyInfo {
-            name: "aws_apigateway_integration_latency_seconds",
-            help: "Time from request relayed to the backend to response received from it (CloudWatch IntegrationLatency). Quantiles are from the latest settled period; _sum and _count are counters. Polled from CloudWatch AWS/ApiGateway, not live.",
-            kind: FamilyKind::Summary,
+            max: Some((
+                &c::INTEGRATION_LATENCY_MAX,
+                &c::ROUTE_INTEGRATION_LATENCY_MAX,
+            )),
             scale: 0.001,
-            rest: Some("IntegrationLatency"),
-            http: Some("IntegrationLatency"),
-            websocket: Some("IntegrationLatency"),
-            needs_cache: false,
-            reason: None,
-        };
-        const THROTTLED_HELP: &str = "Requests answered 429, by reason: throttled (a rate or burst limit) or quota_exceeded (a usage plan quota). Counted from API Gateway access logs through a CloudWatch Logs metric filter (access_logs in the config); polled, not live.";
-        static THROTTLED: FamilyInfo = FamilyInfo {
-            reason: Some("throttled"),
             ..counter(
-                "aws_apigateway_throttled_requests_total",
-                THROTTLED_HELP,
-                None,
-                None,
-                None,
+                &c::INTEGRATION_LATENCY,
+                &c::ROUTE_INTEGRATION_LATENCY,
+                Some("IntegrationLatency"),
+                Some("IntegrationLatency"),
+                Some("IntegrationLatency"),
             )
         };
-        static QUOTA: FamilyInfo = FamilyInfo {
-            reason: Some("quota_exceeded"),
-            ..counter(
-                "aws_apigateway_throttled_requests_total",
-                THROTTLED_HELP,
-                None,
-                None,
-                None,
-            )
-        };
+        static THROTTLED: FamilyInfo = access_log("throttled");
+        static QUOTA: FamilyInfo = access_log("quota_exceeded");
         match self {
             Family::Requests => &REQUESTS,
             Family::Errors4xx => &E4XX,
@@ -315,51 +322,24 @@ impl Family {
         }
     }
 
-    /// The family's name for a stage-level (`route == false`) or route-level series: route
-    /// families have their own names so `sum()` over a family never double counts.
+    /// The family's definition for a stage-level (`route == false`) or route-level series:
+    /// route families have their own names so `sum()` over a family never double counts.
+    pub fn def_at(self, route: bool) -> &'static Def {
+        let info = self.info();
+        match (route, info.route) {
+            (true, Some(def)) => def,
+            _ => info.stage,
+        }
+    }
+
     pub fn name_at(self, route: bool) -> &'static str {
-        if !route {
-            return self.info().name;
-        }
-        match self {
-            Family::Requests => "aws_apigateway_route_requests_total",
-            Family::Errors4xx => "aws_apigateway_route_4xx_errors_total",
-            Family::Errors5xx => "aws_apigateway_route_5xx_errors_total",
-            Family::CacheHits => "aws_apigateway_route_cache_hits_total",
-            Family::CacheMisses => "aws_apigateway_route_cache_misses_total",
-            Family::ProcessedBytes => "aws_apigateway_route_processed_bytes_total",
-            Family::WsConnects => "aws_apigateway_route_websocket_connects_total",
-            Family::WsMessages => "aws_apigateway_route_websocket_messages_total",
-            Family::WsClientErrors => "aws_apigateway_route_websocket_client_errors_total",
-            Family::WsIntegrationErrors => {
-                "aws_apigateway_route_websocket_integration_errors_total"
-            }
-            Family::WsExecutionErrors => "aws_apigateway_route_websocket_execution_errors_total",
-            Family::Latency => "aws_apigateway_route_latency_seconds",
-            Family::IntegrationLatency => "aws_apigateway_route_integration_latency_seconds",
-            // Access logs are counted per stage only.
-            Family::Throttled | Family::QuotaExceeded => self.info().name,
-        }
+        self.def_at(route).name
     }
 
     /// The `_max_seconds` gauge of a summary family, at stage or route level.
-    pub fn max_name_at(self, route: bool) -> Option<&'static str> {
-        match (self, route) {
-            (Family::Latency, true) => Some("aws_apigateway_route_latency_max_seconds"),
-            (Family::IntegrationLatency, true) => {
-                Some("aws_apigateway_route_integration_latency_max_seconds")
-            }
-            _ => self.max_name(),
-        }
-    }
-
-    /// The name of the `_max_seconds` gauge that accompanies a summary family.
-    pub fn max_name(self) -> Option<&'static str> {
-        match self {
-            Family::Latency => Some("aws_apigateway_latency_max_seconds"),
-            Family::IntegrationLatency => Some("aws_apigateway_integration_latency_max_seconds"),
-            _ => None,
-        }
+    pub fn max_def_at(self, route: bool) -> Option<&'static Def> {
+        let (stage, route_max) = self.info().max?;
+        Some(if route { route_max } else { stage })
     }
 }
 
@@ -554,30 +534,30 @@ mod tests {
                     stage.replacen("aws_apigateway_", "aws_apigateway_route_", 1)
                 );
             }
-            if let Some(max) = family.max_name() {
+            if let Some(max) = family.max_def_at(false) {
                 assert_eq!(
-                    family.max_name_at(true).unwrap(),
-                    max.replacen("aws_apigateway_", "aws_apigateway_route_", 1)
+                    family.max_def_at(true).unwrap().name,
+                    max.name
+                        .replacen("aws_apigateway_", "aws_apigateway_route_", 1)
                 );
             }
         }
     }
 
     #[test]
-    fn every_family_has_a_source() {
+    fn every_family_has_a_source_and_a_contract_entry() {
         for family in Family::ALL {
             let info = family.info();
             let from_cloudwatch =
                 info.rest.is_some() || info.http.is_some() || info.websocket.is_some();
             assert!(from_cloudwatch != info.reason.is_some(), "{family:?}");
-            assert!(info.name.starts_with("aws_apigateway_"));
+            for route in [false, true] {
+                let def = family.def_at(route);
+                assert!(contract::ALL.contains(&def), "{}", def.name);
+            }
             assert_eq!(
-                info.kind == FamilyKind::Counter,
-                info.name.ends_with("_total")
-            );
-            assert_eq!(
-                info.kind == FamilyKind::Summary,
-                family.max_name().is_some()
+                info.kind() == FamilyKind::Summary,
+                family.max_def_at(false).is_some()
             );
         }
     }

@@ -1,313 +1,208 @@
-//! Prometheus exposition of the snapshot: a custom [`Collector`] in the same registry as the
-//! self-metrics, so one `gather()` yields everything.
+//! The Prometheus exposition (text format 0.0.4) of the self-metrics and the snapshot.
 //!
-//! [`encode`] takes a faster road to the same bytes. The snapshot changes once per cycle while
-//! scrapes come as often as Prometheus likes, so the text of a snapshot is written once,
-//! straight from the snapshot (no protobuf structures, no per-label allocations), cached in
-//! the snapshot, and copied into every later scrape. While `encode` gathers the registry the
-//! [`SnapshotCollector`] hands its snapshot over instead of building protobuf families; the
-//! self-metrics are gathered and text-encoded as usual and merged in by name. The output is
-//! byte for byte what `TextEncoder` makes of `registry.gather()` (families sorted by name,
-//! samples by label values, the same escaping and number formatting): the tests below
-//! compare the two. Any other caller of `collect()` still gets protobuf families.
+//! The self-metrics are `prometheus` crate metrics in a [`Registry`], gathered and written by
+//! its `TextEncoder` on every scrape. The snapshot's families are written as text by
+//! [`encode_families`], once per snapshot, and the text is kept until the next snapshot: the
+//! snapshot changes once per cycle while scrapes come as often as Prometheus likes, and
+//! building the crate's protobuf families for every sample and encoding them took 2.7 times
+//! as long as this writer for a new snapshot, and 85 times as long as copying the kept text
+//! (`cargo bench --bench render`, docs/performance.md). The writer's output is byte for byte
+//! what `TextEncoder` writes for the same families (the tests below compare the two over
+//! awkward values, and [`Exposition::gather`] yields the protobuf families for that check).
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, Weak};
 
-use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 
-use crate::model::{Family, FamilyKind};
-use crate::snapshot::{
-    API_INFO, BURST_LIMIT, EncodedFamilies, FamilySnapshot, Kind, QUOTA, RATE_LIMIT, STAGE_INFO,
-    SharedSnapshot, Snapshot, TIMEOUT, Value, max_help,
-};
+use crate::contract::Type;
+use crate::snapshot::{FamilySnapshot, SharedSnapshot, Snapshot, Value};
 
-thread_local! {
-    /// `Some` while [`encode`] gathers on this thread: snapshot collectors then leave their
-    /// snapshot here instead of returning protobuf families.
-    static HANDED_OVER: RefCell<Option<Vec<Arc<Snapshot>>>> = const { RefCell::new(None) };
-}
+/// The content type of [`Exposition::encode`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Reads the current snapshot on every collect.
-pub struct SnapshotCollector {
+/// What `/metrics` serves: the self-metrics' registry and the latest snapshot.
+pub struct Exposition {
+    registry: Registry,
     shared: Arc<SharedSnapshot>,
-    descs: Vec<Desc>,
+    /// The text of the snapshot last encoded. A `Weak` so that a replaced snapshot is freed
+    /// at once (and its address cannot be reused while the entry compares against it).
+    cache: Mutex<Option<(Weak<Snapshot>, Arc<EncodedFamilies>)>>,
 }
 
-impl SnapshotCollector {
-    pub fn new(shared: Arc<SharedSnapshot>) -> prometheus::Result<SnapshotCollector> {
-        let mut descs = Vec::new();
-        for family in Family::ALL {
-            let info = family.info();
-            // The access-log families share one name and have no route level.
-            if info.reason.is_some() {
-                if family == Family::Throttled {
-                    descs.push(Desc::new(
-                        info.name.into(),
-                        info.help.into(),
-                        vec![],
-                        Default::default(),
-                    )?);
-                }
-                continue;
-            }
-            for route in [false, true] {
-                descs.push(Desc::new(
-                    family.name_at(route).into(),
-                    info.help.into(),
-                    vec![],
-                    Default::default(),
-                )?);
-                if info.kind == FamilyKind::Summary
-                    && let Some(max) = family.max_name_at(route)
-                {
-                    descs.push(Desc::new(
-                        max.into(),
-                        max_help(family).into(),
-                        vec![],
-                        Default::default(),
-                    )?);
-                }
-            }
-        }
-        for (name, help) in [
-            API_INFO,
-            STAGE_INFO,
-            RATE_LIMIT,
-            BURST_LIMIT,
-            TIMEOUT,
-            QUOTA,
-        ] {
-            descs.push(Desc::new(
-                name.into(),
-                help.into(),
-                vec![],
-                Default::default(),
-            )?);
-        }
-        Ok(SnapshotCollector { shared, descs })
-    }
+/// The text of a snapshot's families, in name order, ready to be merged with the
+/// self-metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EncodedFamilies {
+    /// The text of every family, one after the other.
+    pub text: String,
+    /// Each family's name and its bytes in `text`, sorted by name.
+    pub families: Vec<(&'static str, Range<usize>)>,
 }
 
-impl Collector for SnapshotCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+impl Exposition {
+    pub fn new(registry: Registry, shared: Arc<SharedSnapshot>) -> Exposition {
+        Exposition {
+            registry,
+            shared,
+            cache: Mutex::new(None),
+        }
     }
 
-    fn collect(&self) -> Vec<MetricFamily> {
+    /// The self-metrics' registry (the OTLP push reads it too).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The text exposition of everything: the families of the registry and of the current
+    /// snapshot, in name order, exactly as `TextEncoder` writes [`Exposition::gather`].
+    pub fn encode(&self) -> Result<Vec<u8>, prometheus::Error> {
         let snapshot = self.shared.load();
-        let handed_over = HANDED_OVER.with_borrow_mut(|slot| match slot {
-            Some(list) => {
-                list.push(Arc::clone(&snapshot));
-                true
-            }
-            None => false,
-        });
-        if handed_over {
-            return Vec::new();
-        }
-        snapshot.families.iter().map(to_proto).collect()
-    }
-}
-
-fn label(name: &str, value: &str) -> proto::LabelPair {
-    let mut l = proto::LabelPair::default();
-    l.set_name(name.to_string());
-    l.set_value(value.to_string());
-    l
-}
-
-fn to_proto(f: &FamilySnapshot) -> MetricFamily {
-    let mut mf = MetricFamily::default();
-    mf.set_name(f.name.to_string());
-    mf.set_help(f.help.to_string());
-    mf.set_field_type(match f.kind {
-        Kind::Counter => MetricType::COUNTER,
-        Kind::Gauge => MetricType::GAUGE,
-        Kind::Summary => MetricType::SUMMARY,
-    });
-    let metrics = f
-        .samples
-        .iter()
-        .map(|s| {
-            let mut labels: Vec<proto::LabelPair> = s
-                .labels
-                .pairs()
-                .into_iter()
-                .map(|(k, v)| label(k, v))
-                .collect();
-            labels.extend(s.extra.iter().map(|(k, v)| label(k, v)));
-            let mut m = proto::Metric::from_label(labels);
-            match (&s.value, f.kind) {
-                (Value::Single(v), Kind::Counter) => {
-                    let mut c = proto::Counter::default();
-                    c.set_value(*v);
-                    m.set_counter(c);
-                }
-                (Value::Single(v), _) => {
-                    let mut g = proto::Gauge::default();
-                    g.set_value(*v);
-                    m.set_gauge(g);
-                }
-                (
-                    Value::Summary {
-                        sum,
-                        count,
-                        quantiles,
-                    },
-                    _,
-                ) => {
-                    let mut summary = proto::Summary::default();
-                    summary.set_sample_sum(*sum);
-                    summary.set_sample_count(sample_count(*count));
-                    summary.set_quantile(
-                        quantiles
-                            .iter()
-                            .map(|(q, v)| {
-                                let mut quantile = proto::Quantile::default();
-                                quantile.set_quantile(*q);
-                                quantile.set_value(*v);
-                                quantile
-                            })
-                            .collect(),
-                    );
-                    m.set_summary(summary);
-                }
-            }
-            m
-        })
-        .collect();
-    mf.set_metric(metrics);
-    mf
-}
-
-/// The text exposition (format 0.0.4) of everything in `registry`: exactly the bytes
-/// `TextEncoder` writes for `registry.gather()`, with the snapshot's part cached per snapshot.
-pub fn encode(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
-    let (gathered, snapshots) = gather_handing_over(registry);
-    let encoded: Option<Vec<&EncodedFamilies>> = snapshots
-        .iter()
-        .map(|s| s.encoded_with(encode_snapshot))
-        .collect();
-    let Some(encoded) = encoded else {
-        return encode_gathered(registry);
-    };
-    // Every family once, in name order; a name twice would need merging: the general path.
-    let mut parts: Vec<(&str, Part)> = gathered
-        .iter()
-        .map(|mf| (mf.name(), Part::Gathered(mf)))
-        .collect();
-    for e in &encoded {
+        let encoded = self.encoded(&snapshot);
+        let gathered = self.registry.gather();
+        let mut parts: Vec<(&str, Part)> = gathered
+            .iter()
+            .map(|mf| (mf.name(), Part::Gathered(mf)))
+            .collect();
         parts.extend(
-            e.families
+            encoded
+                .families
                 .iter()
-                .map(|(name, range)| (*name, Part::Text(&e.text[range.clone()]))),
+                .map(|(name, range)| (*name, Part::Text(&encoded.text[range.clone()]))),
         );
-    }
-    parts.sort_by(|a, b| a.0.cmp(b.0));
-    if parts.windows(2).any(|w| w[0].0 == w[1].0) {
-        return encode_gathered(registry);
-    }
-    let text_len: usize = encoded.iter().map(|e| e.text.len()).sum();
-    let mut buf = Vec::with_capacity(text_len + 64 * 1024);
-    let encoder = TextEncoder::new();
-    for (_, part) in parts {
-        match part {
-            Part::Gathered(mf) => encoder.encode(std::slice::from_ref(mf), &mut buf)?,
-            Part::Text(text) => buf.extend_from_slice(text.as_bytes()),
+        parts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut buf = Vec::with_capacity(encoded.text.len() + 64 * 1024);
+        let encoder = TextEncoder::new();
+        for (_, part) in parts {
+            match part {
+                Part::Gathered(mf) => encoder.encode(std::slice::from_ref(mf), &mut buf)?,
+                Part::Text(text) => buf.extend_from_slice(text.as_bytes()),
+            }
         }
+        Ok(buf)
     }
-    Ok(buf)
+
+    /// Every family as the `prometheus` crate's protobuf, sorted by name: the registry's and
+    /// the snapshot's (for other encoders, and to check [`encode_families`]).
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        let mut all = self.registry.gather();
+        let snapshot = self.shared.load();
+        all.extend(merged(&snapshot.families).into_iter().map(|f| {
+            let mut mf = to_proto(f);
+            mf.mut_metric()
+                .sort_by(|a, b| gather_order(a.get_label(), b.get_label()));
+            mf
+        }));
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
+    /// The text of `snapshot`, written on its first scrape and kept until the next snapshot.
+    /// Concurrent first scrapes wait for one writer.
+    fn encoded(&self, snapshot: &Arc<Snapshot>) -> Arc<EncodedFamilies> {
+        let mut cache = match self.cache.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((of, text)) = cache.as_ref()
+            && std::ptr::eq(of.as_ptr(), Arc::as_ptr(snapshot))
+        {
+            return Arc::clone(text);
+        }
+        let text = Arc::new(encode_families(&snapshot.families));
+        *cache = Some((Arc::downgrade(snapshot), Arc::clone(&text)));
+        text
+    }
 }
 
-/// One family of the output: from the registry, or cached snapshot text.
+/// The order `Registry::gather` gives a family's samples: fewer labels first, then by label
+/// values in order (a stable sort: ties keep their order).
+fn gather_order(a: &[proto::LabelPair], b: &[proto::LabelPair]) -> std::cmp::Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.iter().map(|l| l.value()).cmp(b.iter().map(|l| l.value())))
+}
+
+/// One family of the output: from the registry, or snapshot text.
 enum Part<'a> {
     Gathered(&'a MetricFamily),
     Text(&'a str),
 }
 
-/// The general path: protobuf families from every collector, through `TextEncoder`.
-fn encode_gathered(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    TextEncoder::new().encode(&registry.gather(), &mut buf)?;
-    Ok(buf)
-}
-
-/// `registry.gather()`, with the snapshots of the snapshot collectors handed over apart.
-fn gather_handing_over(registry: &Registry) -> (Vec<MetricFamily>, Vec<Arc<Snapshot>>) {
-    /// Restores the slot even if a collector panics.
-    struct Restore(Option<Vec<Arc<Snapshot>>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            HANDED_OVER.with_borrow_mut(|slot| *slot = previous);
+/// The families in name order, those of one name merged (as a registry merges collectors),
+/// the empty ones left out.
+fn merged(families: &[FamilySnapshot]) -> Vec<FamilySnapshot> {
+    let mut sorted: Vec<&FamilySnapshot> =
+        families.iter().filter(|f| !f.samples.is_empty()).collect();
+    sorted.sort_by(|a, b| a.def.name.cmp(b.def.name));
+    let mut out: Vec<FamilySnapshot> = Vec::with_capacity(sorted.len());
+    for f in sorted {
+        match out.last_mut() {
+            Some(last) if last.def.name == f.def.name => {
+                last.samples.extend(f.samples.iter().cloned())
+            }
+            _ => out.push(f.clone()),
         }
     }
-    let previous = HANDED_OVER.with_borrow_mut(|slot| slot.replace(Vec::new()));
-    let restore = Restore(previous);
-    let gathered = registry.gather();
-    let snapshots = HANDED_OVER
-        .with_borrow_mut(|slot| slot.take())
-        .unwrap_or_default();
-    drop(restore);
-    (gathered, snapshots)
+    out
 }
 
-/// The text of a snapshot's families as `TextEncoder` writes them after `Registry::gather`
-/// (families by name, samples by label values). `None` when that needs a registry's merging:
-/// two families of one name, or a family without a name.
-pub fn encode_snapshot(snapshot: &Snapshot) -> Option<EncodedFamilies> {
-    let mut families: Vec<&FamilySnapshot> = snapshot
-        .families
-        .iter()
-        .filter(|f| !f.samples.is_empty())
-        .collect();
-    families.sort_by(|a, b| a.name.cmp(b.name));
-    if families.iter().any(|f| f.name.is_empty())
-        || families.windows(2).any(|w| w[0].name == w[1].name)
-    {
-        return None;
-    }
+/// The text of snapshot families, exactly as `TextEncoder` writes them after
+/// `Registry::gather` (families by name, samples by label values).
+pub fn encode_families(families: &[FamilySnapshot]) -> EncodedFamilies {
+    let mut sorted: Vec<&FamilySnapshot> =
+        families.iter().filter(|f| !f.samples.is_empty()).collect();
+    sorted.sort_by(|a, b| a.def.name.cmp(b.def.name));
     // About 200 bytes per sample line, 5 lines to a summary.
-    let lines: usize = families
+    let lines: usize = sorted
         .iter()
-        .map(|f| f.samples.len() * if f.kind == Kind::Summary { 5 } else { 1 })
+        .map(|f| f.samples.len() * if f.def.kind == Type::Summary { 5 } else { 1 })
         .sum();
     let mut out = EncodedFamilies {
-        text: String::with_capacity(lines * 200 + families.len() * 512),
-        families: Vec::with_capacity(families.len()),
+        text: String::with_capacity(lines * 200 + sorted.len() * 512),
+        families: Vec::with_capacity(sorted.len()),
     };
     let mut labels = String::new();
-    for f in families {
+    let mut i = 0;
+    while i < sorted.len() {
+        // A name twice (which `snapshot::build` never makes) is one family, as gathered.
+        let name = sorted[i].def.name;
+        let run = sorted[i..]
+            .iter()
+            .take_while(|f| f.def.name == name)
+            .count();
         let start = out.text.len();
-        write_family(&mut out.text, &mut labels, f);
-        out.families.push((f.name, start..out.text.len()));
+        write_family(&mut out.text, &mut labels, &sorted[i..i + run]);
+        out.families.push((name, start..out.text.len()));
+        i += run;
     }
-    Some(out)
+    out
 }
 
-fn write_family(out: &mut String, labels: &mut String, f: &FamilySnapshot) {
-    if !f.help.is_empty() {
+fn write_family(out: &mut String, labels: &mut String, run: &[&FamilySnapshot]) {
+    let f = run[0];
+    let (name, kind) = (f.def.name, f.def.kind);
+    if !f.def.help.is_empty() {
         out.push_str("# HELP ");
-        out.push_str(f.name);
+        out.push_str(name);
         out.push(' ');
-        push_escaped(out, f.help, false);
+        push_escaped(out, f.def.help, false);
         out.push('\n');
     }
     out.push_str("# TYPE ");
-    out.push_str(f.name);
-    out.push_str(match f.kind {
-        Kind::Counter => " counter\n",
-        Kind::Gauge => " gauge\n",
-        Kind::Summary => " summary\n",
+    out.push_str(name);
+    out.push_str(match kind {
+        Type::Counter => " counter\n",
+        Type::Gauge => " gauge\n",
+        Type::Summary => " summary\n",
+        Type::Histogram => " histogram\n",
     });
+    let samples: Vec<_> = run.iter().flat_map(|f| f.samples.iter()).collect();
     // `Registry::gather` orders a family's samples by their number of labels, then by their
     // label values in order; the sort is stable, so ties keep the snapshot's order.
-    let keys: Vec<Vec<&str>> = f
-        .samples
+    let keys: Vec<Vec<&str>> = samples
         .iter()
         .map(|s| {
             let mut values: Vec<&str> = s.labels.pairs().into_iter().map(|(_, v)| v).collect();
@@ -315,7 +210,7 @@ fn write_family(out: &mut String, labels: &mut String, f: &FamilySnapshot) {
             values
         })
         .collect();
-    let mut order: Vec<usize> = (0..f.samples.len()).collect();
+    let mut order: Vec<usize> = (0..samples.len()).collect();
     order.sort_by(|&a, &b| {
         keys[a]
             .len()
@@ -323,7 +218,7 @@ fn write_family(out: &mut String, labels: &mut String, f: &FamilySnapshot) {
             .then_with(|| keys[a].cmp(&keys[b]))
     });
     for i in order {
-        let s = &f.samples[i];
+        let s = samples[i];
         // The label pairs, without the closing brace: a summary writes them five times.
         labels.clear();
         let pairs = s.labels.pairs();
@@ -338,16 +233,16 @@ fn write_family(out: &mut String, labels: &mut String, f: &FamilySnapshot) {
             push_escaped(labels, value, true);
             labels.push('"');
         }
-        match (f.kind, &s.value) {
-            (Kind::Counter | Kind::Gauge, Value::Single(v)) => {
-                write_line(out, f.name, "", labels, None, *v);
+        match (kind, &s.value) {
+            (Type::Counter | Type::Gauge | Type::Histogram, Value::Single(v)) => {
+                write_line(out, name, "", labels, None, *v);
             }
             // What an empty protobuf counter or gauge shows.
-            (Kind::Counter | Kind::Gauge, Value::Summary { .. }) => {
-                write_line(out, f.name, "", labels, None, 0.0);
+            (Type::Counter | Type::Gauge | Type::Histogram, Value::Summary { .. }) => {
+                write_line(out, name, "", labels, None, 0.0);
             }
             (
-                Kind::Summary,
+                Type::Summary,
                 Value::Summary {
                     sum,
                     count,
@@ -355,21 +250,21 @@ fn write_family(out: &mut String, labels: &mut String, f: &FamilySnapshot) {
                 },
             ) => {
                 for (q, v) in quantiles {
-                    write_line(out, f.name, "", labels, Some(*q), *v);
+                    write_line(out, name, "", labels, Some(*q), *v);
                 }
-                write_line(out, f.name, "_sum", labels, None, *sum);
+                write_line(out, name, "_sum", labels, None, *sum);
                 write_line(
                     out,
-                    f.name,
+                    name,
                     "_count",
                     labels,
                     None,
                     sample_count(*count) as f64,
                 );
             }
-            (Kind::Summary, Value::Single(_)) => {
-                write_line(out, f.name, "_sum", labels, None, 0.0);
-                write_line(out, f.name, "_count", labels, None, 0.0);
+            (Type::Summary, Value::Single(_)) => {
+                write_line(out, name, "_sum", labels, None, 0.0);
+                write_line(out, name, "_count", labels, None, 0.0);
             }
         }
     }
@@ -420,14 +315,103 @@ fn sample_count(count: f64) -> u64 {
     count.round().max(0.0) as u64
 }
 
-/// The content type of [`encode`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// A family as the `prometheus` crate's protobuf.
+fn to_proto(f: FamilySnapshot) -> MetricFamily {
+    let mut mf = MetricFamily::default();
+    mf.set_name(f.def.name.to_string());
+    mf.set_help(f.def.help.to_string());
+    mf.set_field_type(match f.def.kind {
+        Type::Counter => MetricType::COUNTER,
+        Type::Gauge => MetricType::GAUGE,
+        Type::Summary => MetricType::SUMMARY,
+        Type::Histogram => MetricType::HISTOGRAM,
+    });
+    let label = |name: &str, value: &str| {
+        let mut l = proto::LabelPair::default();
+        l.set_name(name.to_string());
+        l.set_value(value.to_string());
+        l
+    };
+    let metrics = f
+        .samples
+        .iter()
+        .map(|s| {
+            let mut labels: Vec<proto::LabelPair> = s
+                .labels
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| label(k, v))
+                .collect();
+            labels.extend(s.extra.iter().map(|(k, v)| label(k, v)));
+            let mut m = proto::Metric::from_label(labels);
+            match (&s.value, f.def.kind) {
+                (Value::Single(v), Type::Counter) => {
+                    let mut c = proto::Counter::default();
+                    c.set_value(*v);
+                    m.set_counter(c);
+                }
+                (Value::Single(v), _) => {
+                    let mut g = proto::Gauge::default();
+                    g.set_value(*v);
+                    m.set_gauge(g);
+                }
+                (
+                    Value::Summary {
+                        sum,
+                        count,
+                        quantiles,
+                    },
+                    _,
+                ) => {
+                    let mut summary = proto::Summary::default();
+                    summary.set_sample_sum(*sum);
+                    summary.set_sample_count(sample_count(*count));
+                    summary.set_quantile(
+                        quantiles
+                            .iter()
+                            .map(|(q, v)| {
+                                let mut quantile = proto::Quantile::default();
+                                quantile.set_quantile(*q);
+                                quantile.set_value(*v);
+                                quantile
+                            })
+                            .collect(),
+                    );
+                    m.set_summary(summary);
+                }
+            }
+            m
+        })
+        .collect();
+    mf.set_metric(metrics);
+    mf
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{Def, Level};
     use crate::model::{ApiType, SeriesLabels};
     use crate::selfmetrics::SelfMetrics;
+
+    const fn def(name: &'static str, kind: Type, help: &'static str) -> Def {
+        Def {
+            name,
+            kind,
+            unit: "",
+            help,
+            level: Level::Stage,
+            labels: &[],
+        }
+    }
+    static REQUESTS: Def = def(
+        "aws_apigateway_requests_total",
+        Type::Counter,
+        "Help with \\ a backslash\nand a newline \"quoted\".",
+    );
+    static LATENCY: Def = def("aws_apigateway_latency_seconds", Type::Summary, "Latency.");
+    static LIMIT: Def = def("aws_apigateway_throttle_rate_limit", Type::Gauge, "");
+    static EMPTY: Def = def("aws_apigateway_empty", Type::Gauge, "No samples: left out.");
 
     fn labels(api_id: &str, name: &str, t: ApiType, stage: Option<&str>) -> crate::model::Labels {
         Arc::new(SeriesLabels {
@@ -471,9 +455,7 @@ mod tests {
         };
         Snapshot::new(vec![
             FamilySnapshot {
-                name: "aws_apigateway_requests_total",
-                help: "Help with \\ a backslash\nand a newline \"quoted\".",
-                kind: Kind::Counter,
+                def: &REQUESTS,
                 samples: vec![
                     single(Arc::clone(&ws), &[], 1e21),
                     single(Arc::clone(&odd), &[], 0.1 + 0.2),
@@ -482,9 +464,7 @@ mod tests {
                 ],
             },
             FamilySnapshot {
-                name: "aws_apigateway_latency_seconds",
-                help: "Latency.",
-                kind: Kind::Summary,
+                def: &LATENCY,
                 samples: vec![
                     summary(&http),
                     summary(&odd),
@@ -492,9 +472,7 @@ mod tests {
                 ],
             },
             FamilySnapshot {
-                name: "aws_apigateway_throttle_rate_limit",
-                help: "",
-                kind: Kind::Gauge,
+                def: &LIMIT,
                 samples: vec![
                     single(Arc::clone(&http), &[("scope", "stage")], 250.0),
                     single(account, &[("scope", "account")], f64::INFINITY),
@@ -511,57 +489,118 @@ mod tests {
                 ],
             },
             FamilySnapshot {
-                name: "aws_apigateway_empty",
-                help: "No samples: left out.",
-                kind: Kind::Gauge,
+                def: &EMPTY,
                 samples: vec![],
             },
         ])
     }
 
-    fn registry_with(snapshot: Snapshot) -> Registry {
+    fn exposition_with(snapshot: Snapshot) -> (Exposition, Arc<SharedSnapshot>) {
         let registry = Registry::new();
         let metrics = SelfMetrics::new(&registry, false).unwrap();
         metrics.series.set(42.0);
         let shared = SharedSnapshot::new();
         shared.store(snapshot);
+        (Exposition::new(registry, Arc::clone(&shared)), shared)
+    }
+
+    /// Protobuf families handed to a registry as they are, so `Registry::gather` orders and
+    /// merges them: the reference the text must match.
+    struct Families(Vec<MetricFamily>, Vec<prometheus::core::Desc>);
+
+    impl prometheus::core::Collector for Families {
+        fn desc(&self) -> Vec<&prometheus::core::Desc> {
+            self.1.iter().collect()
+        }
+        fn collect(&self) -> Vec<MetricFamily> {
+            self.0.clone()
+        }
+    }
+
+    /// What `TextEncoder` writes for every family, through the `prometheus` crate all the
+    /// way; also checks that [`Exposition::gather`] agrees with a registry's ordering.
+    fn general(e: &Exposition) -> String {
+        let snapshot = e.shared.load();
+        let families: Vec<MetricFamily> = snapshot
+            .families
+            .iter()
+            .filter(|f| !f.samples.is_empty())
+            .cloned()
+            .map(to_proto)
+            .collect();
+        let mut names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let descs = names
+            .iter()
+            .map(|n| {
+                prometheus::core::Desc::new(n.to_string(), "h".into(), vec![], Default::default())
+                    .unwrap()
+            })
+            .collect();
+        let registry = Registry::new();
         registry
-            .register(Box::new(SnapshotCollector::new(shared).unwrap()))
+            .register(Box::new(Families(families.clone(), descs)))
             .unwrap();
-        registry
-    }
-
-    #[test]
-    fn cached_text_is_byte_for_byte_what_the_text_encoder_writes() {
-        let registry = registry_with(tricky());
-        let general = encode_gathered(&registry).unwrap();
-        let first = encode(&registry).unwrap();
-        let cached = encode(&registry).unwrap();
+        let mut all = e.registry().gather();
+        all.extend(registry.gather());
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        let encode = |families: &[MetricFamily]| {
+            let mut buf = Vec::new();
+            TextEncoder::new().encode(families, &mut buf).unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        let reference = encode(&all);
+        // (Compared as text: NaN samples make the structures unequal to themselves.)
         assert_eq!(
-            String::from_utf8(first.clone()).unwrap(),
-            String::from_utf8(general).unwrap()
+            reference,
+            encode(&e.gather()),
+            "Exposition::gather orders otherwise than a registry"
         );
-        assert_eq!(first, cached);
-        // Outside `encode`, the collector still yields protobuf families.
-        assert!(
-            registry
-                .gather()
-                .iter()
-                .any(|f| f.name() == "aws_apigateway_latency_seconds")
-        );
+        reference
+    }
+
+    fn text(e: &Exposition) -> String {
+        String::from_utf8(e.encode().unwrap()).unwrap()
     }
 
     #[test]
-    fn a_snapshot_that_needs_merging_takes_the_general_path() {
+    fn the_text_is_byte_for_byte_what_the_text_encoder_writes() {
+        let (e, _) = exposition_with(tricky());
+        let first = text(&e);
+        assert_eq!(first, general(&e));
+        assert_eq!(first, text(&e), "the kept text differs");
+        assert!(first.contains("aws_apigateway_exporter_series 42\n"));
+        assert!(!first.contains("aws_apigateway_empty"));
+    }
+
+    #[test]
+    fn a_new_snapshot_is_written_anew_and_the_old_text_dropped() {
+        let (e, shared) = exposition_with(tricky());
+        let before = text(&e);
+        let mut next = tricky();
+        next.families[0].samples.truncate(1);
+        shared.store(next);
+        let after = text(&e);
+        assert_ne!(before, after);
+        assert_eq!(after, general(&e));
+        // The cache holds no strong reference: the replaced snapshot is gone.
+        let cache = e.cache.lock().unwrap();
+        assert!(cache.as_ref().is_some_and(|(of, _)| of.strong_count() == 1));
+    }
+
+    #[test]
+    fn families_of_one_name_are_merged_as_a_registry_would() {
         let mut snapshot = tricky();
         let mut twin = snapshot.families[0].clone();
         twin.samples.truncate(1);
         snapshot.families.push(twin);
-        assert!(encode_snapshot(&snapshot).is_none());
-        let registry = registry_with(snapshot);
+        let (e, _) = exposition_with(snapshot);
+        let out = text(&e);
+        assert_eq!(out, general(&e));
         assert_eq!(
-            encode(&registry).unwrap(),
-            encode_gathered(&registry).unwrap()
+            out.matches("# TYPE aws_apigateway_requests_total").count(),
+            1
         );
     }
 
@@ -575,11 +614,7 @@ mod tests {
         let registry = Registry::new();
         let shared = SharedSnapshot::new();
         let metrics = SelfMetrics::new(&registry, true).unwrap();
-        registry
-            .register(Box::new(
-                SnapshotCollector::new(Arc::clone(&shared)).unwrap(),
-            ))
-            .unwrap();
+        let e = Exposition::new(registry, Arc::clone(&shared));
         let clock = Arc::new(ManualClock::new(1_795_428_030));
         let targets = crate::app::demo_targets(&config, 3, clock.clone());
         let mut poller = Poller::new(
@@ -591,13 +626,13 @@ mod tests {
         );
         for _ in 0..5 {
             poller.cycle().await;
-            let fast = encode(&registry).unwrap();
-            assert_eq!(fast, encode_gathered(&registry).unwrap());
-            assert_eq!(fast, encode(&registry).unwrap());
+            let fast = text(&e);
+            assert_eq!(fast, general(&e));
+            assert_eq!(fast, text(&e));
             clock.advance(60);
         }
-        let text = String::from_utf8(encode(&registry).unwrap()).unwrap();
-        assert!(text.contains("aws_apigateway_latency_seconds{"));
-        assert!(text.contains("aws_apigateway_exporter_build_info{"));
+        let out = text(&e);
+        assert!(out.contains("aws_apigateway_latency_seconds{"));
+        assert!(out.contains("aws_apigateway_exporter_build_info{"));
     }
 }

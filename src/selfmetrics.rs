@@ -1,10 +1,10 @@
 //! The exporter's own metrics (`aws_apigateway_exporter_*`): what it costs, whether it works.
-//! Ordinary `prometheus` metrics in the same registry as the snapshot collector.
+//! Ordinary `prometheus` metrics in their own registry, named and described by the contract.
 
-use crate::model::CallResult;
 use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry};
 
-const NS: &str = "aws_apigateway_exporter";
+use crate::contract::{self as c, Def};
+use crate::model::CallResult;
 
 /// Every discovery, identity and logs call the exporter makes, by service.
 const AWS_OPERATIONS: [(&str, &str); 11] = [
@@ -45,120 +45,45 @@ pub struct SelfMetrics {
     pub otlp_exports: CounterVec,
 }
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace(NS)
+fn opts(def: &Def) -> Opts {
+    Opts::new(def.name, def.help)
 }
 
 impl SelfMetrics {
     /// Creates and registers every self-metric. `demo` marks synthetic data in `build_info`.
     pub fn new(registry: &Registry, demo: bool) -> prometheus::Result<SelfMetrics> {
+        let gauge = |def: &Def| Gauge::with_opts(opts(def));
+        let counter = |def: &Def| Counter::with_opts(opts(def));
+        let gauges = |def: &Def| GaugeVec::new(opts(def), def.labels);
+        let counters = |def: &Def| CounterVec::new(opts(def), def.labels);
         let m = SelfMetrics {
-            build_info: GaugeVec::new(
-                opts(
-                    "build_info",
-                    "Always 1; labels say the version and revision, and demo=\"true\" when the data is synthetic.",
-                ),
-                &["version", "revision", "demo"],
-            )?,
-            up: Gauge::with_opts(opts(
-                "up",
-                "1 when the last poll cycle succeeded completely (every target, every batch), else 0.",
-            ))?,
+            build_info: gauges(&c::EXPORTER_BUILD_INFO)?,
+            up: gauge(&c::EXPORTER_UP)?,
             cycle_duration: Histogram::with_opts(
                 HistogramOpts::new(
-                    "cycle_duration_seconds",
-                    "Wall-clock duration of poll cycles.",
+                    c::EXPORTER_CYCLE_DURATION.name,
+                    c::EXPORTER_CYCLE_DURATION.help,
                 )
-                .namespace(NS)
                 .buckets(vec![
                     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
                 ]),
             )?,
-            last_success: Gauge::with_opts(opts(
-                "last_success_timestamp_seconds",
-                "Unix time of the end of the last poll cycle that succeeded completely.",
-            ))?,
-            data_age: Gauge::with_opts(opts(
-                "data_age_seconds",
-                "Age of the newest CloudWatch period ingested, measured from its end, at the last cycle.",
-            ))?,
-            cloudwatch_requests: CounterVec::new(
-                opts(
-                    "cloudwatch_requests_total",
-                    "CloudWatch API calls, by operation and result.",
-                ),
-                &["operation", "result"],
-            )?,
-            metrics_requested: Counter::with_opts(opts(
-                "cloudwatch_metrics_requested_total",
-                "Metrics requested from GetMetricData, counted the way AWS bills it (one per query of every call AWS answered).",
-            ))?,
-            aws_requests: CounterVec::new(
-                opts(
-                    "aws_requests_total",
-                    "Discovery and identity API calls (apigateway, apigatewayv2, sts), by service, operation and result.",
-                ),
-                &["service", "operation", "result"],
-            )?,
-            series: Gauge::with_opts(opts(
-                "series",
-                "API Gateway series currently exported (samples in the snapshot).",
-            ))?,
-            apis: GaugeVec::new(
-                opts("apis", "APIs in the inventory, by type."),
-                &["api_type"],
-            )?,
-            target_up: GaugeVec::new(
-                opts(
-                    "target_up",
-                    "1 when the last cycle of this account and region succeeded completely, else 0.",
-                ),
-                &["account_id", "region"],
-            )?,
-            rest_name_conflicts: GaugeVec::new(
-                opts(
-                    "rest_name_conflicts",
-                    "REST APIs some of whose series are not exported because another REST API in the region has the same CloudWatch ApiName.",
-                ),
-                &["account_id", "region"],
-            )?,
-            periods_lost: CounterVec::new(
-                opts(
-                    "periods_lost_total",
-                    "CloudWatch periods that could not be read before they passed poll.max_backfill (an outage longer than that): the counters of this account and region miss what happened in them.",
-                ),
-                &["account_id", "region"],
-            )?,
-            counter_decreases: Counter::with_opts(opts(
-                "period_value_decreases_total",
-                "Times CloudWatch returned a smaller value for an already-counted period; ignored, counters never go down.",
-            ))?,
-            query_errors: CounterVec::new(
-                opts(
-                    "query_errors_total",
-                    "GetMetricData queries whose result was not usable, by CloudWatch status code.",
-                ),
-                &["status"],
-            )?,
-            cycles_skipped: Counter::with_opts(opts(
-                "cycles_skipped_total",
-                "Poll ticks skipped because the previous cycle was still running (cycles never overlap).",
-            ))?,
-            config_reload_ok: Gauge::with_opts(opts(
-                "config_last_reload_successful",
-                "1 when the last config reload (SIGHUP or POST /-/reload) succeeded, 0 when it was rejected.",
-            ))?,
-            config_reload_time: Gauge::with_opts(opts(
-                "config_last_reload_success_timestamp_seconds",
-                "Unix time of the last successful config reload (0 if none since start).",
-            ))?,
-            otlp_exports: CounterVec::new(
-                opts(
-                    "otlp_exports_total",
-                    "OTLP metric exports, by result (success or error).",
-                ),
-                &["result"],
-            )?,
+            last_success: gauge(&c::EXPORTER_LAST_SUCCESS)?,
+            data_age: gauge(&c::EXPORTER_DATA_AGE)?,
+            cloudwatch_requests: counters(&c::EXPORTER_CLOUDWATCH_REQUESTS)?,
+            metrics_requested: counter(&c::EXPORTER_METRICS_REQUESTED)?,
+            aws_requests: counters(&c::EXPORTER_AWS_REQUESTS)?,
+            series: gauge(&c::EXPORTER_SERIES)?,
+            apis: gauges(&c::EXPORTER_APIS)?,
+            target_up: gauges(&c::EXPORTER_TARGET_UP)?,
+            rest_name_conflicts: gauges(&c::EXPORTER_REST_NAME_CONFLICTS)?,
+            periods_lost: counters(&c::EXPORTER_PERIODS_LOST)?,
+            counter_decreases: counter(&c::EXPORTER_COUNTER_DECREASES)?,
+            query_errors: counters(&c::EXPORTER_QUERY_ERRORS)?,
+            cycles_skipped: counter(&c::EXPORTER_CYCLES_SKIPPED)?,
+            config_reload_ok: gauge(&c::EXPORTER_RELOAD_OK)?,
+            config_reload_time: gauge(&c::EXPORTER_RELOAD_TIME)?,
+            otlp_exports: counters(&c::EXPORTER_OTLP_EXPORTS)?,
         };
         registry.register(Box::new(m.build_info.clone()))?;
         registry.register(Box::new(m.otlp_exports.clone()))?;
@@ -218,5 +143,54 @@ impl SelfMetrics {
         self.aws_requests
             .with_label_values(&[service, operation, result.as_str()])
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::proto::MetricType;
+
+    use super::*;
+    use crate::contract::{Level, Type};
+
+    #[test]
+    fn every_self_metric_is_registered_as_the_contract_defines_it() {
+        let registry = Registry::new();
+        let m = SelfMetrics::new(&registry, false).unwrap();
+        // Vectors show in `gather()` once they have a series.
+        m.otlp_exports.with_label_values(&["success"]);
+        for v in [&m.target_up, &m.rest_name_conflicts] {
+            v.with_label_values(&["1", "r"]);
+        }
+        m.periods_lost.with_label_values(&["1", "r"]);
+        let gathered = registry.gather();
+        let exporter: Vec<&Def> = c::ALL
+            .iter()
+            .copied()
+            .filter(|d| d.level == Level::Exporter)
+            .collect();
+        assert_eq!(gathered.len(), exporter.len());
+        for def in exporter {
+            let f = gathered
+                .iter()
+                .find(|f| f.name() == def.name)
+                .unwrap_or_else(|| panic!("{} is not registered", def.name));
+            assert_eq!(f.help(), def.help, "{}", def.name);
+            let kind = match f.get_field_type() {
+                MetricType::COUNTER => Type::Counter,
+                MetricType::GAUGE => Type::Gauge,
+                MetricType::HISTOGRAM => Type::Histogram,
+                other => panic!("{}: {other:?}", def.name),
+            };
+            assert_eq!(kind, def.kind, "{}", def.name);
+            let labels: Vec<&str> = f.get_metric()[0]
+                .get_label()
+                .iter()
+                .map(|l| l.name())
+                .collect();
+            let mut expected = def.labels.to_vec();
+            expected.sort_unstable();
+            assert_eq!(labels, expected, "{}", def.name);
+        }
     }
 }

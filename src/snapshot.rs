@@ -1,22 +1,13 @@
 //! The immutable view readers get: built once per cycle from the store and the inventories,
 //! then swapped in whole, so `/metrics` and OTLP never see half a cycle and never wait on AWS.
 
-use std::fmt;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
-use crate::inventory::TargetInventory;
+use crate::contract::{self, Def};
+use crate::inventory::{Stage, TargetInventory, Throttle};
 use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
 use crate::store::Store;
-
-/// How a family is typed in the exposition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Summary,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -38,89 +29,29 @@ pub struct Sample {
     pub value: Value,
 }
 
+/// The series of one family of the contract.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FamilySnapshot {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: Kind,
+    pub def: &'static Def,
     pub samples: Vec<Sample>,
 }
 
-/// Everything the API Gateway side of `/metrics` shows.
-///
-/// Besides its families, a snapshot carries the cache of its own Prometheus text, which
-/// [`crate::render`] fills the first time a published (shared, hence immutable) snapshot is
-/// scraped; every later scrape of the same snapshot copies the text. Clones start with an
-/// empty cache, and equality and `Debug` ignore it.
-#[derive(Default)]
+/// Everything the API Gateway side of `/metrics` (and of the OTLP push) shows.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub families: Vec<FamilySnapshot>,
-    encoded: OnceLock<Option<EncodedFamilies>>,
-}
-
-/// The text exposition of a snapshot's families, in name order, ready to be merged with the
-/// self-metrics. Built by [`crate::render`].
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct EncodedFamilies {
-    /// The text of every family, one after the other.
-    pub text: String,
-    /// Each family's name and its bytes in `text`, sorted by name.
-    pub families: Vec<(&'static str, Range<usize>)>,
 }
 
 impl Snapshot {
     pub fn new(families: Vec<FamilySnapshot>) -> Snapshot {
-        Snapshot {
-            families,
-            encoded: OnceLock::new(),
-        }
+        Snapshot { families }
     }
 
     /// Samples across all families (a summary counts once).
     pub fn series(&self) -> usize {
         self.families.iter().map(|f| f.samples.len()).sum()
     }
-
-    /// The cached text of this snapshot, computed by `encode` on first use (`None`: the
-    /// snapshot cannot be encoded on its own, and every render takes the general path).
-    /// Only for snapshots nobody mutates any more, such as [`SharedSnapshot::load`]'s.
-    pub fn encoded_with(
-        &self,
-        encode: impl FnOnce(&Snapshot) -> Option<EncodedFamilies>,
-    ) -> Option<&EncodedFamilies> {
-        self.encoded.get_or_init(|| encode(self)).as_ref()
-    }
 }
-
-impl Clone for Snapshot {
-    fn clone(&self) -> Snapshot {
-        Snapshot::new(self.families.clone())
-    }
-}
-
-impl PartialEq for Snapshot {
-    fn eq(&self, other: &Snapshot) -> bool {
-        self.families == other.families
-    }
-}
-
-impl fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("families", &self.families)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Names and help of the info families, for the collector's descriptors.
-pub const API_INFO: (&str, &str) = (
-    "aws_apigateway_api_info",
-    "Always 1 for each API in the inventory; labels describe it. From API Gateway discovery, refreshed on discovery.refresh_interval.",
-);
-pub const STAGE_INFO: (&str, &str) = (
-    "aws_apigateway_stage_info",
-    "Always 1 for each exported stage; labels say whether detailed (per-route) metrics and the cache are enabled. From API Gateway discovery.",
-);
 
 /// Builds the snapshot. `settled` is the start of the period that quantile and max gauges
 /// report; `tags` are the API tags copied into `api_info` as `tag_<name>`.
@@ -147,7 +78,7 @@ pub fn build(
                 }
             }
         };
-        match info.kind {
+        match info.kind() {
             FamilyKind::Counter => {
                 let i = bucket(&mut counters);
                 counters[i].2.push(Sample {
@@ -189,64 +120,32 @@ pub fn build(
     }
     let mut families = Vec::new();
     for (family, route, samples) in counters {
-        let info = family.info();
         families.push(FamilySnapshot {
-            name: family.name_at(route),
-            help: info.help,
-            kind: match info.kind {
-                FamilyKind::Counter => Kind::Counter,
-                FamilyKind::Summary => Kind::Summary,
-            },
+            def: family.def_at(route),
             samples,
         });
     }
     for (family, route, samples) in maxima {
-        families.push(FamilySnapshot {
-            name: family.max_name_at(route).unwrap_or_default(),
-            help: max_help(family),
-            kind: Kind::Gauge,
-            samples,
-        });
+        if let Some(def) = family.max_def_at(route) {
+            families.push(FamilySnapshot { def, samples });
+        }
     }
     let (api_info, stage_info) = info_samples(inventories, tags);
     let (rate, burst, timeouts, quotas) = limit_samples(inventories);
-    for ((name, help), samples) in [
-        (API_INFO, api_info),
-        (STAGE_INFO, stage_info),
-        (RATE_LIMIT, rate),
-        (BURST_LIMIT, burst),
-        (TIMEOUT, timeouts),
-        (QUOTA, quotas),
+    for (def, samples) in [
+        (&contract::API_INFO, api_info),
+        (&contract::STAGE_INFO, stage_info),
+        (&contract::THROTTLE_RATE_LIMIT, rate),
+        (&contract::THROTTLE_BURST_LIMIT, burst),
+        (&contract::INTEGRATION_TIMEOUT, timeouts),
+        (&contract::USAGE_PLAN_QUOTA_LIMIT, quotas),
     ] {
-        families.push(FamilySnapshot {
-            name,
-            help,
-            kind: Kind::Gauge,
-            samples,
-        });
+        families.push(FamilySnapshot { def, samples });
     }
     families.retain(|f| !f.samples.is_empty());
     Snapshot::new(families)
 }
 
-pub const RATE_LIMIT: (&str, &str) = (
-    "aws_apigateway_throttle_rate_limit",
-    "Steady-state requests per second API Gateway allows, by scope: account (GetAccount; shared by every API of the region), stage (the stage's default method or route settings) or method (a method's or route's own settings). From API Gateway discovery.",
-);
-pub const BURST_LIMIT: (&str, &str) = (
-    "aws_apigateway_throttle_burst_limit",
-    "Burst of requests API Gateway allows, by scope (account, stage, method), as for aws_apigateway_throttle_rate_limit. From API Gateway discovery.",
-);
-pub const QUOTA: (&str, &str) = (
-    "aws_apigateway_usage_plan_quota_limit",
-    "Requests a usage plan allows each API key per period (period=\"DAY\"|\"WEEK\"|\"MONTH\") on an API stage. From API Gateway GetUsagePlans.",
-);
-pub const TIMEOUT: (&str, &str) = (
-    "aws_apigateway_integration_timeout_seconds",
-    "Configured integration timeout of a method or route, in seconds (29 s unless raised). From API Gateway discovery.",
-);
-
-/// Throttle limits (account, stage, method/route) and integration timeouts.
 /// Throttle limits (account, stage, method/route, usage plan), integration timeouts and
 /// usage plan quotas.
 fn limit_samples(
@@ -254,19 +153,18 @@ fn limit_samples(
 ) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>, Vec<Sample>) {
     let (mut rate, mut burst, mut timeouts, mut quotas) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut push =
-        |labels: &Labels, extra: Vec<(String, String)>, t: &crate::inventory::Throttle| {
-            rate.push(Sample {
-                labels: Arc::clone(labels),
-                extra: extra.clone(),
-                value: Value::Single(t.rate),
-            });
-            burst.push(Sample {
-                labels: Arc::clone(labels),
-                extra,
-                value: Value::Single(t.burst),
-            });
-        };
+    let mut push = |labels: &Labels, extra: Vec<(String, String)>, t: &Throttle| {
+        rate.push(Sample {
+            labels: Arc::clone(labels),
+            extra: extra.clone(),
+            value: Value::Single(t.rate),
+        });
+        burst.push(Sample {
+            labels: Arc::clone(labels),
+            extra,
+            value: Value::Single(t.burst),
+        });
+    };
     let scope = |s: &str| vec![("scope".to_string(), s.to_string())];
     for inv in inventories {
         if let Some(t) = &inv.account_throttle {
@@ -274,9 +172,7 @@ fn limit_samples(
             push(&labels, scope("account"), t);
         }
         for api in &inv.apis {
-            let limited = |s: &&crate::inventory::Stage| {
-                s.throttle.is_some() || !s.route_throttles.is_empty()
-            };
+            let limited = |s: &&Stage| s.throttle.is_some() || !s.route_throttles.is_empty();
             // Labels only for what has limits: most stages of a large fleet have none.
             if api.timeouts.is_empty() && !api.stages.iter().any(|s| limited(&s)) {
                 continue;
@@ -336,17 +232,6 @@ fn limit_samples(
         }
     }
     (rate, burst, timeouts, quotas)
-}
-
-pub fn max_help(family: Family) -> &'static str {
-    match family {
-        Family::Latency => {
-            "Maximum Latency of the latest settled CloudWatch period, in seconds. Polled from CloudWatch AWS/ApiGateway, not live."
-        }
-        _ => {
-            "Maximum IntegrationLatency of the latest settled CloudWatch period, in seconds. Polled from CloudWatch AWS/ApiGateway, not live."
-        }
-    }
 }
 
 /// Turns an API tag key into a label name: `tag_` + the key with every character outside

@@ -12,9 +12,8 @@ use apigateway_exporter::clock::{Clock, ManualClock};
 use apigateway_exporter::config::{AccessLogsMode, Config};
 use apigateway_exporter::demo::{self, INCIDENT_CYCLE};
 use apigateway_exporter::poll::Poller;
-use apigateway_exporter::render;
+use apigateway_exporter::render::Exposition;
 use common::{Exporter, Metrics};
-use prometheus::Registry;
 
 /// Every family the exporter serves (METRICS.md and the self-metrics). Kept equal to the
 /// README's metric list by a test below.
@@ -195,7 +194,7 @@ fn the_readme_lists_exactly_the_families_served() {
 
 struct Sim {
     poller: Poller,
-    registry: Registry,
+    registry: Arc<Exposition>,
     clock: Arc<ManualClock>,
 }
 
@@ -226,7 +225,7 @@ fn simulation(seed: u64, start: i64) -> Sim {
 
 impl Sim {
     fn scrape(&self) -> Metrics {
-        Metrics::parse(&String::from_utf8(render::encode(&self.registry).unwrap()).unwrap())
+        Metrics::parse(&String::from_utf8(self.registry.encode().unwrap()).unwrap())
     }
 }
 

@@ -18,7 +18,7 @@ use apigateway_exporter::inventory::{
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::PlanOptions;
 use apigateway_exporter::poll::{PollSettings, Poller, Target};
-use apigateway_exporter::render;
+use apigateway_exporter::render::Exposition;
 use apigateway_exporter::selfmetrics::SelfMetrics;
 use apigateway_exporter::source::cloudwatch::CloudWatchSource;
 use async_trait::async_trait;
@@ -77,7 +77,7 @@ fn http_api(id: &str, stages: usize) -> RawApi {
 
 struct Harness {
     poller: Poller,
-    registry: Registry,
+    registry: Arc<Exposition>,
     clock: Arc<ManualClock>,
 }
 
@@ -125,7 +125,7 @@ impl Harness {
     }
 
     fn text(&self) -> String {
-        String::from_utf8(render::encode(&self.registry).unwrap()).unwrap()
+        String::from_utf8(self.registry.encode().unwrap()).unwrap()
     }
 
     /// The value of the first exposition line that starts with `series`.
@@ -893,7 +893,7 @@ fn poller_with(
     discovery: Arc<dyn Discovery>,
     source: Arc<dyn apigateway_exporter::source::MetricSource>,
     interval: Duration,
-) -> (Poller, Registry, Arc<ManualClock>) {
+) -> (Poller, Arc<Exposition>, Arc<ManualClock>) {
     let (registry, shared, metrics) = app::exposition(false).unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
     let target = Target::new(
@@ -951,7 +951,7 @@ async fn a_failed_discovery_keeps_the_last_inventory() {
         report.targets_ok, 1,
         "the target still polls with its last inventory"
     );
-    let text = String::from_utf8(render::encode(&registry).unwrap()).unwrap();
+    let text = String::from_utf8(registry.encode().unwrap()).unwrap();
     assert!(
         text.contains(&format!(
             "aws_apigateway_api_info{{{}",
@@ -988,7 +988,7 @@ async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
         let registry = registry.clone();
         let rendered = tokio::time::timeout(
             Duration::from_secs(1),
-            tokio::task::spawn_blocking(move || render::encode(&registry)),
+            tokio::task::spawn_blocking(move || registry.encode()),
         )
         .await
         .expect("a scrape never waits for a cycle");
@@ -997,7 +997,7 @@ async fn a_slow_cycle_skips_ticks_and_never_blocks_metrics() {
     let _ = stop.send(());
     task.await.unwrap();
     let elapsed = started.elapsed().as_secs_f64();
-    let text = String::from_utf8(render::encode(&registry).unwrap()).unwrap();
+    let text = String::from_utf8(registry.encode().unwrap()).unwrap();
     let value = |name: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -1142,7 +1142,7 @@ fn outage_settings(max_backfill: Duration) -> PollSettings {
 
 struct OutageRig {
     poller: Poller,
-    registry: Registry,
+    registry: Arc<Exposition>,
     clock: Arc<ManualClock>,
     outage: Arc<Outage>,
     log: Arc<CallLog>,
@@ -1172,8 +1172,8 @@ fn outage_rig(stages: usize, max_backfill: Duration) -> OutageRig {
     }
 }
 
-fn rendered(registry: &Registry, series: &str) -> Option<f64> {
-    String::from_utf8(render::encode(registry).unwrap())
+fn rendered(registry: &Exposition, series: &str) -> Option<f64> {
+    String::from_utf8(registry.encode().unwrap())
         .unwrap()
         .lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
@@ -1302,7 +1302,7 @@ async fn a_reload_during_an_outage_keeps_every_series_and_counter() {
     // Every counter and info series (the max gauges go stale in any r.outage, reload or not:
     // no new settled period is read).
     let series = || {
-        let text = String::from_utf8(render::encode(&r.registry).unwrap()).unwrap();
+        let text = String::from_utf8(r.registry.encode().unwrap()).unwrap();
         let mut kept: Vec<String> = text
             .lines()
             .filter(|l| {

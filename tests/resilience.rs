@@ -181,9 +181,13 @@ fn memory_and_file_descriptors_stay_flat_over_a_soak() {
 }
 
 fn state() -> AppState {
+    let shared = SharedSnapshot::new();
     AppState {
-        registry: prometheus::Registry::new(),
-        shared: SharedSnapshot::new(),
+        exposition: std::sync::Arc::new(apigateway_exporter::render::Exposition::new(
+            prometheus::Registry::new(),
+            std::sync::Arc::clone(&shared),
+        )),
+        shared,
         demo: false,
         reload: None,
     }

@@ -25,7 +25,7 @@ use apigateway_exporter::inventory::{
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::{PlanOptions, Query};
 use apigateway_exporter::poll::{PollSettings, Poller, Target};
-use apigateway_exporter::render::SnapshotCollector;
+use apigateway_exporter::render::Exposition;
 use apigateway_exporter::selfmetrics::SelfMetrics;
 use apigateway_exporter::snapshot::SharedSnapshot;
 use apigateway_exporter::source::{MetricSource, Outcome, SourceError, Window};
@@ -193,10 +193,10 @@ pub fn settings() -> PollSettings {
 }
 
 /// The exporter's pipeline over a synthetic fleet of `apis` APIs, wired as `app::run` wires
-/// it: one registry with the self-metrics and the snapshot collector.
+/// it: the self-metrics' registry and the snapshot, behind one exposition.
 pub struct World {
     pub poller: Poller,
-    pub registry: Registry,
+    pub exposition: Arc<Exposition>,
     pub shared: Arc<SharedSnapshot>,
     pub clock: Arc<ManualClock>,
     pub source: Arc<SyntheticSource>,
@@ -207,11 +207,7 @@ impl World {
         let registry = Registry::new();
         let shared = SharedSnapshot::new();
         let metrics = SelfMetrics::new(&registry, false).expect("self-metrics");
-        registry
-            .register(Box::new(
-                SnapshotCollector::new(Arc::clone(&shared)).expect("collector"),
-            ))
-            .expect("register the collector");
+        let exposition = Arc::new(Exposition::new(registry, Arc::clone(&shared)));
         let clock = Arc::new(ManualClock::new(START));
         let source = Arc::new(SyntheticSource {
             clock: Arc::clone(&clock),
@@ -231,7 +227,7 @@ impl World {
         );
         World {
             poller,
-            registry,
+            exposition,
             shared,
             clock,
             source,

@@ -29,7 +29,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::snapshot::{Kind, Snapshot, Value};
+use crate::contract::{self, Type};
+use crate::snapshot::{FamilySnapshot, Snapshot, Value};
 
 /// Stale markers kept for an unreachable collector are capped at this many series.
 const MAX_PENDING_STALE: usize = 100_000;
@@ -217,19 +218,20 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    fn family(&mut self, f: &crate::snapshot::FamilySnapshot) {
-        let description = f.help.to_string();
-        match f.kind {
-            Kind::Counter | Kind::Gauge => {
-                let shape = if f.kind == Kind::Counter {
+    fn family(&mut self, f: &FamilySnapshot) {
+        let def = f.def;
+        let description = def.help.to_string();
+        match def.kind {
+            Type::Counter | Type::Gauge | Type::Histogram => {
+                let shape = if def.kind == Type::Counter {
                     Shape::Sum
                 } else {
                     Shape::Gauge
                 };
                 let meta = Arc::new(Meta {
-                    name: f.name.to_string(),
+                    name: def.name.to_string(),
                     description,
-                    unit: unit(f.name),
+                    unit: def.unit,
                     shape,
                 });
                 let index = self.begin(&meta);
@@ -243,23 +245,25 @@ impl Build<'_> {
                     self.point(index, &meta, attributes, Point::Double(value));
                 }
             }
-            Kind::Summary => {
+            Type::Summary => {
                 let quantiles = Arc::new(Meta {
-                    name: f.name.to_string(),
+                    name: def.name.to_string(),
                     description: description.clone(),
-                    unit: unit(f.name),
+                    unit: def.unit,
                     shape: Shape::Gauge,
                 });
+                let sum_name = format!("{}_sum", def.name);
                 let sum = Arc::new(Meta {
-                    name: format!("{}_sum", f.name),
+                    unit: def.unit_of(&sum_name),
+                    name: sum_name,
                     description: description.clone(),
-                    unit: unit(&format!("{}_sum", f.name)),
                     shape: Shape::Sum,
                 });
+                let count_name = format!("{}_count", def.name);
                 let count = Arc::new(Meta {
-                    name: format!("{}_count", f.name),
+                    unit: def.unit_of(&count_name),
+                    name: count_name,
                     description,
-                    unit: unit(&format!("{}_count", f.name)),
                     shape: Shape::Sum,
                 });
                 let has_quantiles = f.samples.iter().any(
@@ -515,38 +519,9 @@ fn series_key(name: &str, attributes: &[KeyValue]) -> String {
     key
 }
 
-/// The UCUM unit of a metric (empty for info and 0/1 metrics).
+/// The UCUM unit of a series name, from the contract (empty for names outside it).
 pub fn unit(name: &str) -> &'static str {
-    match name {
-        "aws_apigateway_requests_total"
-        | "aws_apigateway_4xx_errors_total"
-        | "aws_apigateway_5xx_errors_total"
-        | "aws_apigateway_cache_hits_total"
-        | "aws_apigateway_cache_misses_total"
-        | "aws_apigateway_throttled_requests_total"
-        | "aws_apigateway_latency_seconds_count"
-        | "aws_apigateway_integration_latency_seconds_count"
-        | "aws_apigateway_throttle_burst_limit" => "{request}",
-        "aws_apigateway_throttle_rate_limit" => "{request}/s",
-        "aws_apigateway_processed_bytes_total" => "By",
-        "aws_apigateway_websocket_connects_total" => "{connection}",
-        "aws_apigateway_websocket_messages_total" => "{message}",
-        "aws_apigateway_websocket_client_errors_total"
-        | "aws_apigateway_websocket_integration_errors_total"
-        | "aws_apigateway_websocket_execution_errors_total" => "{error}",
-        "aws_apigateway_exporter_cloudwatch_requests_total"
-        | "aws_apigateway_exporter_aws_requests_total" => "{call}",
-        "aws_apigateway_exporter_cloudwatch_metrics_requested_total" => "{metric}",
-        "aws_apigateway_exporter_query_errors_total" => "{query}",
-        "aws_apigateway_exporter_period_value_decreases_total" => "{event}",
-        "aws_apigateway_exporter_cycles_skipped_total" => "{cycle}",
-        "aws_apigateway_exporter_otlp_exports_total" => "{export}",
-        "aws_apigateway_exporter_series" => "{series}",
-        "aws_apigateway_exporter_apis" | "aws_apigateway_exporter_rest_name_conflicts" => "{api}",
-        n if n.ends_with("_seconds") || n.ends_with("_seconds_sum") => "s",
-        n if n.ends_with("_bytes") || n.ends_with("_bytes_total") => "By",
-        _ => "",
-    }
+    contract::family_of(name).map_or("", |def| def.unit_of(name))
 }
 
 #[cfg(test)]
@@ -569,9 +544,7 @@ mod tests {
 
     fn counter(name: &'static str, stages: &[(&str, f64)]) -> FamilySnapshot {
         FamilySnapshot {
-            name,
-            help: "help",
-            kind: Kind::Counter,
+            def: contract::family_of(name).unwrap(),
             samples: stages
                 .iter()
                 .map(|(stage, v)| Sample {
@@ -699,9 +672,7 @@ mod tests {
     fn summaries_become_a_quantile_gauge_and_two_sums() {
         let mut c = Converter::new(&std::collections::BTreeMap::new(), 0);
         let f = FamilySnapshot {
-            name: "aws_apigateway_latency_seconds",
-            help: "h",
-            kind: Kind::Summary,
+            def: &contract::LATENCY,
             samples: vec![Sample {
                 labels: labels("prod"),
                 extra: Vec::new(),

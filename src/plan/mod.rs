@@ -76,7 +76,7 @@ impl TargetPlan {
 /// The statistics read for a family: `Sum` for counters; `Sum`, `SampleCount` and the
 /// configured latency statistics for summaries.
 pub fn stats_for(family: Family, latency: &[Stat]) -> Vec<Stat> {
-    match family.info().kind {
+    match family.info().kind() {
         FamilyKind::Counter => vec![Stat::Sum],
         FamilyKind::Summary => {
             let mut stats = vec![Stat::Sum, Stat::SampleCount];

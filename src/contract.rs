@@ -1,0 +1,628 @@
+//! The metric contract: every family the exporter serves, defined once. The Prometheus
+//! exposition, the OTLP push, the self-metrics and the README's metric tables all take their
+//! name, type, unit, help and labels from here (or are tested against it).
+
+/// How a family is typed in the Prometheus exposition (and mapped to OTLP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Counter,
+    Gauge,
+    /// Quantile gauges with `_sum` and `_count` counters.
+    Summary,
+    Histogram,
+}
+
+/// Which series a family has, and so which identifying labels they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// One series per stage (`account_id`, `region`, `api_id`, `api_name`, `api_type`,
+    /// `stage`); per API, without `stage`, where no stage is selected.
+    Stage,
+    /// One series per method (`resource`, `method`) or route (`route`) of a stage with
+    /// detailed metrics: the stage labels and those.
+    Route,
+    /// One series per API (no `stage`), or per method or route of an API.
+    Api,
+    /// By `scope`: the account (`account_id`, `region` only), a stage, a method or route of
+    /// a stage, or a usage plan on a stage.
+    Scoped,
+    /// The exporter's own health; only the labels listed.
+    Exporter,
+}
+
+/// One metric family.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Def {
+    pub name: &'static str,
+    pub kind: Type,
+    /// UCUM unit for OTLP (empty: dimensionless, info or 0/1). A summary's `_count` counts
+    /// requests whatever its unit.
+    pub unit: &'static str,
+    pub help: &'static str,
+    pub level: Level,
+    /// Labels beyond the level's identifying ones (all labels, for exporter families).
+    pub labels: &'static [&'static str],
+}
+
+impl Def {
+    /// The OTLP unit of one of this family's Prometheus series names (`_sum`, `_count` and
+    /// `_bucket` of summaries and histograms included).
+    pub fn unit_of(&self, series_name: &str) -> &'static str {
+        let count = series_name.len() > self.name.len() && series_name.ends_with("_count");
+        match (self.kind, count) {
+            (Type::Summary, true) => "{request}",
+            (Type::Histogram, true) => "{observation}",
+            _ => self.unit,
+        }
+    }
+}
+
+const fn def(
+    name: &'static str,
+    kind: Type,
+    unit: &'static str,
+    level: Level,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Def {
+    Def {
+        name,
+        kind,
+        unit,
+        help,
+        level,
+        labels,
+    }
+}
+
+/// The route-level twin of a stage family: its own name, so `sum()` over a family never
+/// counts a request twice.
+const fn route(stage: &Def, name: &'static str) -> Def {
+    def(
+        name,
+        stage.kind,
+        stage.unit,
+        Level::Route,
+        stage.labels,
+        stage.help,
+    )
+}
+
+use Level::{Api, Exporter, Scoped, Stage};
+use Type::{Counter, Gauge, Histogram, Summary};
+
+macro_rules! polled {
+    ($text:literal) => {
+        concat!($text, " Polled from CloudWatch AWS/ApiGateway, not live.")
+    };
+}
+
+pub const REQUESTS: Def = def(
+    "aws_apigateway_requests_total",
+    Counter,
+    "{request}",
+    Stage,
+    &[],
+    polled!("Requests received (CloudWatch Count, Sum per period)."),
+);
+pub const ERRORS_4XX: Def = def(
+    "aws_apigateway_4xx_errors_total",
+    Counter,
+    "{request}",
+    Stage,
+    &[],
+    polled!("Client-side errors (CloudWatch 4XXError for REST, 4xx for HTTP; Sum per period)."),
+);
+pub const ERRORS_5XX: Def = def(
+    "aws_apigateway_5xx_errors_total",
+    Counter,
+    "{request}",
+    Stage,
+    &[],
+    polled!("Server-side errors (CloudWatch 5XXError for REST, 5xx for HTTP; Sum per period)."),
+);
+pub const CACHE_HITS: Def = def(
+    "aws_apigateway_cache_hits_total",
+    Counter,
+    "{request}",
+    Stage,
+    &[],
+    polled!("Requests served from the REST API cache (CloudWatch CacheHitCount, Sum per period)."),
+);
+pub const CACHE_MISSES: Def = def(
+    "aws_apigateway_cache_misses_total",
+    Counter,
+    "{request}",
+    Stage,
+    &[],
+    polled!(
+        "Requests served from the backend while the REST API cache was enabled (CloudWatch CacheMissCount, Sum per period)."
+    ),
+);
+pub const PROCESSED_BYTES: Def = def(
+    "aws_apigateway_processed_bytes_total",
+    Counter,
+    "By",
+    Stage,
+    &[],
+    polled!("Bytes processed by an HTTP API (CloudWatch DataProcessed, Sum per period)."),
+);
+pub const WS_CONNECTS: Def = def(
+    "aws_apigateway_websocket_connects_total",
+    Counter,
+    "{connection}",
+    Stage,
+    &[],
+    polled!("Messages sent to the $connect route (CloudWatch ConnectCount, Sum per period)."),
+);
+pub const WS_MESSAGES: Def = def(
+    "aws_apigateway_websocket_messages_total",
+    Counter,
+    "{message}",
+    Stage,
+    &[],
+    polled!("Messages sent to and from clients (CloudWatch MessageCount, Sum per period)."),
+);
+pub const WS_CLIENT_ERRORS: Def = def(
+    "aws_apigateway_websocket_client_errors_total",
+    Counter,
+    "{error}",
+    Stage,
+    &[],
+    polled!(
+        "Requests answered 4XX before the integration was invoked (CloudWatch ClientError, Sum per period)."
+    ),
+);
+pub const WS_INTEGRATION_ERRORS: Def = def(
+    "aws_apigateway_websocket_integration_errors_total",
+    Counter,
+    "{error}",
+    Stage,
+    &[],
+    polled!(
+        "Requests for which the integration returned an error (CloudWatch IntegrationError, Sum per period)."
+    ),
+);
+pub const WS_EXECUTION_ERRORS: Def = def(
+    "aws_apigateway_websocket_execution_errors_total",
+    Counter,
+    "{error}",
+    Stage,
+    &[],
+    polled!("Errors while calling the integration (CloudWatch ExecutionError, Sum per period)."),
+);
+pub const LATENCY: Def = def(
+    "aws_apigateway_latency_seconds",
+    Summary,
+    "s",
+    Stage,
+    &[],
+    polled!(
+        "Time from request received to response sent, including the integration (CloudWatch Latency). Quantiles are from the latest settled period; _sum and _count are counters."
+    ),
+);
+pub const INTEGRATION_LATENCY: Def = def(
+    "aws_apigateway_integration_latency_seconds",
+    Summary,
+    "s",
+    Stage,
+    &[],
+    polled!(
+        "Time from request relayed to the backend to response received from it (CloudWatch IntegrationLatency). Quantiles are from the latest settled period; _sum and _count are counters."
+    ),
+);
+pub const LATENCY_MAX: Def = def(
+    "aws_apigateway_latency_max_seconds",
+    Gauge,
+    "s",
+    Stage,
+    &[],
+    polled!("Maximum Latency of the latest settled CloudWatch period, in seconds."),
+);
+pub const INTEGRATION_LATENCY_MAX: Def = def(
+    "aws_apigateway_integration_latency_max_seconds",
+    Gauge,
+    "s",
+    Stage,
+    &[],
+    polled!("Maximum IntegrationLatency of the latest settled CloudWatch period, in seconds."),
+);
+pub const THROTTLED: Def = def(
+    "aws_apigateway_throttled_requests_total",
+    Counter,
+    "{request}",
+    Stage,
+    &["reason"],
+    "Requests answered 429, by reason: throttled (a rate or burst limit) or quota_exceeded (a usage plan quota). Counted from API Gateway access logs through a CloudWatch Logs metric filter (access_logs in the config); polled, not live.",
+);
+
+pub const ROUTE_REQUESTS: Def = route(&REQUESTS, "aws_apigateway_route_requests_total");
+pub const ROUTE_ERRORS_4XX: Def = route(&ERRORS_4XX, "aws_apigateway_route_4xx_errors_total");
+pub const ROUTE_ERRORS_5XX: Def = route(&ERRORS_5XX, "aws_apigateway_route_5xx_errors_total");
+pub const ROUTE_CACHE_HITS: Def = route(&CACHE_HITS, "aws_apigateway_route_cache_hits_total");
+pub const ROUTE_CACHE_MISSES: Def = route(&CACHE_MISSES, "aws_apigateway_route_cache_misses_total");
+pub const ROUTE_PROCESSED_BYTES: Def = route(
+    &PROCESSED_BYTES,
+    "aws_apigateway_route_processed_bytes_total",
+);
+pub const ROUTE_WS_CONNECTS: Def = route(
+    &WS_CONNECTS,
+    "aws_apigateway_route_websocket_connects_total",
+);
+pub const ROUTE_WS_MESSAGES: Def = route(
+    &WS_MESSAGES,
+    "aws_apigateway_route_websocket_messages_total",
+);
+pub const ROUTE_WS_CLIENT_ERRORS: Def = route(
+    &WS_CLIENT_ERRORS,
+    "aws_apigateway_route_websocket_client_errors_total",
+);
+pub const ROUTE_WS_INTEGRATION_ERRORS: Def = route(
+    &WS_INTEGRATION_ERRORS,
+    "aws_apigateway_route_websocket_integration_errors_total",
+);
+pub const ROUTE_WS_EXECUTION_ERRORS: Def = route(
+    &WS_EXECUTION_ERRORS,
+    "aws_apigateway_route_websocket_execution_errors_total",
+);
+pub const ROUTE_LATENCY: Def = route(&LATENCY, "aws_apigateway_route_latency_seconds");
+pub const ROUTE_INTEGRATION_LATENCY: Def = route(
+    &INTEGRATION_LATENCY,
+    "aws_apigateway_route_integration_latency_seconds",
+);
+pub const ROUTE_LATENCY_MAX: Def = route(&LATENCY_MAX, "aws_apigateway_route_latency_max_seconds");
+pub const ROUTE_INTEGRATION_LATENCY_MAX: Def = route(
+    &INTEGRATION_LATENCY_MAX,
+    "aws_apigateway_route_integration_latency_max_seconds",
+);
+
+pub const API_INFO: Def = def(
+    "aws_apigateway_api_info",
+    Gauge,
+    "",
+    Api,
+    &["endpoint_type", "tag_*"],
+    "Always 1 for each API in the inventory; labels describe it. From API Gateway discovery, refreshed on discovery.refresh_interval.",
+);
+pub const STAGE_INFO: Def = def(
+    "aws_apigateway_stage_info",
+    Gauge,
+    "",
+    Stage,
+    &["detailed_metrics", "cache_enabled"],
+    "Always 1 for each exported stage; labels say whether detailed (per-route) metrics and the cache are enabled. From API Gateway discovery.",
+);
+pub const THROTTLE_RATE_LIMIT: Def = def(
+    "aws_apigateway_throttle_rate_limit",
+    Gauge,
+    "{request}/s",
+    Scoped,
+    &["scope"],
+    "Steady-state requests per second API Gateway allows, by scope: account (GetAccount; shared by every API of the region), stage (the stage's default method or route settings) or method (a method's or route's own settings). From API Gateway discovery.",
+);
+pub const THROTTLE_BURST_LIMIT: Def = def(
+    "aws_apigateway_throttle_burst_limit",
+    Gauge,
+    "{request}",
+    Scoped,
+    &["scope"],
+    "Burst of requests API Gateway allows, by scope (account, stage, method), as for aws_apigateway_throttle_rate_limit. From API Gateway discovery.",
+);
+pub const USAGE_PLAN_QUOTA_LIMIT: Def = def(
+    "aws_apigateway_usage_plan_quota_limit",
+    Gauge,
+    "{request}",
+    Stage,
+    &["usage_plan_id", "usage_plan_name", "period"],
+    "Requests a usage plan allows each API key per period (period=\"DAY\"|\"WEEK\"|\"MONTH\") on an API stage. From API Gateway GetUsagePlans.",
+);
+pub const INTEGRATION_TIMEOUT: Def = def(
+    "aws_apigateway_integration_timeout_seconds",
+    Gauge,
+    "s",
+    Api,
+    &["resource", "method", "route"],
+    "Configured integration timeout of a method or route, in seconds (29 s unless raised). From API Gateway discovery.",
+);
+
+pub const EXPORTER_BUILD_INFO: Def = def(
+    "aws_apigateway_exporter_build_info",
+    Gauge,
+    "",
+    Exporter,
+    &["version", "revision", "demo"],
+    "Always 1; labels say the version and revision, and demo=\"true\" when the data is synthetic.",
+);
+pub const EXPORTER_UP: Def = def(
+    "aws_apigateway_exporter_up",
+    Gauge,
+    "",
+    Exporter,
+    &[],
+    "1 when the last poll cycle succeeded completely (every target, every batch), else 0.",
+);
+pub const EXPORTER_TARGET_UP: Def = def(
+    "aws_apigateway_exporter_target_up",
+    Gauge,
+    "",
+    Exporter,
+    &["account_id", "region"],
+    "1 when the last cycle of this account and region succeeded completely, else 0.",
+);
+pub const EXPORTER_CYCLE_DURATION: Def = def(
+    "aws_apigateway_exporter_cycle_duration_seconds",
+    Histogram,
+    "s",
+    Exporter,
+    &[],
+    "Wall-clock duration of poll cycles.",
+);
+pub const EXPORTER_LAST_SUCCESS: Def = def(
+    "aws_apigateway_exporter_last_success_timestamp_seconds",
+    Gauge,
+    "s",
+    Exporter,
+    &[],
+    "Unix time of the end of the last poll cycle that succeeded completely.",
+);
+pub const EXPORTER_DATA_AGE: Def = def(
+    "aws_apigateway_exporter_data_age_seconds",
+    Gauge,
+    "s",
+    Exporter,
+    &[],
+    "Age of the newest CloudWatch period ingested, measured from its end, at the last cycle.",
+);
+pub const EXPORTER_CLOUDWATCH_REQUESTS: Def = def(
+    "aws_apigateway_exporter_cloudwatch_requests_total",
+    Counter,
+    "{call}",
+    Exporter,
+    &["operation", "result"],
+    "CloudWatch API calls, by operation and result.",
+);
+pub const EXPORTER_METRICS_REQUESTED: Def = def(
+    "aws_apigateway_exporter_cloudwatch_metrics_requested_total",
+    Counter,
+    "{metric}",
+    Exporter,
+    &[],
+    "Metrics requested from GetMetricData, counted the way AWS bills it (one per query of every call AWS answered).",
+);
+pub const EXPORTER_AWS_REQUESTS: Def = def(
+    "aws_apigateway_exporter_aws_requests_total",
+    Counter,
+    "{call}",
+    Exporter,
+    &["service", "operation", "result"],
+    "Discovery and identity API calls (apigateway, apigatewayv2, sts), by service, operation and result.",
+);
+pub const EXPORTER_SERIES: Def = def(
+    "aws_apigateway_exporter_series",
+    Gauge,
+    "{series}",
+    Exporter,
+    &[],
+    "API Gateway series currently exported (samples in the snapshot).",
+);
+pub const EXPORTER_APIS: Def = def(
+    "aws_apigateway_exporter_apis",
+    Gauge,
+    "{api}",
+    Exporter,
+    &["api_type"],
+    "APIs in the inventory, by type.",
+);
+pub const EXPORTER_REST_NAME_CONFLICTS: Def = def(
+    "aws_apigateway_exporter_rest_name_conflicts",
+    Gauge,
+    "{api}",
+    Exporter,
+    &["account_id", "region"],
+    "REST APIs some of whose series are not exported because another REST API in the region has the same CloudWatch ApiName.",
+);
+pub const EXPORTER_PERIODS_LOST: Def = def(
+    "aws_apigateway_exporter_periods_lost_total",
+    Counter,
+    "{period}",
+    Exporter,
+    &["account_id", "region"],
+    "CloudWatch periods that could not be read before they passed poll.max_backfill (an outage longer than that): the counters of this account and region miss what happened in them.",
+);
+pub const EXPORTER_COUNTER_DECREASES: Def = def(
+    "aws_apigateway_exporter_period_value_decreases_total",
+    Counter,
+    "{event}",
+    Exporter,
+    &[],
+    "Times CloudWatch returned a smaller value for an already-counted period; ignored, counters never go down.",
+);
+pub const EXPORTER_QUERY_ERRORS: Def = def(
+    "aws_apigateway_exporter_query_errors_total",
+    Counter,
+    "{query}",
+    Exporter,
+    &["status"],
+    "GetMetricData queries whose result was not usable, by CloudWatch status code.",
+);
+pub const EXPORTER_CYCLES_SKIPPED: Def = def(
+    "aws_apigateway_exporter_cycles_skipped_total",
+    Counter,
+    "{cycle}",
+    Exporter,
+    &[],
+    "Poll ticks skipped because the previous cycle was still running (cycles never overlap).",
+);
+pub const EXPORTER_RELOAD_OK: Def = def(
+    "aws_apigateway_exporter_config_last_reload_successful",
+    Gauge,
+    "",
+    Exporter,
+    &[],
+    "1 when the last config reload (SIGHUP or POST /-/reload) succeeded, 0 when it was rejected.",
+);
+pub const EXPORTER_RELOAD_TIME: Def = def(
+    "aws_apigateway_exporter_config_last_reload_success_timestamp_seconds",
+    Gauge,
+    "s",
+    Exporter,
+    &[],
+    "Unix time of the last successful config reload (0 if none since start).",
+);
+pub const EXPORTER_OTLP_EXPORTS: Def = def(
+    "aws_apigateway_exporter_otlp_exports_total",
+    Counter,
+    "{export}",
+    Exporter,
+    &["result"],
+    "OTLP metric exports, by result (success or error).",
+);
+
+/// Every family of the contract.
+pub static ALL: &[&Def] = &[
+    &REQUESTS,
+    &ERRORS_4XX,
+    &ERRORS_5XX,
+    &CACHE_HITS,
+    &CACHE_MISSES,
+    &PROCESSED_BYTES,
+    &WS_CONNECTS,
+    &WS_MESSAGES,
+    &WS_CLIENT_ERRORS,
+    &WS_INTEGRATION_ERRORS,
+    &WS_EXECUTION_ERRORS,
+    &LATENCY,
+    &INTEGRATION_LATENCY,
+    &LATENCY_MAX,
+    &INTEGRATION_LATENCY_MAX,
+    &THROTTLED,
+    &ROUTE_REQUESTS,
+    &ROUTE_ERRORS_4XX,
+    &ROUTE_ERRORS_5XX,
+    &ROUTE_CACHE_HITS,
+    &ROUTE_CACHE_MISSES,
+    &ROUTE_PROCESSED_BYTES,
+    &ROUTE_WS_CONNECTS,
+    &ROUTE_WS_MESSAGES,
+    &ROUTE_WS_CLIENT_ERRORS,
+    &ROUTE_WS_INTEGRATION_ERRORS,
+    &ROUTE_WS_EXECUTION_ERRORS,
+    &ROUTE_LATENCY,
+    &ROUTE_INTEGRATION_LATENCY,
+    &ROUTE_LATENCY_MAX,
+    &ROUTE_INTEGRATION_LATENCY_MAX,
+    &API_INFO,
+    &STAGE_INFO,
+    &THROTTLE_RATE_LIMIT,
+    &THROTTLE_BURST_LIMIT,
+    &USAGE_PLAN_QUOTA_LIMIT,
+    &INTEGRATION_TIMEOUT,
+    &EXPORTER_BUILD_INFO,
+    &EXPORTER_UP,
+    &EXPORTER_TARGET_UP,
+    &EXPORTER_CYCLE_DURATION,
+    &EXPORTER_LAST_SUCCESS,
+    &EXPORTER_DATA_AGE,
+    &EXPORTER_CLOUDWATCH_REQUESTS,
+    &EXPORTER_METRICS_REQUESTED,
+    &EXPORTER_AWS_REQUESTS,
+    &EXPORTER_SERIES,
+    &EXPORTER_APIS,
+    &EXPORTER_REST_NAME_CONFLICTS,
+    &EXPORTER_PERIODS_LOST,
+    &EXPORTER_COUNTER_DECREASES,
+    &EXPORTER_QUERY_ERRORS,
+    &EXPORTER_CYCLES_SKIPPED,
+    &EXPORTER_RELOAD_OK,
+    &EXPORTER_RELOAD_TIME,
+    &EXPORTER_OTLP_EXPORTS,
+];
+
+/// The family of a Prometheus series name (`_sum`, `_count`, `_bucket` resolved).
+pub fn family_of(series_name: &str) -> Option<&'static Def> {
+    if let Some(d) = ALL.iter().find(|d| d.name == series_name) {
+        return Some(d);
+    }
+    let (base, suffix) = series_name.rsplit_once('_')?;
+    let d = ALL.iter().find(|d| d.name == base)?;
+    let fits = match d.kind {
+        Type::Summary => matches!(suffix, "sum" | "count"),
+        Type::Histogram => matches!(suffix, "sum" | "count" | "bucket"),
+        Type::Counter | Type::Gauge => false,
+    };
+    fits.then_some(*d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_typed_by_their_suffix() {
+        for (i, d) in ALL.iter().enumerate() {
+            assert!(d.name.starts_with("aws_apigateway_"), "{}", d.name);
+            assert!(
+                ALL[..i].iter().all(|o| o.name != d.name),
+                "{} twice",
+                d.name
+            );
+            assert_eq!(
+                d.kind == Type::Counter,
+                d.name.ends_with("_total"),
+                "{}",
+                d.name
+            );
+            assert_eq!(
+                d.level == Level::Exporter,
+                d.name.starts_with("aws_apigateway_exporter_"),
+                "{}",
+                d.name
+            );
+            if d.name.ends_with("_seconds") {
+                assert_eq!(d.unit, "s", "{}", d.name);
+            }
+            assert!(!d.help.is_empty() && !d.help.contains('\n'), "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn route_families_mirror_stage_families() {
+        for d in ALL.iter().filter(|d| d.level == Level::Route) {
+            let stage = d
+                .name
+                .replacen("aws_apigateway_route_", "aws_apigateway_", 1);
+            let s = family_of(&stage).unwrap_or_else(|| panic!("no stage family for {}", d.name));
+            assert_eq!(
+                (s.kind, s.unit, s.help, s.labels),
+                (d.kind, d.unit, d.help, d.labels)
+            );
+        }
+    }
+
+    #[test]
+    fn series_names_resolve_to_their_family() {
+        assert_eq!(
+            family_of("aws_apigateway_latency_seconds_count"),
+            Some(&LATENCY)
+        );
+        assert_eq!(
+            family_of("aws_apigateway_exporter_cycle_duration_seconds_bucket"),
+            Some(&EXPORTER_CYCLE_DURATION)
+        );
+        assert_eq!(family_of("aws_apigateway_requests_total_count"), None);
+        assert_eq!(
+            LATENCY.unit_of("aws_apigateway_latency_seconds_count"),
+            "{request}"
+        );
+        assert_eq!(LATENCY.unit_of("aws_apigateway_latency_seconds_sum"), "s");
+        assert_eq!(
+            ROUTE_LATENCY.unit_of("aws_apigateway_route_latency_seconds_count"),
+            "{request}"
+        );
+        assert!(
+            REQUESTS
+                .help
+                .ends_with("Polled from CloudWatch AWS/ApiGateway, not live.")
+        );
+    }
+}
