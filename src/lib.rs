@@ -1,37 +1,64 @@
 //! Prometheus and OpenTelemetry exporter for Amazon API Gateway metrics in CloudWatch.
 //!
-//! Data flows one way (see `ARCHITECTURE.md`):
+//! Data flows one way, and so do imports: a module names only modules above it in this list
+//! (`tests/layers.rs` fails the build of the test suite otherwise).
 //!
 //! ```text
-//! config ─► inventory ─► plan ─► source ─► store ─► snapshot ─► render / http
+//! config ─► inventory ─► plan ─► source ─► store ─► snapshot ─► render / otlp ─► http
+//!                                                         ▲
+//!                                     poll drives them all; app wires them
 //! ```
 //!
-//! - [`config`]: the YAML schema and its validation.
-//! - [`inventory`]: which APIs and stages exist (API Gateway discovery, REST name join).
-//! - [`plan`]: the CloudWatch queries of a cycle, 500 to a call, and their cost.
-//! - [`source`]: GetMetricData, or the [`demo`] source.
+//! The vocabulary every layer shares:
+//!
+//! - [`contract`]: every metric family the exporter serves (name, type, unit, help, labels),
+//!   defined once for `/metrics`, OTLP and the README.
+//! - [`model`]: API types, the CloudWatch families behind the contract, statistics, the
+//!   labels of a series, the CloudWatch namespace.
+//! - [`config`]: the YAML schema, parsed into types that cannot hold an invalid value.
+//! - [`clock`]: wall-clock time, injectable for the demo and tests.
+//! - [`sdk`]: AWS SDK clients of one target, and how their errors are classified.
+//! - [`ratelimit`]: the GetMetricData call rate of one target.
+//! - [`selfmetrics`]: the exporter's own health metrics.
+//!
+//! The pipeline, in the order data flows:
+//!
+//! - [`inventory`]: which APIs and stages exist (API Gateway discovery, paginated; the REST
+//!   name join; the API filter and shards).
+//! - [`plan`]: the CloudWatch queries of a cycle, 500 to a call; their cost; the
+//!   `check-config` report.
+//! - [`source`]: GetMetricData (and access-log events) for a batch of queries.
+//! - [`demo`]: the synthetic source and discovery of `--demo`.
 //! - [`store`]: per-period values → exact counters and settled gauges.
-//! - [`snapshot`]: the immutable view that readers share.
-//! - [`render`], [`http`]: the Prometheus exposition and the HTTP endpoints.
-//! - [`otlp`]: OTLP push of the same snapshot (gRPC or HTTP/protobuf) to a collector.
-//! - [`poll`]: the loop that drives it all; [`app`]: the wiring; [`selfmetrics`]: its own health.
+//! - [`snapshot`]: the immutable view readers share, built once per cycle.
+//! - [`render`]: the Prometheus text exposition; [`otlp`]: the OTLP push of the same view.
+//! - [`http`]: `/metrics`, the probes and `/-/reload`.
+//! - [`poll`]: the loop that drives discovery, plan, source, store and snapshot.
+//! - [`app`]: the wiring, reloads and supervision of the tasks.
 #![forbid(unsafe_code)]
 
-pub mod app;
+pub mod contract;
+pub mod model;
+
 pub mod clock;
 pub mod config;
-pub mod contract;
-pub mod demo;
-pub mod http;
-pub mod inventory;
-pub mod model;
-pub mod otlp;
-pub mod plan;
-pub mod poll;
 pub mod ratelimit;
-pub mod render;
 pub mod sdk;
 pub mod selfmetrics;
-pub mod snapshot;
+
+pub mod inventory;
+pub mod plan;
 pub mod source;
+
+pub mod demo;
 pub mod store;
+
+pub mod snapshot;
+
+pub mod otlp;
+pub mod render;
+
+pub mod http;
+pub mod poll;
+
+pub mod app;
