@@ -842,6 +842,90 @@ async fn discovery_follows_every_page() {
     assert_eq!(v2_pages.num_calls(), 2);
 }
 
+/// Emulator gap: neither LocalStack nor moto can be made to repeat a page token. A listing
+/// whose token comes back (here every GetRestApis page, and an apigatewayv2 GetApis cycle
+/// a → b → a) must fail discovery, keeping the last good inventory, rather than end quietly
+/// with a short list (what the SDK's paginators do) or loop for ever.
+#[tokio::test]
+async fn a_repeated_page_token_fails_discovery_instead_of_truncating_it() {
+    use aws_sdk_apigateway::operation::get_rest_apis::GetRestApisOutput;
+    use aws_sdk_apigateway::types::RestApi;
+    use aws_sdk_apigatewayv2::operation::get_apis::GetApisOutput;
+    use aws_sdk_apigatewayv2::types::{Api, ProtocolType};
+
+    let rest_pages = mock!(aws_sdk_apigateway::Client::get_rest_apis).then_compute_output(|_| {
+        GetRestApisOutput::builder()
+            .items(RestApi::builder().id("r1").name("orders").build())
+            .position("same")
+            .build()
+    });
+    let v2_pages = mock!(aws_sdk_apigatewayv2::Client::get_apis).then_compute_output(|req| {
+        let next = match req.next_token() {
+            None => "a",
+            Some("a") => "b",
+            _ => "a",
+        };
+        GetApisOutput::builder()
+            .items(
+                Api::builder()
+                    .api_id("h1")
+                    .name("h1")
+                    .protocol_type(ProtocolType::Http)
+                    .build(),
+            )
+            .next_token(next)
+            .build()
+    });
+    let sts = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+            .account("444455556666")
+            .build()
+    });
+    let logs = aws_sdk_cloudwatchlogs::Client::from_conf(
+        aws_sdk_cloudwatchlogs::Config::builder()
+            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+            .build(),
+    );
+    let clients = apigateway_exporter::sdk::TargetClients {
+        cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, []),
+        apigateway: mock_client!(aws_sdk_apigateway, RuleMode::MatchAny, [&rest_pages]),
+        apigatewayv2: mock_client!(aws_sdk_apigatewayv2, RuleMode::MatchAny, [&v2_pages]),
+        sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&sts]),
+        logs,
+    };
+    let registry = Registry::new();
+    let discovery = AwsDiscovery::new(clients, SelfMetrics::new(&registry, false).unwrap());
+    let rest_only = ApiSelection {
+        types: vec![ApiType::Rest],
+        ..ApiSelection::default()
+    };
+    let err = discovery
+        .discover(&ApiFilter::new(&rest_only))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("GetRestApis") && err.contains("page 2 returned a page token seen before"),
+        "{err}"
+    );
+    assert_eq!(rest_pages.num_calls(), 2, "stops at the first repeat");
+    let http_only = ApiSelection {
+        types: vec![ApiType::Http],
+        ..ApiSelection::default()
+    };
+    let err = discovery
+        .discover(&ApiFilter::new(&http_only))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("GetApis") && err.contains("page 3 returned a page token seen before"),
+        "{err}"
+    );
+    assert_eq!(v2_pages.num_calls(), 3);
+}
+
 /// Discovery that works once, then fails.
 struct FlakyDiscovery {
     apis: Vec<RawApi>,

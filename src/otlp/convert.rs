@@ -583,6 +583,26 @@ mod tests {
     }
 
     #[test]
+    fn units_come_from_the_contract_for_route_families_too() {
+        for (name, expected) in [
+            ("aws_apigateway_requests_total", "{request}"),
+            ("aws_apigateway_route_requests_total", "{request}"),
+            ("aws_apigateway_route_processed_bytes_total", "By"),
+            ("aws_apigateway_route_latency_seconds", "s"),
+            ("aws_apigateway_route_latency_seconds_sum", "s"),
+            ("aws_apigateway_route_latency_seconds_count", "{request}"),
+            ("aws_apigateway_route_latency_max_seconds", "s"),
+            ("aws_apigateway_usage_plan_quota_limit", "{request}"),
+            ("aws_apigateway_exporter_periods_lost_total", "{period}"),
+            ("aws_apigateway_exporter_cycle_duration_seconds_bucket", "s"),
+            ("aws_apigateway_stage_info", ""),
+            ("not_ours_total", ""),
+        ] {
+            assert_eq!(unit(name), expected, "{name}");
+        }
+    }
+
+    #[test]
     fn counters_are_monotonic_cumulative_sums_with_stable_starts() {
         let resource =
             std::collections::BTreeMap::from([("service.name".to_string(), "x".to_string())]);
