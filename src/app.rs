@@ -271,6 +271,7 @@ pub async fn run(
             &config.otlp,
             &crate::otlp::instance_id(port),
             Arc::clone(&shared),
+            exposition.registry().clone(),
             metrics.clone(),
         )
         .map_err(|e| AppError::Otlp(e.to_string()))?;

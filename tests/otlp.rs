@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use apigateway_exporter::contract;
 use bytes::Bytes;
 use common::{Metrics, free_port, get};
 use http_body_util::{BodyExt, Full};
@@ -579,6 +580,27 @@ fn assert_export_matches_metrics(exporter: &Exporter, receiver: &Receiver) -> Ex
 
 /// Types, temporality, units, attributes and resource of a demo export.
 fn assert_contract_shape(e: &Export, exporter_port: u16) {
+    // Every metric is a family of the contract (or a series of one), with its unit; and
+    // every self-metric of the contract is pushed.
+    let names: Vec<&str> = e
+        .request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| {
+            let def = contract::family_of(&m.name)
+                .unwrap_or_else(|| panic!("{} is not in the contract", m.name));
+            assert_eq!(m.unit, def.unit_of(&m.name), "unit of {}", m.name);
+            def.name
+        })
+        .collect();
+    for def in contract::ALL
+        .iter()
+        .filter(|d| d.level == contract::Level::Exporter)
+    {
+        assert!(names.contains(&def.name), "{} is not pushed", def.name);
+    }
     let sum = |name: &str| match &find(e, name).data {
         Some(metric::Data::Sum(s)) => s.clone(),
         other => panic!("{name} is not a Sum: {other:?}"),
@@ -595,6 +617,7 @@ fn assert_contract_shape(e: &Export, exporter_port: u16) {
         "aws_apigateway_integration_latency_seconds_count",
         "aws_apigateway_throttled_requests_total",
         "aws_apigateway_exporter_otlp_exports_total",
+        "aws_apigateway_exporter_periods_lost_total",
     ] {
         let s = sum(name);
         assert!(s.is_monotonic, "{name} must be monotonic");
