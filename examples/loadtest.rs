@@ -6,8 +6,8 @@
 //!
 //! Each size runs in a child process of its own, so that its peak RSS is its own. A child:
 //!
-//! 1. builds the pipeline as `app::run` wires it (one registry holding the self-metrics and
-//!    the snapshot collector; a poller with one target) over `support`'s fleet: APIs
+//! 1. builds the pipeline as `app::run` wires it (an `Exposition` of the self-metrics'
+//!    registry and the shared snapshot; a poller with one target) over `support`'s fleet: APIs
 //!    alternately HTTP and REST, two stages each, a synthetic source answering every query
 //!    with a point for every period of the 10-minute window;
 //! 2. runs the first cycle (discovery and baseline; wall time), then cycles back to back on a

@@ -1,7 +1,8 @@
 //! Prometheus and OpenTelemetry exporter for Amazon API Gateway metrics in CloudWatch.
 //!
-//! Data flows one way, and so do imports: a module names only modules above it in this list
-//! (`tests/layers.rs` fails the build of the test suite otherwise).
+//! Data flows one way, and so do imports: a module names only modules of lower layers, earlier
+//! in the lists below, and not its peers in the same layer (`tests/layers.rs` holds the layer
+//! table and fails the test suite otherwise).
 //!
 //! ```text
 //! config ─► inventory ─► plan ─► source ─► store ─► snapshot ─► render / otlp ─► http

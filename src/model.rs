@@ -1,6 +1,6 @@
-//! The shared vocabulary of the pipeline: API types, metric families, CloudWatch statistics
-//! and the labels that identify a series. Every other module speaks in these terms, so the
-//! metric contract (`METRICS.md`) is encoded here once.
+//! The shared vocabulary of the pipeline: API types, the CloudWatch metrics behind each family
+//! of the contract ([`crate::contract`]), CloudWatch statistics and the labels that identify a
+//! series. Every other module speaks in these terms.
 
 use std::fmt;
 use std::sync::Arc;

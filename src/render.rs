@@ -73,6 +73,8 @@ impl Exposition {
                 .map(|(name, range)| (*name, Part::Text(&encoded.text[range.clone()]))),
         );
         parts.sort_by(|a, b| a.0.cmp(b.0));
+        // Self-metrics and snapshot families never share a name (the contract's levels).
+        debug_assert!(parts.windows(2).all(|w| w[0].0 != w[1].0));
         let mut buf = Vec::with_capacity(encoded.text.len() + 64 * 1024);
         let encoder = TextEncoder::new();
         for (_, part) in parts {
@@ -100,7 +102,9 @@ impl Exposition {
     }
 
     /// The text of `snapshot`, written on its first scrape and kept until the next snapshot.
-    /// Concurrent first scrapes wait for one writer.
+    /// Concurrent first scrapes wait for one writer. The previous text is freed before the
+    /// new one is written, so at most one is kept; a scrape that loaded a snapshot since
+    /// replaced writes its text for itself and leaves the kept one alone.
     fn encoded(&self, snapshot: &Arc<Snapshot>) -> Arc<EncodedFamilies> {
         let mut cache = match self.cache.lock() {
             Ok(guard) => guard,
@@ -111,6 +115,11 @@ impl Exposition {
         {
             return Arc::clone(text);
         }
+        if !Arc::ptr_eq(snapshot, &self.shared.load()) {
+            drop(cache);
+            return Arc::new(encode_families(&snapshot.families));
+        }
+        *cache = None;
         let text = Arc::new(encode_families(&snapshot.families));
         *cache = Some((Arc::downgrade(snapshot), Arc::clone(&text)));
         text
@@ -195,9 +204,10 @@ fn write_family(out: &mut String, labels: &mut String, run: &[&FamilySnapshot]) 
     out.push_str(name);
     out.push_str(match kind {
         Type::Counter => " counter\n",
-        Type::Gauge => " gauge\n",
+        // Snapshots hold no histograms (those are self-metrics); one would read as a gauge,
+        // as [`to_proto`] types it.
+        Type::Gauge | Type::Histogram => " gauge\n",
         Type::Summary => " summary\n",
-        Type::Histogram => " histogram\n",
     });
     let samples: Vec<_> = run.iter().flat_map(|f| f.samples.iter()).collect();
     // `Registry::gather` orders a family's samples by their number of labels, then by their
@@ -322,9 +332,8 @@ fn to_proto(f: FamilySnapshot) -> MetricFamily {
     mf.set_help(f.def.help.to_string());
     mf.set_field_type(match f.def.kind {
         Type::Counter => MetricType::COUNTER,
-        Type::Gauge => MetricType::GAUGE,
         Type::Summary => MetricType::SUMMARY,
-        Type::Histogram => MetricType::HISTOGRAM,
+        Type::Gauge | Type::Histogram => MetricType::GAUGE,
     });
     let label = |name: &str, value: &str| {
         let mut l = proto::LabelPair::default();
@@ -574,19 +583,51 @@ mod tests {
         assert!(!first.contains("aws_apigateway_empty"));
     }
 
+    /// The snapshot the cache keeps text for, and how many hold that text.
+    fn kept(e: &Exposition) -> Option<(*const Snapshot, usize)> {
+        let cache = e.cache.lock().unwrap();
+        cache
+            .as_ref()
+            .map(|(of, text)| (of.as_ptr(), Arc::strong_count(text)))
+    }
+
     #[test]
-    fn a_new_snapshot_is_written_anew_and_the_old_text_dropped() {
+    fn a_new_snapshot_is_written_anew_and_only_its_text_kept() {
         let (e, shared) = exposition_with(tricky());
         let before = text(&e);
+        let old = shared.load();
+        assert_eq!(kept(&e), Some((Arc::as_ptr(&old), 1)));
         let mut next = tricky();
         next.families[0].samples.truncate(1);
         shared.store(next);
         let after = text(&e);
         assert_ne!(before, after);
         assert_eq!(after, general(&e));
-        // The cache holds no strong reference: the replaced snapshot is gone.
-        let cache = e.cache.lock().unwrap();
-        assert!(cache.as_ref().is_some_and(|(of, _)| of.strong_count() == 1));
+        let new = shared.load();
+        assert_eq!(kept(&e), Some((Arc::as_ptr(&new), 1)));
+        // The cache holds no strong reference to a snapshot: only the shared slot and
+        // this test do.
+        assert_eq!(Arc::strong_count(&new), 2);
+        drop(new);
+        // A scrape that loaded the old snapshot before the swap gets the old text, and the
+        // kept text stays the current snapshot's.
+        let stale = e.encoded(&old);
+        assert_eq!(stale.text, encode_families(&old.families).text);
+        assert_eq!(kept(&e).map(|(p, _)| p), Some(Arc::as_ptr(&shared.load())));
+    }
+
+    #[test]
+    fn concurrent_first_scrapes_agree_and_keep_one_text() {
+        let (e, _) = exposition_with(tricky());
+        let e = Arc::new(e);
+        let texts: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| text(&e))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(texts.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(texts[0], general(&e));
+        // One text, held by the cache alone once the scrapes are done.
+        assert_eq!(kept(&e).map(|(_, holders)| holders), Some(1));
     }
 
     #[test]

@@ -62,7 +62,8 @@ fn allowed(def: &Def) -> BTreeSet<&'static str> {
     let route = ["resource", "method", "route"];
     let mut labels: BTreeSet<&str> = def.labels.iter().copied().collect();
     match def.level {
-        Level::Stage | Level::Api => labels.extend(stage),
+        Level::Stage => labels.extend(stage),
+        Level::Api => labels.extend(&stage[..5]),
         Level::Route => labels.extend(stage.iter().chain(&route)),
         Level::Scoped => labels.extend(
             stage

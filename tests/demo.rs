@@ -10,79 +10,11 @@ use std::time::Duration;
 use apigateway_exporter::app;
 use apigateway_exporter::clock::{Clock, ManualClock};
 use apigateway_exporter::config::{AccessLogsMode, Config};
+use apigateway_exporter::contract;
 use apigateway_exporter::demo::{self, INCIDENT_CYCLE};
 use apigateway_exporter::poll::Poller;
 use apigateway_exporter::render::Exposition;
 use common::{Exporter, Metrics};
-
-/// Every family the exporter serves (METRICS.md and the self-metrics). Kept equal to the
-/// README's metric list by a test below.
-const FAMILIES: &[&str] = &[
-    "aws_apigateway_route_requests_total",
-    "aws_apigateway_route_4xx_errors_total",
-    "aws_apigateway_route_5xx_errors_total",
-    "aws_apigateway_route_cache_hits_total",
-    "aws_apigateway_route_cache_misses_total",
-    "aws_apigateway_route_processed_bytes_total",
-    "aws_apigateway_route_websocket_connects_total",
-    "aws_apigateway_route_websocket_messages_total",
-    "aws_apigateway_route_websocket_client_errors_total",
-    "aws_apigateway_route_websocket_integration_errors_total",
-    "aws_apigateway_route_websocket_execution_errors_total",
-    "aws_apigateway_route_latency_seconds",
-    "aws_apigateway_route_latency_seconds_sum",
-    "aws_apigateway_route_latency_seconds_count",
-    "aws_apigateway_route_latency_max_seconds",
-    "aws_apigateway_route_integration_latency_seconds",
-    "aws_apigateway_route_integration_latency_seconds_sum",
-    "aws_apigateway_route_integration_latency_seconds_count",
-    "aws_apigateway_route_integration_latency_max_seconds",
-    "aws_apigateway_requests_total",
-    "aws_apigateway_4xx_errors_total",
-    "aws_apigateway_5xx_errors_total",
-    "aws_apigateway_cache_hits_total",
-    "aws_apigateway_cache_misses_total",
-    "aws_apigateway_processed_bytes_total",
-    "aws_apigateway_websocket_connects_total",
-    "aws_apigateway_websocket_messages_total",
-    "aws_apigateway_websocket_client_errors_total",
-    "aws_apigateway_websocket_integration_errors_total",
-    "aws_apigateway_websocket_execution_errors_total",
-    "aws_apigateway_throttled_requests_total",
-    "aws_apigateway_latency_seconds",
-    "aws_apigateway_latency_seconds_sum",
-    "aws_apigateway_latency_seconds_count",
-    "aws_apigateway_latency_max_seconds",
-    "aws_apigateway_integration_latency_seconds",
-    "aws_apigateway_integration_latency_seconds_sum",
-    "aws_apigateway_integration_latency_seconds_count",
-    "aws_apigateway_integration_latency_max_seconds",
-    "aws_apigateway_api_info",
-    "aws_apigateway_stage_info",
-    "aws_apigateway_throttle_rate_limit",
-    "aws_apigateway_throttle_burst_limit",
-    "aws_apigateway_integration_timeout_seconds",
-    "aws_apigateway_usage_plan_quota_limit",
-    "aws_apigateway_exporter_build_info",
-    "aws_apigateway_exporter_up",
-    "aws_apigateway_exporter_target_up",
-    "aws_apigateway_exporter_cycle_duration_seconds_bucket",
-    "aws_apigateway_exporter_last_success_timestamp_seconds",
-    "aws_apigateway_exporter_data_age_seconds",
-    "aws_apigateway_exporter_cloudwatch_requests_total",
-    "aws_apigateway_exporter_cloudwatch_metrics_requested_total",
-    "aws_apigateway_exporter_aws_requests_total",
-    "aws_apigateway_exporter_query_errors_total",
-    "aws_apigateway_exporter_period_value_decreases_total",
-    "aws_apigateway_exporter_rest_name_conflicts",
-    "aws_apigateway_exporter_periods_lost_total",
-    "aws_apigateway_exporter_series",
-    "aws_apigateway_exporter_apis",
-    "aws_apigateway_exporter_cycles_skipped_total",
-    "aws_apigateway_exporter_config_last_reload_successful",
-    "aws_apigateway_exporter_config_last_reload_success_timestamp_seconds",
-    "aws_apigateway_exporter_otlp_exports_total",
-];
 
 /// Families that exist only when enabled (OTLP).
 const ON_EVENT: &[&str] = &["aws_apigateway_exporter_otlp_exports_total"];
@@ -92,28 +24,22 @@ fn the_demo_binary_serves_every_family_promtool_clean_and_labelled_as_demo() {
     let exporter = Exporter::start("", &["--demo", "--demo.seed=42"]);
     exporter.wait_ready(Duration::from_secs(20));
     let m = exporter.scrape();
-    for family in FAMILIES.iter().filter(|f| !ON_EVENT.contains(f)) {
+    // Every family of the contract is served (the README is checked against the same
+    // contract by tests/contract.rs), and nothing else is.
+    let served: Vec<&str> = m
+        .samples
+        .iter()
+        .map(|s| {
+            contract::family_of(&s.name)
+                .unwrap_or_else(|| panic!("{} is served but not in the contract", s.name))
+                .name
+        })
+        .collect();
+    for def in contract::ALL.iter().filter(|d| !ON_EVENT.contains(&d.name)) {
         assert!(
-            m.samples.iter().any(|s| s.name == *family),
-            "{family} missing from the demo output"
-        );
-    }
-    for sample in &m.samples {
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| {
-                sample
-                    .name
-                    .strip_suffix(s)
-                    .filter(|b| FAMILIES.iter().any(|f| f.starts_with(b)))
-            })
-            .unwrap_or(&sample.name);
-        assert!(
-            FAMILIES
-                .iter()
-                .any(|f| *f == family || f.trim_end_matches("_bucket") == family),
-            "{} is served but not in FAMILIES (and so maybe not in the README)",
-            sample.name
+            served.contains(&def.name),
+            "{} missing from the demo output",
+            def.name
         );
     }
     for reason in ["throttled", "quota_exceeded"] {
@@ -152,44 +78,6 @@ fn the_demo_binary_serves_every_family_promtool_clean_and_labelled_as_demo() {
         complaints.is_empty(),
         "promtool check metrics:\n{complaints}"
     );
-}
-
-#[test]
-fn the_readme_lists_exactly_the_families_served() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
-        .split("## Metrics")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("README has a ## Metrics section");
-    let mut listed: Vec<String> = Vec::new();
-    for word in section.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        // A word ending in `_` is a prefix in prose (`aws_apigateway_route_`), not a name.
-        if word.starts_with("aws_apigateway_")
-            && !word.ends_with('_')
-            && !listed.iter().any(|w| w == word)
-        {
-            listed.push(word.to_string());
-        }
-    }
-    for family in FAMILIES {
-        let base = family.trim_end_matches("_bucket");
-        assert!(
-            listed.iter().any(|w| w == base)
-                || (base.ends_with("_sum") || base.ends_with("_count")),
-            "{base} is served but not in the README's metric list"
-        );
-    }
-    for word in &listed {
-        let served = FAMILIES
-            .iter()
-            .any(|f| f == word || f.trim_end_matches("_bucket") == word);
-        assert!(
-            served,
-            "the README lists {word}, which the exporter does not serve"
-        );
-    }
 }
 
 struct Sim {

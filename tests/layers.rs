@@ -1,5 +1,5 @@
-//! The layers of `ARCHITECTURE.md`, enforced: a module of the library names only modules of
-//! lower layers (`crate::x` in its code, test modules aside), so imports point one way and no
+//! The pipeline's layers (README, "How it works"), enforced: a module of the library names only
+//! modules of lower layers (`crate::x` in its code, test modules aside), so imports point one way and no
 //! module cycle can form. The layer table below is the drawing of the code; `src/lib.rs`
 //! declares and documents the modules in the same order.
 
@@ -44,45 +44,181 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The module a file of `src/` belongs to: `src/x.rs` and `src/x/...` are `x`.
-fn module_of(src: &Path, file: &Path) -> String {
+/// The module a file of `src/` belongs to (`src/x.rs` and `src/x/...` are `x`), and how
+/// deep inside it the file sits (`super` from a file at depth `d` leaves `x` after `d + 1`).
+fn module_of(src: &Path, file: &Path) -> (String, usize) {
     let rel = file.strip_prefix(src).expect("under src");
-    let first = rel.components().next().expect("a component");
-    let name = first.as_os_str().to_string_lossy();
-    name.trim_end_matches(".rs").to_string()
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let module = parts[0].trim_end_matches(".rs").to_string();
+    let last_is_mod = parts.last().is_some_and(|p| p == "mod.rs");
+    let depth = parts.len() - 1 - usize::from(last_is_mod);
+    (module, depth)
 }
 
-/// The code of a file without comments and without its test module (`#[cfg(test)] mod tests`:
-/// by convention the last item of a file).
-fn code(text: &str) -> String {
-    let end = text.find("#[cfg(test)]\nmod tests").unwrap_or(text.len());
-    text[..end]
-        .lines()
-        .map(|line| match line.find("//") {
-            Some(i) => &line[..i],
-            None => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Every module named as `crate::<module>` in `code`.
-fn uses(code: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        let after = &rest[i + "crate::".len()..];
-        let name: String = after
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        // `$crate::` and `super::crate` do not occur; `apigateway_exporter::` is not used
-        // inside the library.
-        if !name.is_empty() {
-            found.push(name);
+/// The code of a file with comments, string and character literals blanked (so that
+/// `"http://"` or `"crate::x"` are not read as code), and its test module removed:
+/// `#[cfg(test)] mod tests { ... }`, which must be the file's last item.
+fn code(text: &str) -> Result<String, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            i += 2;
+            while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                i += 1;
+            }
+            i += 2;
+            out.push(' ');
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident(out.chars().last())
+        {
+            // A raw string: r"...", r#"..."#.
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while chars.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if chars.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            loop {
+                match chars.get(j) {
+                    None => break,
+                    Some('"') if (1..=hashes).all(|k| chars.get(j + k) == Some(&'#')) => {
+                        j += 1 + hashes;
+                        break;
+                    }
+                    _ => j += 1,
+                }
+            }
+            out.push_str("\"\"");
+            i = j;
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' && next == Some('\\') {
+            // An escaped character literal: '\n', '\'', '\u{..}'.
+            i += 2;
+            while i < chars.len() && chars[i] != '\'' {
+                i += 1;
+            }
+            i += 1;
+            out.push_str("' '");
+        } else if c == '\'' && chars.get(i + 2) == Some(&'\'') {
+            i += 3;
+            out.push_str("' '");
+        } else {
+            out.push(c);
+            i += 1;
         }
-        rest = after;
     }
+    let Some(start) = out.find("#[cfg(test)]") else {
+        return Ok(out);
+    };
+    let rest = out[start + "#[cfg(test)]".len()..].trim_start();
+    let body = rest
+        .strip_prefix("mod tests")
+        .map(str::trim_start)
+        .and_then(|r| r.strip_prefix('{'))
+        .ok_or("`#[cfg(test)]` on something other than `mod tests { ... }`")?;
+    let mut open = 1;
+    let mut end = None;
+    for (k, ch) in body.char_indices() {
+        match ch {
+            '{' => open += 1,
+            '}' => {
+                open -= 1;
+                if open == 0 {
+                    end = Some(k);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = end.ok_or("unbalanced braces in the test module")?;
+    if !body[end + 1..].trim().is_empty() {
+        return Err("code after the test module (it must be the last item)".into());
+    }
+    Ok(out[..start].to_string())
+}
+
+fn ident(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The first path segments of a `use` tree at the start of `s`: `x`, or each top-level item
+/// of `{x, y::z, w::{..}}`.
+fn segments(s: &str) -> Vec<String> {
+    let name = |s: &str| -> String { s.chars().take_while(|c| ident(Some(*c))).collect() };
+    let Some(group) = s.strip_prefix('{') else {
+        return vec![name(s)];
+    };
+    let mut found = Vec::new();
+    let mut depth = 0;
+    let mut at_item = true;
+    for (k, ch) in group.char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => at_item = true,
+            c if at_item && !c.is_whitespace() => {
+                found.push(name(&group[k..]));
+                at_item = false;
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Every crate-level module `code` names: `crate::x`, `crate::{x, y}`, and `super::x` where
+/// the `super`s climb out of the file's module (`depth` as from [`module_of`]).
+fn uses(code: &str, depth: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, _) in code.match_indices("crate::") {
+        if i > 0 && (ident(code[..i].chars().last()) || code[..i].ends_with('$')) {
+            continue;
+        }
+        found.extend(segments(&code[i + "crate::".len()..]));
+    }
+    let mut i = 0;
+    while let Some(k) = code[i..].find("super::") {
+        let at = i + k;
+        if at > 0 && ident(code[..at].chars().last()) {
+            i = at + 1;
+            continue;
+        }
+        let mut rest = &code[at..];
+        let mut climbs = 0;
+        while let Some(r) = rest.strip_prefix("super::") {
+            climbs += 1;
+            rest = r;
+        }
+        if climbs > depth {
+            found.extend(segments(rest));
+        }
+        i = code.len() - rest.len();
+    }
+    found.retain(|n| !n.is_empty() && n != "self");
     found
 }
 
@@ -102,7 +238,7 @@ fn every_module_has_a_layer_and_lib_rs_lists_them_in_layer_order() {
     rust_files(&src, &mut files);
     let mut on_disk: Vec<String> = files
         .iter()
-        .map(|f| module_of(&src, f))
+        .map(|f| module_of(&src, f).0)
         .filter(|m| m != "lib" && m != "main")
         .collect();
     on_disk.sort();
@@ -153,12 +289,19 @@ fn imports_point_down_the_layers_only() {
     let mut violations = Vec::new();
     let mut edges: BTreeMap<(String, String), usize> = BTreeMap::new();
     for file in &files {
-        let module = module_of(&src, file);
+        let (module, depth) = module_of(&src, file);
         let Some(own) = layer(&module) else {
             continue; // lib.rs and main.rs (the binary) sit on top.
         };
         let text = std::fs::read_to_string(file).expect("readable source");
-        for used in uses(&code(&text)) {
+        let code = match code(&text) {
+            Ok(code) => code,
+            Err(e) => {
+                violations.push(format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
+        for used in uses(&code, depth) {
             if used == module {
                 continue;
             }
@@ -187,16 +330,41 @@ fn imports_point_down_the_layers_only() {
     assert!(edges.len() > 30, "only {} edges found", edges.len());
 }
 
-/// The checker itself: a back-reference of the kind this issue removed is caught, and code
-/// in comments or test modules is not.
+/// The checker itself: back-references are caught however they are written, and code in
+/// comments, strings or the test module is not read.
 #[test]
-fn the_checker_sees_back_references_and_ignores_comments_and_tests() {
+fn the_checker_sees_back_references_and_ignores_comments_strings_and_tests() {
     let text = "use crate::model::Stat;\n\
-                // crate::app in a comment\n\
-                /// [`crate::poll`] in a doc comment\n\
-                fn f() { crate::inventory::ApiFilter::new(x); }\n\
-                #[cfg(test)]\nmod tests { use crate::app; }\n";
-    assert_eq!(uses(&code(text)), ["model", "inventory"]);
+                use crate::{app, http::{self, Serve}};\n\
+                // crate::poll in a comment\n\
+                /// [`crate::poll`] in a doc comment /* and */\n\
+                const URL: &str = \"http://x\"; use crate::snapshot;\n\
+                const QUOTE: char = '\"'; use crate::store;\n\
+                const RAW: &str = r#\"crate::render \"quoted\"\"#; use super::plan;\n\
+                fn f<'a>(x: &'a str) { crate::inventory::ApiFilter::new(x); }\n\
+                /* crate::demo */\n\
+                #[cfg(test)]\nmod tests { use crate::poll; fn g() { { } } }\n";
+    let stripped = code(text).expect("well formed");
+    assert_eq!(
+        uses(&stripped, 0),
+        [
+            "model",
+            "app",
+            "http",
+            "snapshot",
+            "store",
+            "inventory",
+            "plan"
+        ]
+    );
+    // `super::plan` from a file one level inside its module stays inside it; two `super`s
+    // leave it.
+    assert_eq!(
+        uses("use super::plan; use super::super::demo;", 1),
+        ["demo"]
+    );
+    assert!(code("#[cfg(test)]\nfn helper() {}\nfn after() {}").is_err());
+    assert!(code("#[cfg(test)]\nmod tests { }\nfn after() { crate::app::run(); }").is_err());
     let config = layer("config").expect("config has a layer");
     assert!(layer("inventory").expect("inventory") > config);
     assert!(layer("http").expect("http") < layer("app").expect("app"));

@@ -2,8 +2,9 @@
 //!
 //! Pure apart from reading the file. Values are parsed into types that cannot hold an
 //! invalid value ([`types`]): a duration or rate out of range, or poll timings that do not fit
-//! together, are refused while parsing, with the key path (`serde_path_to_error`). What no
-//! type expresses (regexes, region and ARN shapes, URLs) is checked by [`Config::validate`].
+//! together, or a regex that does not compile, are refused while parsing, with the key path
+//! (`serde_path_to_error`). What no type expresses (region and ARN shapes, URLs, duplicates)
+//! is checked by [`Config::validate`].
 //! Every error names the key it is about, so `check-config` can point at the problem.
 
 mod env;
@@ -384,6 +385,20 @@ mod tests {
             err.contains("stages") && err.contains("`all` or a list"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_bad_regex_is_refused_with_its_key_while_parsing() {
+        let err = parse("targets: [{regions: [us-east-1], apis: {include: [orders, 'v1(']}}]")
+            .unwrap_err();
+        let ConfigError::Invalid { key, reason } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(key, "targets[0].apis.include[1]");
+        assert!(reason.starts_with("invalid regular expression"), "{reason}");
+        let c = parse("targets: [{regions: [us-east-1], apis: {exclude: ['^legacy-']}}]").unwrap();
+        assert!(c.targets[0].apis.exclude[0].is_match("legacy-orders"));
+        assert!(!c.targets[0].apis.exclude[0].is_match("orders"));
     }
 
     #[test]

@@ -75,7 +75,8 @@ impl AwsDiscovery {
                 .set_next_token(token)
                 .send()
                 .await;
-            // Counted with the CloudWatch calls: ListMetrics is billed like GetMetricData.
+            // Counted with the CloudWatch calls (ListMetrics is billed per request, not per
+            // metric, so it adds nothing to metrics_requested).
             match result {
                 Ok(out) => {
                     self.metrics
