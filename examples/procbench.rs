@@ -41,7 +41,7 @@
 //! size and the count is checked in the exposition. The stand-in runs on a 1-worker runtime
 //! of this process, whose CPU is not counted: the exporter is the child process alone (they
 //! share the machine's cores). Only loopback traffic; every loop is bounded in count and
-//! time, and the child is killed on every way out.
+//! time, and the child is killed on every way out (errors, panics, SIGINT and SIGTERM).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -50,7 +50,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener as StdTcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -656,6 +656,35 @@ impl Drop for AbortOnDrop {
 // The exporter process
 // ---------------------------------------------------------------------------------------
 
+/// The pid of the running exporter (0: none), for [`kill_child_on_signal`].
+static CHILD: AtomicU32 = AtomicU32::new(0);
+
+/// On SIGINT or SIGTERM, kills the running exporter before exiting: `Drop` does not run
+/// when a signal ends the process.
+async fn kill_child_on_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    let pid = CHILD.swap(0, Ordering::SeqCst);
+    if pid != 0 {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    eprintln!("procbench: interrupted");
+    std::process::exit(130);
+}
+
 /// The exporter binary, killed when dropped.
 struct Exporter {
     child: Child,
@@ -665,6 +694,7 @@ struct Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
+        CHILD.store(0, Ordering::SeqCst);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -703,6 +733,7 @@ impl Exporter {
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
+        CHILD.store(child.id(), Ordering::SeqCst);
         Ok(Exporter { child, port, log })
     }
 
@@ -1173,6 +1204,7 @@ fn main() -> Result<()> {
         .thread_name("stand-in")
         .enable_all()
         .build()?;
+    rt.spawn(kill_child_on_signal());
     let mut rows = Vec::new();
     for &size in &o.sizes {
         let row =
