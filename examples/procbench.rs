@@ -1185,7 +1185,17 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("procbench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let o = parse_args()?;
     let binary = locate_binary(&o)?;
     let built = std::fs::metadata(&binary)
