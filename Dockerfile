@@ -55,6 +55,10 @@ LABEL org.opencontainers.image.title="apigateway-exporter" \
 
 COPY --from=build /src/target/release/apigateway-exporter /usr/local/bin/apigateway-exporter
 
+# One glibc malloc arena for all threads: the default (one per thread that allocates) keeps
+# about 3 MB more freed memory resident at 10k series, for no measurable CPU (see
+# docs/performance.md, "The whole process"). Override with -e MALLOC_ARENA_MAX=... if wanted.
+ENV MALLOC_ARENA_MAX=1
 # distroless's "nonroot" user, given by number so that Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
 # The default --web.listen-address (0.0.0.0:9743): /metrics, /-/healthy, /-/ready, /.

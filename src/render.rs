@@ -2,7 +2,7 @@
 //!
 //! The self-metrics are `prometheus` crate metrics in a [`Registry`], gathered and written by
 //! its `TextEncoder` on every scrape. The snapshot's families are written as text by
-//! [`encode_families`], once per snapshot, and the text is kept until the next snapshot: the
+//! [`encode_families`], once per snapshot, and the text is kept with the snapshot: the
 //! snapshot changes once per cycle while scrapes come as often as Prometheus likes, and
 //! building the crate's protobuf families for every sample and encoding them took 2.7 times
 //! as long as this writer for a new snapshot, and 85 times as long as copying the kept text
@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -27,9 +27,6 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Exposition {
     registry: Registry,
     shared: Arc<SharedSnapshot>,
-    /// The text of the snapshot last encoded. A `Weak` so that a replaced snapshot is freed
-    /// at once (and its address cannot be reused while the entry compares against it).
-    cache: Mutex<Option<(Weak<Snapshot>, Arc<EncodedFamilies>)>>,
 }
 
 /// The text of a snapshot's families, in name order, ready to be merged with the
@@ -44,11 +41,7 @@ pub struct EncodedFamilies {
 
 impl Exposition {
     pub fn new(registry: Registry, shared: Arc<SharedSnapshot>) -> Exposition {
-        Exposition {
-            registry,
-            shared,
-            cache: Mutex::new(None),
-        }
+        Exposition { registry, shared }
     }
 
     /// The self-metrics' registry (the OTLP push reads it too).
@@ -101,28 +94,13 @@ impl Exposition {
         all
     }
 
-    /// The text of `snapshot`, written on its first scrape and kept until the next snapshot.
-    /// Concurrent first scrapes wait for one writer. The previous text is freed before the
-    /// new one is written, so at most one is kept; a scrape that loaded a snapshot since
-    /// replaced writes its text for itself and leaves the kept one alone.
-    fn encoded(&self, snapshot: &Arc<Snapshot>) -> Arc<EncodedFamilies> {
-        let mut cache = match self.cache.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some((of, text)) = cache.as_ref()
-            && std::ptr::eq(of.as_ptr(), Arc::as_ptr(snapshot))
-        {
-            return Arc::clone(text);
-        }
-        if !Arc::ptr_eq(snapshot, &self.shared.load()) {
-            drop(cache);
-            return Arc::new(encode_families(&snapshot.families));
-        }
-        *cache = None;
-        let text = Arc::new(encode_families(&snapshot.families));
-        *cache = Some((Arc::downgrade(snapshot), Arc::clone(&text)));
-        text
+    /// The text of `snapshot`, written on its first scrape and kept with the snapshot (and so
+    /// freed with it when the next one replaces it). Concurrent first scrapes wait for one
+    /// writer.
+    fn encoded(&self, snapshot: &Snapshot) -> Arc<EncodedFamilies> {
+        snapshot
+            .derived(|s| encode_families(&s.families))
+            .unwrap_or_else(|| Arc::new(encode_families(&snapshot.families)))
     }
 }
 
@@ -583,51 +561,44 @@ mod tests {
         assert!(!first.contains("aws_apigateway_empty"));
     }
 
-    /// The snapshot the cache keeps text for, and how many hold that text.
-    fn kept(e: &Exposition) -> Option<(*const Snapshot, usize)> {
-        let cache = e.cache.lock().unwrap();
-        cache
-            .as_ref()
-            .map(|(of, text)| (of.as_ptr(), Arc::strong_count(text)))
-    }
-
     #[test]
-    fn a_new_snapshot_is_written_anew_and_only_its_text_kept() {
+    fn a_new_snapshot_is_written_anew_and_its_text_kept_with_it() {
         let (e, shared) = exposition_with(tricky());
         let before = text(&e);
         let old = shared.load();
-        assert_eq!(kept(&e), Some((Arc::as_ptr(&old), 1)));
+        let kept = old.derived(|_| EncodedFamilies::default()).unwrap();
+        assert_eq!(kept.text, encode_families(&old.families).text);
         let mut next = tricky();
         next.families[0].samples.truncate(1);
         shared.store(next);
         let after = text(&e);
         assert_ne!(before, after);
         assert_eq!(after, general(&e));
-        let new = shared.load();
-        assert_eq!(kept(&e), Some((Arc::as_ptr(&new), 1)));
-        // The cache holds no strong reference to a snapshot: only the shared slot and
-        // this test do.
-        assert_eq!(Arc::strong_count(&new), 2);
-        drop(new);
-        // A scrape that loaded the old snapshot before the swap gets the old text, and the
-        // kept text stays the current snapshot's.
-        let stale = e.encoded(&old);
-        assert_eq!(stale.text, encode_families(&old.families).text);
-        assert_eq!(kept(&e).map(|(p, _)| p), Some(Arc::as_ptr(&shared.load())));
+        // A scrape that loaded the old snapshot before the swap gets the old text.
+        assert_eq!(e.encoded(&old).text, kept.text);
+        // The old text goes with the old snapshot: only this test holds it now.
+        drop(old);
+        assert_eq!(Arc::strong_count(&kept), 1);
     }
 
     #[test]
     fn concurrent_first_scrapes_agree_and_keep_one_text() {
-        let (e, _) = exposition_with(tricky());
-        let e = Arc::new(e);
+        let (e, shared) = exposition_with(tricky());
         let texts: Vec<String> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8).map(|_| s.spawn(|| text(&e))).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(texts.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(texts[0], general(&e));
-        // One text, held by the cache alone once the scrapes are done.
-        assert_eq!(kept(&e).map(|(_, holders)| holders), Some(1));
+        let kept = shared
+            .load()
+            .derived(|_| EncodedFamilies::default())
+            .unwrap();
+        assert_eq!(
+            Arc::strong_count(&kept),
+            2,
+            "one text, kept by the snapshot"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The immutable view readers get: built once per cycle from the store and the inventories,
 //! then swapped in whole, so `/metrics` and OTLP never see half a cycle and never wait on AWS.
 
+use std::any::Any;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::contract::{self, Def};
 use crate::inventory::{Stage, TargetInventory, Throttle};
@@ -37,19 +39,62 @@ pub struct FamilySnapshot {
 }
 
 /// Everything the API Gateway side of `/metrics` (and of the OTLP push) shows.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// A snapshot also keeps one view a reader derives from it ([`Snapshot::derived`]), such as
+/// its Prometheus text: made on first use, shared by every later reader, and freed with the
+/// snapshot when the next one replaces it. The view is type-erased, so the snapshot knows
+/// nothing of its readers. Clones start without it; equality and `Debug` ignore it.
+#[derive(Default)]
 pub struct Snapshot {
     pub families: Vec<FamilySnapshot>,
+    derived: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Snapshot {
     pub fn new(families: Vec<FamilySnapshot>) -> Snapshot {
-        Snapshot { families }
+        Snapshot {
+            families,
+            derived: OnceLock::new(),
+        }
     }
 
     /// Samples across all families (a summary counts once).
     pub fn series(&self) -> usize {
         self.families.iter().map(|f| f.samples.len()).sum()
+    }
+
+    /// The view `make` derives from this snapshot, made once (concurrent callers wait for
+    /// the first) and kept with the snapshot. `None` when another kind of view was kept
+    /// first: the caller then makes its own. Only for snapshots nobody changes any more,
+    /// such as [`SharedSnapshot::load`]'s.
+    pub fn derived<T: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce(&Snapshot) -> T,
+    ) -> Option<Arc<T>> {
+        let view = self
+            .derived
+            .get_or_init(|| Arc::new(make(self)) as Arc<dyn Any + Send + Sync>);
+        Arc::clone(view).downcast::<T>().ok()
+    }
+}
+
+impl Clone for Snapshot {
+    fn clone(&self) -> Snapshot {
+        Snapshot::new(self.families.clone())
+    }
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.families == other.families
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("families", &self.families)
+            .finish_non_exhaustive()
     }
 }
 
