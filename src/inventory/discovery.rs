@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use super::pages::all_pages;
 use super::{ApiFilter, Discovered, Discovery, DiscoveryError, Throttle};
 use crate::model::{ApiType, CallResult};
 use crate::sdk::{TargetClients, classify, describe};
@@ -31,7 +33,30 @@ impl AwsDiscovery {
         AwsDiscovery { clients, metrics }
     }
 
-    /// Counts a call and turns its error into a [`DiscoveryError`].
+    /// Every item of one listing, read to its last page ([`all_pages`]), each call counted
+    /// by [`AwsDiscovery::record`]: `call(token)` sends one page's request, `page(output)`
+    /// returns its items and the next token.
+    pub(super) async fn list<O, E, T, Fut>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        mut call: impl FnMut(Option<String>) -> Fut,
+        page: impl Fn(O) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, DiscoveryError>
+    where
+        Fut: Future<Output = Result<O, E>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let page = &page;
+        all_pages(service, operation, |token| {
+            let sent = call(token);
+            async move { Ok(page(self.record(service, operation, sent.await)?)) }
+        })
+        .await
+    }
+
+    /// Counts a call (CloudWatch's in `cloudwatch_requests_total`, the others' in
+    /// `aws_requests_total`) and turns its error into a [`DiscoveryError`].
     pub(super) fn record<T, E>(
         &self,
         service: &'static str,
@@ -39,16 +64,19 @@ impl AwsDiscovery {
         result: Result<T, E>,
     ) -> Result<T, DiscoveryError>
     where
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        let count = |result: CallResult| match service {
+            "cloudwatch" => self.metrics.cloudwatch_call(operation, result),
+            _ => self.metrics.aws_call(service, operation, result),
+        };
         match result {
             Ok(v) => {
-                self.metrics
-                    .aws_call(service, operation, CallResult::Success);
+                count(CallResult::Success);
                 Ok(v)
             }
             Err(e) => {
-                self.metrics.aws_call(service, operation, classify(&e));
+                count(classify(&e));
                 Err(DiscoveryError {
                     service,
                     operation,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
-use super::pages::{all_pages, bounded};
+use super::pages::bounded;
 use super::{ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, log_group_of};
 use crate::model::ApiType;
 
@@ -15,42 +15,28 @@ impl AwsDiscovery {
     /// Every HTTP and WebSocket API of the wanted types, with the stages (when any are
     /// selected) and integration timeouts of those the filter wants.
     pub(super) async fn v2_apis(&self, filter: &ApiFilter) -> Result<Vec<RawApi>, DiscoveryError> {
-        let mut apis = all_pages("apigatewayv2", "GetApis", |token| async move {
-            let out = self.record(
+        let mut apis = self
+            .list(
                 "apigatewayv2",
                 "GetApis",
-                self.clients
-                    .apigatewayv2
-                    .get_apis()
-                    .max_results("500")
-                    .set_next_token(token)
-                    .send()
-                    .await,
-            )?;
-            let apis = out
-                .items()
-                .iter()
-                .filter_map(|api| {
-                    let api_type = match api.protocol_type().map(|p| p.as_str()) {
-                        Some("HTTP") => ApiType::Http,
-                        Some("WEBSOCKET") => ApiType::Websocket,
-                        _ => return None,
-                    };
-                    filter.wants_type(api_type).then_some(())?;
-                    Some(RawApi {
-                        id: api.api_id()?.to_string(),
-                        name: api.name().unwrap_or_default().to_string(),
-                        api_type,
-                        endpoint_type: "REGIONAL".into(),
-                        tags: tags(api.tags()),
-                        stages: None,
-                        timeouts: Vec::new(),
-                    })
-                })
-                .collect();
-            Ok((apis, out.next_token().map(str::to_string)))
-        })
-        .await?;
+                |token| {
+                    self.clients
+                        .apigatewayv2
+                        .get_apis()
+                        .max_results("500")
+                        .set_next_token(token)
+                        .send()
+                },
+                |out| {
+                    let apis = out
+                        .items()
+                        .iter()
+                        .filter_map(|api| v2_api(api, filter))
+                        .collect();
+                    (apis, out.next_token().map(str::to_string))
+                },
+            )
+            .await?;
         // Stages (when any are selected) and timeouts of every wanted API, in one pass.
         let wanted: Vec<usize> = (0..apis.len())
             .filter(|&i| filter.wants(&apis[i].id, &apis[i].name, apis[i].api_type, &apis[i].tags))
@@ -75,54 +61,26 @@ impl AwsDiscovery {
     }
 
     async fn v2_stages(&self, id: &str, websocket: bool) -> Result<Vec<RawStage>, DiscoveryError> {
-        all_pages("apigatewayv2", "GetStages", |token| async move {
-            let out = self.record(
-                "apigatewayv2",
-                "GetStages",
+        self.list(
+            "apigatewayv2",
+            "GetStages",
+            |token| {
                 self.clients
                     .apigatewayv2
                     .get_stages()
                     .api_id(id)
                     .set_next_token(token)
                     .send()
-                    .await,
-            )?;
-            let stages = out
-                .items()
-                .iter()
-                .filter_map(|s| {
-                    let detailed = s
-                        .default_route_settings()
-                        .and_then(|r| r.detailed_metrics_enabled())
-                        .unwrap_or(false)
-                        || s.route_settings().is_some_and(|r| {
-                            r.values()
-                                .any(|r| r.detailed_metrics_enabled() == Some(true))
-                        });
-                    Some(RawStage {
-                        name: s.stage_name()?.to_string(),
-                        detailed_metrics: detailed,
-                        cache_enabled: false,
-                        throttle: s.default_route_settings().and_then(v2_throttle),
-                        access_log_group: s
-                            .access_log_settings()
-                            .and_then(|a| a.destination_arn())
-                            .and_then(log_group_of),
-                        // Filled from ListMetrics for stages with detailed metrics.
-                        routes: Vec::new(),
-                        route_throttles: s
-                            .route_settings()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|(key, r)| {
-                                Some((RouteKey::from_v2(key, websocket), v2_throttle(r)?))
-                            })
-                            .collect(),
-                    })
-                })
-                .collect();
-            Ok((stages, out.next_token().map(str::to_string)))
-        })
+            },
+            |out| {
+                let stages = out
+                    .items()
+                    .iter()
+                    .filter_map(|s| v2_stage(s, websocket))
+                    .collect();
+                (stages, out.next_token().map(str::to_string))
+            },
+        )
         .await
     }
 
@@ -133,26 +91,29 @@ impl AwsDiscovery {
         id: &str,
         websocket: bool,
     ) -> Result<Vec<(RouteKey, f64)>, DiscoveryError> {
-        let integrations: HashMap<String, Option<i32>> =
-            all_pages("apigatewayv2", "GetIntegrations", |token| async move {
-                let out = self.record(
-                    "apigatewayv2",
-                    "GetIntegrations",
+        let integrations: HashMap<String, Option<i32>> = self
+            .list(
+                "apigatewayv2",
+                "GetIntegrations",
+                |token| {
                     self.clients
                         .apigatewayv2
                         .get_integrations()
                         .api_id(id)
                         .set_next_token(token)
                         .send()
-                        .await,
-                )?;
-                let found = out
-                    .items()
-                    .iter()
-                    .filter_map(|i| Some((i.integration_id()?.to_string(), i.timeout_in_millis())))
-                    .collect();
-                Ok((found, out.next_token().map(str::to_string)))
-            })
+                },
+                |out| {
+                    let found = out
+                        .items()
+                        .iter()
+                        .filter_map(|i| {
+                            Some((i.integration_id()?.to_string(), i.timeout_in_millis()))
+                        })
+                        .collect();
+                    (found, out.next_token().map(str::to_string))
+                },
+            )
             .await?
             .into_iter()
             .collect();
@@ -162,35 +123,37 @@ impl AwsDiscovery {
             HTTP_DEFAULT_TIMEOUT_MS
         };
         let integrations = &integrations;
-        let mut timeouts = all_pages("apigatewayv2", "GetRoutes", |token| async move {
-            let out = self.record(
+        let mut timeouts = self
+            .list(
                 "apigatewayv2",
                 "GetRoutes",
-                self.clients
-                    .apigatewayv2
-                    .get_routes()
-                    .api_id(id)
-                    .set_next_token(token)
-                    .send()
-                    .await,
-            )?;
-            let timeouts = out
-                .items()
-                .iter()
-                .filter_map(|route| {
-                    let timeout = route
-                        .target()?
-                        .strip_prefix("integrations/")
-                        .and_then(|i| integrations.get(i))?;
-                    Some((
-                        RouteKey::from_v2(route.route_key()?, websocket),
-                        timeout_seconds(*timeout, default),
-                    ))
-                })
-                .collect();
-            Ok((timeouts, out.next_token().map(str::to_string)))
-        })
-        .await?;
+                |token| {
+                    self.clients
+                        .apigatewayv2
+                        .get_routes()
+                        .api_id(id)
+                        .set_next_token(token)
+                        .send()
+                },
+                |out| {
+                    let timeouts = out
+                        .items()
+                        .iter()
+                        .filter_map(|route| {
+                            let timeout = route
+                                .target()?
+                                .strip_prefix("integrations/")
+                                .and_then(|i| integrations.get(i))?;
+                            Some((
+                                RouteKey::from_v2(route.route_key()?, websocket),
+                                timeout_seconds(*timeout, default),
+                            ))
+                        })
+                        .collect();
+                    (timeouts, out.next_token().map(str::to_string))
+                },
+            )
+            .await?;
         timeouts.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(timeouts)
     }
@@ -201,5 +164,54 @@ fn v2_throttle(r: &aws_sdk_apigatewayv2::types::RouteSettings) -> Option<Throttl
     Some(Throttle {
         rate: r.throttling_rate_limit()?,
         burst: f64::from(r.throttling_burst_limit()?),
+    })
+}
+
+/// An HTTP or WebSocket API of GetApis, if its type is wanted.
+fn v2_api(api: &aws_sdk_apigatewayv2::types::Api, filter: &ApiFilter) -> Option<RawApi> {
+    let api_type = match api.protocol_type().map(|p| p.as_str()) {
+        Some("HTTP") => ApiType::Http,
+        Some("WEBSOCKET") => ApiType::Websocket,
+        _ => return None,
+    };
+    filter.wants_type(api_type).then_some(())?;
+    Some(RawApi {
+        id: api.api_id()?.to_string(),
+        name: api.name().unwrap_or_default().to_string(),
+        api_type,
+        endpoint_type: "REGIONAL".into(),
+        tags: tags(api.tags()),
+        stages: None,
+        timeouts: Vec::new(),
+    })
+}
+
+/// A stage of GetStages (apigatewayv2).
+fn v2_stage(s: &aws_sdk_apigatewayv2::types::Stage, websocket: bool) -> Option<RawStage> {
+    let detailed = s
+        .default_route_settings()
+        .and_then(|r| r.detailed_metrics_enabled())
+        .unwrap_or(false)
+        || s.route_settings().is_some_and(|r| {
+            r.values()
+                .any(|r| r.detailed_metrics_enabled() == Some(true))
+        });
+    Some(RawStage {
+        name: s.stage_name()?.to_string(),
+        detailed_metrics: detailed,
+        cache_enabled: false,
+        throttle: s.default_route_settings().and_then(v2_throttle),
+        access_log_group: s
+            .access_log_settings()
+            .and_then(|a| a.destination_arn())
+            .and_then(log_group_of),
+        // Filled from ListMetrics for stages with detailed metrics.
+        routes: Vec::new(),
+        route_throttles: s
+            .route_settings()
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, r)| Some((RouteKey::from_v2(key, websocket), v2_throttle(r)?)))
+            .collect(),
     })
 }

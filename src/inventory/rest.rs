@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
-use super::pages::{all_pages, bounded};
+use super::pages::bounded;
 use super::{
     ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, cloudwatch_rest_name,
     log_group_of,
@@ -18,41 +18,24 @@ impl AwsDiscovery {
         &self,
         filter: &ApiFilter,
     ) -> Result<Vec<RawApi>, DiscoveryError> {
-        let mut apis = all_pages("apigateway", "GetRestApis", |position| async move {
-            let out = self.record(
+        let mut apis = self
+            .list(
                 "apigateway",
                 "GetRestApis",
-                self.clients
-                    .apigateway
-                    .get_rest_apis()
-                    .limit(500)
-                    .set_position(position)
-                    .send()
-                    .await,
-            )?;
-            let apis = out
-                .items()
-                .iter()
-                .filter_map(|api| {
-                    let endpoint_type = api
-                        .endpoint_configuration()
-                        .and_then(|c| c.types().first())
-                        .map(|t| t.as_str().to_string())
-                        .unwrap_or_else(|| "EDGE".into());
-                    Some(RawApi {
-                        id: api.id()?.to_string(),
-                        name: api.name().unwrap_or_default().to_string(),
-                        api_type: ApiType::Rest,
-                        endpoint_type,
-                        tags: tags(api.tags()),
-                        stages: None,
-                        timeouts: Vec::new(),
-                    })
-                })
-                .collect();
-            Ok((apis, out.position().map(str::to_string)))
-        })
-        .await?;
+                |position| {
+                    self.clients
+                        .apigateway
+                        .get_rest_apis()
+                        .limit(500)
+                        .set_position(position)
+                        .send()
+                },
+                |out| {
+                    let apis = out.items().iter().filter_map(rest_api).collect();
+                    (apis, out.position().map(str::to_string))
+                },
+            )
+            .await?;
         let wanted: Vec<usize> = (0..apis.len())
             .filter(|&i| filter.wants(&apis[i].id, &apis[i].name, ApiType::Rest, &apis[i].tags))
             .collect();
@@ -90,41 +73,46 @@ impl AwsDiscovery {
 
     /// Integration timeouts of every method (GetResources with embedded methods).
     async fn rest_timeouts(&self, id: &str) -> Result<Vec<(RouteKey, f64)>, DiscoveryError> {
-        let mut timeouts = all_pages("apigateway", "GetResources", |position| async move {
-            let out = self.record(
+        let mut timeouts = self
+            .list(
                 "apigateway",
                 "GetResources",
-                self.clients
-                    .apigateway
-                    .get_resources()
-                    .rest_api_id(id)
-                    .embed("methods")
-                    .limit(500)
-                    .set_position(position)
-                    .send()
-                    .await,
-            )?;
-            let mut timeouts = Vec::new();
-            for resource in out.items() {
-                let Some(path) = resource.path() else {
-                    continue;
-                };
-                for (method, m) in resource.resource_methods().into_iter().flatten() {
-                    let Some(integration) = m.method_integration() else {
-                        continue;
-                    };
-                    timeouts.push((
-                        RouteKey::Method {
-                            resource: path.to_string(),
-                            method: method.clone(),
-                        },
-                        timeout_seconds(Some(integration.timeout_in_millis()), DEFAULT_TIMEOUT_MS),
-                    ));
-                }
-            }
-            Ok((timeouts, out.position().map(str::to_string)))
-        })
-        .await?;
+                |position| {
+                    self.clients
+                        .apigateway
+                        .get_resources()
+                        .rest_api_id(id)
+                        .embed("methods")
+                        .limit(500)
+                        .set_position(position)
+                        .send()
+                },
+                |out| {
+                    let mut timeouts = Vec::new();
+                    for resource in out.items() {
+                        let Some(path) = resource.path() else {
+                            continue;
+                        };
+                        for (method, m) in resource.resource_methods().into_iter().flatten() {
+                            let Some(integration) = m.method_integration() else {
+                                continue;
+                            };
+                            timeouts.push((
+                                RouteKey::Method {
+                                    resource: path.to_string(),
+                                    method: method.clone(),
+                                },
+                                timeout_seconds(
+                                    Some(integration.timeout_in_millis()),
+                                    DEFAULT_TIMEOUT_MS,
+                                ),
+                            ));
+                        }
+                    }
+                    (timeouts, out.position().map(str::to_string))
+                },
+            )
+            .await?;
         timeouts.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(timeouts)
     }
@@ -182,5 +170,23 @@ fn rest_method_key(key: &str) -> Option<RouteKey> {
     Some(RouteKey::Method {
         resource: path.replace("~1", "/"),
         method: method.to_string(),
+    })
+}
+
+/// A REST API of GetRestApis.
+fn rest_api(api: &aws_sdk_apigateway::types::RestApi) -> Option<RawApi> {
+    let endpoint_type = api
+        .endpoint_configuration()
+        .and_then(|c| c.types().first())
+        .map(|t| t.as_str().to_string())
+        .unwrap_or_else(|| "EDGE".into());
+    Some(RawApi {
+        id: api.id()?.to_string(),
+        name: api.name().unwrap_or_default().to_string(),
+        api_type: ApiType::Rest,
+        endpoint_type,
+        tags: tags(api.tags()),
+        stages: None,
+        timeouts: Vec::new(),
     })
 }

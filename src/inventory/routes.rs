@@ -4,10 +4,9 @@
 use aws_sdk_cloudwatch::types::{DimensionFilter, RecentlyActive};
 
 use super::discovery::AwsDiscovery;
-use super::pages::{all_pages, bounded};
+use super::pages::bounded;
 use super::{ApiFilter, DiscoveryError, RawApi, RouteKey, RouteMetrics, cloudwatch_rest_name};
-use crate::model::{ApiType, CallResult, NAMESPACE};
-use crate::sdk::{classify, describe};
+use crate::model::{ApiType, NAMESPACE};
 
 impl AwsDiscovery {
     /// Finds the methods or routes with detailed metrics of every stage that wants them.
@@ -53,48 +52,39 @@ impl AwsDiscovery {
         key: &str,
         stage: &str,
     ) -> Result<Vec<RouteMetrics>, DiscoveryError> {
-        let metrics = all_pages("cloudwatch", "ListMetrics", |token| async move {
-            let result = self
-                .clients
-                .cloudwatch
-                .list_metrics()
-                .namespace(NAMESPACE)
-                .dimensions(
-                    DimensionFilter::builder()
-                        .name(api_type.api_dimension())
-                        .value(key)
-                        .build(),
-                )
-                .dimensions(
-                    DimensionFilter::builder()
-                        .name("Stage")
-                        .value(stage)
-                        .build(),
-                )
-                .recently_active(RecentlyActive::Pt3H)
-                .set_next_token(token)
-                .send()
-                .await;
-            // Counted with the CloudWatch calls (ListMetrics is billed per request, not per
-            // metric, so it adds nothing to metrics_requested).
-            match result {
-                Ok(out) => {
-                    self.metrics
-                        .cloudwatch_call("ListMetrics", CallResult::Success);
+        let metrics = self
+            .list(
+                "cloudwatch",
+                "ListMetrics",
+                |token| {
+                    self.clients
+                        .cloudwatch
+                        .list_metrics()
+                        .namespace(NAMESPACE)
+                        .dimensions(
+                            DimensionFilter::builder()
+                                .name(api_type.api_dimension())
+                                .value(key)
+                                .build(),
+                        )
+                        .dimensions(
+                            DimensionFilter::builder()
+                                .name("Stage")
+                                .value(stage)
+                                .build(),
+                        )
+                        .recently_active(RecentlyActive::Pt3H)
+                        .set_next_token(token)
+                        .send()
+                },
+                // ListMetrics is billed per request, not per metric: nothing for
+                // metrics_requested.
+                |out| {
                     let next = out.next_token().map(str::to_string);
-                    Ok((out.metrics.unwrap_or_default(), next))
-                }
-                Err(e) => {
-                    self.metrics.cloudwatch_call("ListMetrics", classify(&e));
-                    Err(DiscoveryError {
-                        service: "cloudwatch",
-                        operation: "ListMetrics",
-                        message: describe(&e),
-                    })
-                }
-            }
-        })
-        .await?;
+                    (out.metrics.unwrap_or_default(), next)
+                },
+            )
+            .await?;
         let mut routes: Vec<RouteMetrics> = Vec::new();
         for metric in &metrics {
             let Some(name) = metric.metric_name() else {
