@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use apigateway_exporter::http::{self, AppState};
 use apigateway_exporter::render;
 use prometheus::{Encoder, TextEncoder};
-use support::{PERIOD, World};
+use support::{PERIOD, World, ms, percentile};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -150,18 +150,6 @@ fn status_bytes(field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 // ---------------------------------------------------------------------------------------

@@ -43,6 +43,9 @@
 //! share the machine's cores). Only loopback traffic; every loop is bounded in count and
 //! time, and the child is killed on every way out (errors, panics, SIGINT and SIGTERM).
 
+#[path = "../benches/support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -64,6 +67,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use minicbor::data::{IanaTag, Tag, Type};
 use minicbor::{Decoder, Encoder};
+use support::{count_series, ms, percentile};
 use tokio::net::TcpListener;
 
 const REGION: &str = "us-east-1";
@@ -835,12 +839,7 @@ struct Exposition(String);
 impl Exposition {
     /// Sample lines that are not the exporter's own.
     fn series(&self) -> usize {
-        self.0
-            .lines()
-            .filter(|l| {
-                !l.is_empty() && !l.starts_with('#') && !l.starts_with("aws_apigateway_exporter_")
-            })
-            .count()
+        count_series(&self.0)
     }
 
     /// The value of an unlabelled sample.
@@ -942,18 +941,6 @@ struct Row {
     scrape_max_ms: f64,
     scrape_bytes: usize,
     smaps: String,
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// Polls `check` every `every` until it says done, the exporter dies or `timeout` passes.

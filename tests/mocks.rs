@@ -896,29 +896,28 @@ async fn a_repeated_page_token_fails_discovery_instead_of_truncating_it() {
     };
     let registry = Registry::new();
     let discovery = AwsDiscovery::new(clients, SelfMetrics::new(&registry, false).unwrap());
-    let rest_only = ApiSelection {
-        types: vec![ApiType::Rest],
-        ..ApiSelection::default()
+    // Each listing alone: the error names it and the page that repeated a token.
+    let discover_only = |api_type: ApiType| {
+        let selection = ApiSelection {
+            types: vec![api_type],
+            ..ApiSelection::default()
+        };
+        let discovery = &discovery;
+        async move {
+            discovery
+                .discover(&ApiFilter::new(&selection))
+                .await
+                .unwrap_err()
+                .to_string()
+        }
     };
-    let err = discovery
-        .discover(&ApiFilter::new(&rest_only))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = discover_only(ApiType::Rest).await;
     assert!(
         err.contains("GetRestApis") && err.contains("page 2 returned a page token seen before"),
         "{err}"
     );
     assert_eq!(rest_pages.num_calls(), 2, "stops at the first repeat");
-    let http_only = ApiSelection {
-        types: vec![ApiType::Http],
-        ..ApiSelection::default()
-    };
-    let err = discovery
-        .discover(&ApiFilter::new(&http_only))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = discover_only(ApiType::Http).await;
     assert!(
         err.contains("GetApis") && err.contains("page 3 returned a page token seen before"),
         "{err}"

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apigateway_exporter::clock::ManualClock;
-use apigateway_exporter::config::PollConfig;
+
 use apigateway_exporter::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage,
 };
 use apigateway_exporter::model::{ApiType, Stat};
-use apigateway_exporter::plan::{PlanOptions, Query};
+use apigateway_exporter::plan::Query;
 use apigateway_exporter::poll::{PollSettings, Poller, Target};
 use apigateway_exporter::render::Exposition;
 use apigateway_exporter::selfmetrics::SelfMetrics;
@@ -167,29 +167,10 @@ impl MetricSource for SyntheticSource {
     }
 }
 
-/// Poll settings of the default config: 60 s period, 10 min lookback, 3 min settle.
+/// Poll settings of the default config (60 s period, 10 min lookback, 3 min settle, the
+/// default latency statistics, access logs off), as `app::run` makes them.
 pub fn settings() -> PollSettings {
-    PollSettings {
-        poll: PollConfig::new(
-            Duration::from_secs(60),
-            Duration::from_secs(PERIOD as u64),
-            Duration::from_secs(LOOKBACK as u64),
-            Duration::from_secs(180),
-            Duration::from_secs(3 * 3600),
-        )
-        .unwrap(),
-        refresh_interval: Duration::from_secs(600),
-        plan: PlanOptions {
-            latency: vec![
-                Stat::Percentile(5000),
-                Stat::Percentile(9000),
-                Stat::Percentile(9900),
-                Stat::Maximum,
-            ],
-            access_logs: None,
-        },
-        tags_as_labels: vec![],
-    }
+    apigateway_exporter::app::settings(&apigateway_exporter::config::Config::default())
 }
 
 /// The exporter's pipeline over a synthetic fleet of `apis` APIs, wired as `app::run` wires
@@ -261,6 +242,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// Milliseconds of a duration, for tables.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `p` quantile (0–1) of sorted durations, nearest rank; zero for none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
 }
 
 /// Sample lines of an exposition outside the exporter's own metrics.
