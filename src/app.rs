@@ -95,7 +95,8 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
                 )),
                 logs: Arc::new(AccessLogSource::new(
                     clients.logs.clone(),
-                    config.access_logs.filter_pattern.clone(),
+                    config.access_logs.pattern(),
+                    config.access_logs.statuses.clone(),
                     metrics.clone(),
                 )),
             });
@@ -221,7 +222,7 @@ async fn build(
         Mode::Aws => aws_targets(config, metrics).await?,
         Mode::Demo { seed, .. } => {
             // The demo has synthetic access logs too, so every family of the contract shows.
-            config.access_logs.mode = AccessLogsMode::MetricFilter;
+            config.access_logs.mode = AccessLogsMode::FilterLogEvents;
             demo_targets(config, seed, Arc::clone(clock))
         }
     };

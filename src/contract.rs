@@ -233,9 +233,18 @@ pub const THROTTLED: Def = def(
     "{request}",
     Stage,
     &["reason"],
-    "Requests answered 429, by reason: throttled (a rate or burst limit) or quota_exceeded (a usage plan quota). Counted from API Gateway access logs through a CloudWatch Logs metric filter (access_logs in the config); polled, not live.",
+    "Requests answered 429, by reason: throttled (a rate or burst limit) or quota_exceeded (a usage plan quota). Counted from API Gateway access logs, through a CloudWatch Logs metric filter or from the events themselves (access_logs in the config); polled, not live.",
+);
+pub const RESPONSES: Def = def(
+    "aws_apigateway_responses_total",
+    Counter,
+    "{request}",
+    Stage,
+    &["status", "response_type"],
+    "Responses by HTTP status and API Gateway response type ($context.error.responseType; none when the integration itself answered), counted event by event from the stage's JSON access logs (access_logs.mode filter_log_events; which statuses: access_logs.statuses); polled, not live.",
 );
 
+pub const ROUTE_RESPONSES: Def = route(&RESPONSES, "aws_apigateway_route_responses_total");
 pub const ROUTE_REQUESTS: Def = route(&REQUESTS, "aws_apigateway_route_requests_total");
 pub const ROUTE_ERRORS_4XX: Def = route(&ERRORS_4XX, "aws_apigateway_route_4xx_errors_total");
 pub const ROUTE_ERRORS_5XX: Def = route(&ERRORS_5XX, "aws_apigateway_route_5xx_errors_total");
@@ -496,6 +505,8 @@ pub static ALL: &[&Def] = &[
     &LATENCY_MAX,
     &INTEGRATION_LATENCY_MAX,
     &THROTTLED,
+    &RESPONSES,
+    &ROUTE_RESPONSES,
     &ROUTE_REQUESTS,
     &ROUTE_ERRORS_4XX,
     &ROUTE_ERRORS_5XX,

@@ -24,9 +24,9 @@ use crate::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
     UsagePlan,
 };
-use crate::model::{ApiType, Family, Stat};
+use crate::model::{ApiType, Cause, Family, Stat};
 use crate::plan::Query;
-use crate::source::{MetricSource, Outcome, SourceError, Window};
+use crate::source::{MetricSource, Outcome, PartCounts, SourceError, Window, split};
 
 /// The account id the demo reports: obviously not a real one.
 pub const ACCOUNT_ID: &str = "000000000000";
@@ -310,6 +310,9 @@ impl MetricSource for DemoSource {
                     return Outcome::Points(Vec::new());
                 };
                 let stage = q.labels.stage.as_deref().unwrap_or("");
+                if q.family.split() {
+                    return split(self.responses(api, stage, window, now));
+                }
                 // Routes split their stage's traffic: the first route takes 70 %, the rest share
                 // what is left.
                 let share = match &q.labels.route {
@@ -347,6 +350,104 @@ impl MetricSource for DemoSource {
     }
 }
 
+impl DemoSource {
+    /// Synthetic access-log responses of a stage: its 4XX and 5XX split into causes, per
+    /// stage and per route (the first route takes 70 %), arriving like the counts.
+    fn responses(&self, api: &DemoApi, stage: &str, window: Window, now: i64) -> PartCounts {
+        let websocket = api.api_type == ApiType::Websocket;
+        let mut parts = PartCounts::new();
+        for t in (window.start..window.end)
+            .step_by(window.period.max(1) as usize)
+            .filter(|t| *t <= now)
+        {
+            let p = Period::new(self.seed, api, stage, t, self.period);
+            let arrived = ((now - t) as f64 / (self.period + 60) as f64).clamp(0.0, 1.0);
+            for (status, response_type, full) in causes(&p) {
+                let cause = Cause {
+                    status: status.to_string(),
+                    response_type: response_type.to_string(),
+                };
+                let mut add = |route: Option<RouteKey>, n: f64| {
+                    let n = (n * arrived).floor();
+                    if n > 0.0 {
+                        parts
+                            .entry((route, cause.clone()))
+                            .or_default()
+                            .insert(t, n);
+                    }
+                };
+                add(None, full);
+                for (i, (route, _)) in api.routes.iter().enumerate() {
+                    let share = if i == 0 {
+                        0.7
+                    } else {
+                        0.3 / (api.routes.len() - 1).max(1) as f64
+                    };
+                    let share = if api.routes.len() == 1 { 1.0 } else { share };
+                    add(
+                        Some(RouteKey::from_v2(route, websocket)),
+                        (full * share).floor(),
+                    );
+                }
+            }
+        }
+        parts
+    }
+}
+
+/// A period's 4XX and 5XX (WebSocket: integration errors) as (status, response type, count)
+/// once every request arrived. The shares are cut with cumulative floors, so together they
+/// are exactly the period's error count; the incidents shift them to their cause.
+fn causes(p: &Period) -> Vec<(u16, &'static str, f64)> {
+    let throttled = (p.requests * p.throttled_rate).floor();
+    let quota = (p.requests * p.quota_rate).floor();
+    let other_4xx = ((p.requests * p.rate_4xx).floor() - throttled - quota).max(0.0);
+    let errors_5xx = (p.requests * p.rate_5xx).floor();
+    let split = |total: f64, shares: &[(u16, &'static str, f64)]| {
+        let mut done = 0.0;
+        let mut cumulative = 0.0;
+        shares
+            .iter()
+            .map(|&(status, kind, share)| {
+                cumulative += share;
+                let upto = (total * cumulative).floor().min(total);
+                let n = upto - done;
+                done = upto;
+                (status, kind, n)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut out = vec![
+        (429, "THROTTLED", throttled),
+        (429, "QUOTA_EXCEEDED", quota),
+    ];
+    out.extend(split(
+        other_4xx,
+        &[
+            (404, "none", 0.5),
+            (400, "BAD_REQUEST_BODY", 0.2),
+            (401, "UNAUTHORIZED", 0.15),
+            (403, "ACCESS_DENIED", 0.15),
+        ],
+    ));
+    let mix_5xx: &[(u16, &'static str, f64)] = if p.timeouts {
+        &[(504, "INTEGRATION_TIMEOUT", 0.9), (500, "none", 0.1)]
+    } else if p.rate_5xx > 0.05 {
+        // A broken deployment: the Lambda behind it answers malformed responses.
+        &[(502, "INTEGRATION_FAILURE", 0.85), (500, "none", 0.15)]
+    } else {
+        &[
+            (500, "none", 0.5),
+            (502, "INTEGRATION_FAILURE", 0.3),
+            (504, "INTEGRATION_TIMEOUT", 0.15),
+            (500, "AUTHORIZER_FAILURE", 0.05),
+        ]
+    };
+    out.extend(split(errors_5xx, mix_5xx));
+    out.retain(|(_, _, n)| *n > 0.0);
+    out
+}
+
 /// The traffic of one API stage in one period.
 struct Period {
     requests: f64,
@@ -362,6 +463,8 @@ struct Period {
     quota_rate: f64,
     /// An incident's own Maximum integration latency, in milliseconds.
     max_ms: Option<f64>,
+    /// Requests are running into the integration timeout (504s).
+    timeouts: bool,
     noise: f64,
 }
 
@@ -396,6 +499,7 @@ impl Period {
                 0.0
             },
             max_ms: None,
+            timeouts: false,
             noise,
         };
         let active = |incident: Incident| {
@@ -421,6 +525,9 @@ impl Period {
             p.latency_ms = p.integration_ms + 40.0;
             p.sigma = 0.38;
             p.max_ms = Some(900.0 + climb * (28_300.0 + 200.0 * noise - 900.0));
+            // The slowest requests pass the timeout: answered 504.
+            p.rate_5xx = p.rate_5xx.max(0.02 * climb);
+            p.timeouts = climb > 0.0;
         }
         if active(WEBSOCKET_ERRORS) {
             p.ws_integration_error_rate = 0.2;
@@ -519,6 +626,8 @@ fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
         Family::IntegrationLatency => dist(p.integration_ms),
         Family::Throttled => sum(p.requests * p.throttled_rate),
         Family::QuotaExceeded => sum(p.requests * p.quota_rate),
+        // Answered per cause by `DemoSource::responses`.
+        Family::Responses => None,
     }
 }
 

@@ -103,6 +103,9 @@ pub enum Family {
     Throttled,
     /// 429s answered because a usage plan quota ran out (access logs, `QUOTA_EXCEEDED`).
     QuotaExceeded,
+    /// Responses by status and response type (access log events). One query per stage
+    /// answers many series, per stage and per route: see [`Cause`].
+    Responses,
 }
 
 /// Static facts about one family: its definitions in the contract (stage and route level,
@@ -124,6 +127,8 @@ pub struct FamilyInfo {
     pub needs_cache: bool,
     /// The `reason` label of access-log families, which share one Prometheus name.
     pub reason: Option<&'static str>,
+    /// Read from access logs, not from a CloudWatch metric of API Gateway.
+    pub logs: bool,
 }
 
 impl FamilyInfo {
@@ -137,7 +142,7 @@ impl FamilyInfo {
 }
 
 impl Family {
-    pub const ALL: [Family; 15] = [
+    pub const ALL: [Family; 16] = [
         Family::Requests,
         Family::Errors4xx,
         Family::Errors5xx,
@@ -153,6 +158,7 @@ impl Family {
         Family::IntegrationLatency,
         Family::Throttled,
         Family::QuotaExceeded,
+        Family::Responses,
     ];
 
     pub fn info(self) -> &'static FamilyInfo {
@@ -173,12 +179,14 @@ impl Family {
                 websocket,
                 needs_cache: false,
                 reason: None,
+                logs: false,
             }
         }
         const fn access_log(reason: &'static str) -> FamilyInfo {
             FamilyInfo {
                 route: None,
                 reason: Some(reason),
+                logs: true,
                 ..counter(&c::THROTTLED, &c::THROTTLED, None, None, None)
             }
         }
@@ -293,6 +301,10 @@ impl Family {
         };
         static THROTTLED: FamilyInfo = access_log("throttled");
         static QUOTA: FamilyInfo = access_log("quota_exceeded");
+        static RESPONSES: FamilyInfo = FamilyInfo {
+            logs: true,
+            ..counter(&c::RESPONSES, &c::ROUTE_RESPONSES, None, None, None)
+        };
         match self {
             Family::Requests => &REQUESTS,
             Family::Errors4xx => &E4XX,
@@ -309,7 +321,14 @@ impl Family {
             Family::IntegrationLatency => &INTEGRATION_LATENCY,
             Family::Throttled => &THROTTLED,
             Family::QuotaExceeded => &QUOTA,
+            Family::Responses => &RESPONSES,
         }
+    }
+
+    /// Whether one query answers many series of this family ([`Cause`]s per stage and
+    /// route); the query's own series only says where counting stands and is not exported.
+    pub fn split(self) -> bool {
+        self == Family::Responses
     }
 
     /// The CloudWatch metric name for this family and API type, if AWS publishes one.
@@ -450,6 +469,17 @@ pub struct SeriesLabels {
     pub stage: Option<String>,
     /// The method or route of a route-level series (detailed metrics).
     pub route: Option<RouteKey>,
+    /// The status and response type of an access-log response series.
+    pub cause: Option<Cause>,
+}
+
+/// What a counted response was: its HTTP status and API Gateway's gateway response type
+/// (`$context.error.responseType`, or `none` when the integration itself answered).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cause {
+    /// Three digits, `100` to `599`.
+    pub status: String,
+    pub response_type: String,
 }
 
 impl SeriesLabels {
@@ -463,6 +493,7 @@ impl SeriesLabels {
             api_type: ApiType::Rest,
             stage: None,
             route: None,
+            cause: None,
         }
     }
 
@@ -492,6 +523,10 @@ impl SeriesLabels {
             }
             Some(RouteKey::Route(route)) => pairs.push(("route", route.as_str())),
             None => {}
+        }
+        if let Some(cause) = &self.cause {
+            pairs.push(("status", cause.status.as_str()));
+            pairs.push(("response_type", cause.response_type.as_str()));
         }
         pairs
     }
@@ -550,7 +585,8 @@ mod tests {
             let info = family.info();
             let from_cloudwatch =
                 info.rest.is_some() || info.http.is_some() || info.websocket.is_some();
-            assert!(from_cloudwatch != info.reason.is_some(), "{family:?}");
+            assert!(from_cloudwatch != info.logs, "{family:?}");
+            assert!(info.reason.is_none() || info.logs, "{family:?}");
             for route in [false, true] {
                 let def = family.def_at(route);
                 assert!(contract::ALL.contains(&def), "{}", def.name);

@@ -409,6 +409,7 @@ mod tests {
             api_type: t,
             stage: stage.map(str::to_string),
             route: None,
+            cause: None,
         })
     }
 

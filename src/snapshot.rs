@@ -111,6 +111,9 @@ pub fn build(
     let mut counters: Vec<(Family, bool, Vec<Sample>)> = Vec::new();
     let mut maxima: Vec<(Family, bool, Vec<Sample>)> = Vec::new();
     for (key, view) in store.iter(settled) {
+        if key.family.split() && key.labels.cause.is_none() {
+            continue;
+        }
         let info = key.family.info();
         let route = key.labels.route.is_some();
         let name = key.family.name_at(route);

@@ -15,8 +15,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::model::{Family, Labels, Stat};
-use crate::source::Window;
+use std::sync::Arc;
+
+use crate::model::{Family, Labels, SeriesLabels, Stat};
+use crate::source::{Part, Window};
 
 /// One series of one family (all of its statistics).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -182,6 +184,63 @@ impl Store {
         report
     }
 
+    /// Ingests a split answer (access-log responses of one stage): each part under a series
+    /// of its own, and the stage-level total under `anchor`, the query's series, which is
+    /// not exported. The anchor says where counting stands for all the parts (baseline,
+    /// floor, read end): a cause first seen after the baseline counts in full, since it was
+    /// zero until then and all of its value is growth.
+    pub fn ingest_split(
+        &mut self,
+        anchor: &SeriesKey,
+        window: &Window,
+        parts: &[Part],
+    ) -> Ingested {
+        let before = self
+            .series
+            .get(anchor)
+            .and_then(|s| s.stats.first())
+            .and_then(|(_, state)| match state {
+                StatState::Counter(c) if c.baselined => Some((c.floor, c.read_end)),
+                _ => None,
+            });
+        let mut total: BTreeMap<i64, f64> = BTreeMap::new();
+        for part in parts.iter().filter(|p| p.route.is_none()) {
+            for &(t, v) in &part.points {
+                *total.entry(t).or_default() += v;
+            }
+        }
+        let total: Vec<(i64, f64)> = total.into_iter().collect();
+        let mut report = self.ingest(anchor, Stat::Sum, window, &total);
+        for part in parts {
+            let key = SeriesKey {
+                family: anchor.family,
+                labels: Arc::new(SeriesLabels {
+                    route: part.route.clone(),
+                    cause: Some(part.cause.clone()),
+                    ..(*anchor.labels).clone()
+                }),
+            };
+            if let Some((floor, read_end)) = before
+                && !self.series.contains_key(&key)
+            {
+                let counter = CounterState {
+                    baselined: true,
+                    floor,
+                    read_end,
+                    ..CounterState::default()
+                };
+                self.series.insert(
+                    key.clone(),
+                    SeriesState {
+                        stats: vec![(Stat::Sum, StatState::Counter(counter))],
+                    },
+                );
+            }
+            report.decreases += self.ingest(&key, Stat::Sum, window, &part.points).decreases;
+        }
+        report
+    }
+
     /// Where counting of `key` stands, over all its counters: every period before `floor` is
     /// final, and periods from `read_end` on were never read. `None` for a series not read
     /// yet (its first read is a baseline).
@@ -200,9 +259,21 @@ impl Store {
             .reduce(Resume::earliest)
     }
 
-    /// Drops every series not in `live` (its API or stage left the inventory).
+    /// Drops every series not in `live` (its API or stage left the inventory); the parts of
+    /// a split answer live as long as their anchor.
     pub fn retain(&mut self, live: &HashSet<SeriesKey>) {
-        self.series.retain(|k, _| live.contains(k));
+        self.series.retain(|k, _| {
+            live.contains(k)
+                || (k.labels.cause.is_some()
+                    && live.contains(&SeriesKey {
+                        family: k.family,
+                        labels: Arc::new(SeriesLabels {
+                            route: None,
+                            cause: None,
+                            ..(*k.labels).clone()
+                        }),
+                    }))
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -296,8 +367,7 @@ impl CounterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ApiType, SeriesLabels};
-    use std::sync::Arc;
+    use crate::model::{ApiType, Cause, RouteKey};
 
     fn key() -> SeriesKey {
         SeriesKey {
@@ -310,6 +380,7 @@ mod tests {
                 api_type: ApiType::Http,
                 stage: Some("prod".into()),
                 route: None,
+                cause: None,
             }),
         }
     }
@@ -373,5 +444,68 @@ mod tests {
         // And a normal read afterwards counts none of it again.
         s.ingest(&key(), Stat::Sum, &Window::at(4260, 60, 120), &points);
         assert_eq!(total(&s), points.len() as f64);
+    }
+
+    fn part(route: Option<&str>, status: &str, points: &[(i64, f64)]) -> Part {
+        Part {
+            route: route.map(|r| RouteKey::Route(r.into())),
+            cause: Cause {
+                status: status.into(),
+                response_type: "none".into(),
+            },
+            points: points.to_vec(),
+        }
+    }
+
+    fn split_total(store: &Store, route: Option<&str>, status: &str) -> Option<f64> {
+        store.iter(0).find_map(|(k, v)| {
+            let c = k.labels.cause.as_ref()?;
+            let r = match &k.labels.route {
+                Some(RouteKey::Route(r)) => Some(r.as_str()),
+                _ => None,
+            };
+            (c.status == status && r == route).then(|| v.counter(Stat::Sum).unwrap())
+        })
+    }
+
+    #[test]
+    fn a_cause_first_seen_after_the_baseline_counts_in_full() {
+        let mut s = Store::new();
+        let anchor = SeriesKey {
+            family: Family::Responses,
+            ..key()
+        };
+        let w = Window::at(600, 60, 600);
+        // The baseline read: 3 × 502 are not counted.
+        s.ingest_split(&anchor, &w, &[part(None, "502", &[(60, 3.0)])]);
+        assert_eq!(split_total(&s, None, "502"), Some(0.0));
+        // A 504 appears (also in a period of the baseline window, late), and a route.
+        s.ingest_split(
+            &anchor,
+            &w,
+            &[
+                part(None, "502", &[(60, 4.0)]),
+                part(None, "504", &[(60, 2.0), (120, 1.0)]),
+                part(Some("$connect"), "504", &[(120, 1.0)]),
+            ],
+        );
+        assert_eq!(split_total(&s, None, "502"), Some(1.0));
+        assert_eq!(split_total(&s, None, "504"), Some(3.0));
+        assert_eq!(split_total(&s, Some("$connect"), "504"), Some(1.0));
+        // Read again: nothing counted twice.
+        s.ingest_split(
+            &anchor,
+            &w,
+            &[
+                part(None, "504", &[(60, 2.0), (120, 1.0)]),
+                part(Some("$connect"), "504", &[(120, 1.0)]),
+            ],
+        );
+        assert_eq!(split_total(&s, None, "504"), Some(3.0));
+        // The parts live and die with their anchor.
+        s.retain(&HashSet::from([anchor.clone()]));
+        assert_eq!(s.len(), 4);
+        s.retain(&HashSet::new());
+        assert!(s.is_empty());
     }
 }

@@ -27,6 +27,7 @@ fn key() -> SeriesKey {
             api_type: ApiType::Http,
             stage: Some("s".into()),
             route: None,
+            cause: None,
         }),
     }
 }

@@ -24,7 +24,7 @@ pub use poll::{
 };
 use targets::validate_target;
 pub use targets::{ApiSelection, DetailedMetrics, StageSelection, TargetConfig};
-pub use types::{DurationIn, KeyError, NumberIn, Pattern, RequestRate};
+pub use types::{DurationIn, KeyError, NumberIn, Pattern, RequestRate, Statuses};
 
 /// Why a configuration was refused. The `Display` text is what users see.
 #[derive(Debug, thiserror::Error)]
@@ -119,11 +119,12 @@ fn parse_latency_stat(s: &str) -> Option<Stat> {
     }
 }
 
-/// Where 429 counts come from: API Gateway access logs. `metric_filter`: a CloudWatch Logs
-/// metric filter publishes `metric_name` into `namespace` with the dimensions ApiId, Stage
-/// and Reason (`THROTTLED` or `QUOTA_EXCEEDED`), read with GetMetricData. `filter_log_events`:
-/// the exporter reads the 429 events itself (FilterLogEvents on the stage's access log group,
-/// or `log_group`) and counts each event once.
+/// What access logs add: 429 counts, and with `filter_log_events` the responses by status
+/// and response type. `metric_filter`: a CloudWatch Logs metric filter publishes 429 counts
+/// as `metric_name` into `namespace` with the dimensions ApiId, Stage and Reason
+/// (`THROTTLED` or `QUOTA_EXCEEDED`), read with GetMetricData. `filter_log_events`: the
+/// exporter reads the events itself (FilterLogEvents on the stage's access log group, or
+/// `log_group`) and counts each event once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogsConfig {
@@ -132,8 +133,20 @@ pub struct AccessLogsConfig {
     pub metric_name: String,
     /// `filter_log_events`: read this log group instead of each stage's own.
     pub log_group: Option<String>,
-    /// `filter_log_events`: the CloudWatch Logs filter pattern selecting 429 events.
-    pub filter_pattern: String,
+    /// `filter_log_events`: the CloudWatch Logs filter pattern; by default the one that
+    /// selects `statuses` and 429.
+    pub filter_pattern: Option<String>,
+    /// `filter_log_events`: the statuses `aws_apigateway_responses_total` counts.
+    pub statuses: Statuses,
+}
+
+impl AccessLogsConfig {
+    /// The filter pattern FilterLogEvents is sent.
+    pub fn pattern(&self) -> String {
+        self.filter_pattern
+            .clone()
+            .unwrap_or_else(|| self.statuses.filter_pattern(429))
+    }
 }
 
 impl Default for AccessLogsConfig {
@@ -143,7 +156,8 @@ impl Default for AccessLogsConfig {
             namespace: "ApiGatewayAccessLogs".into(),
             metric_name: "ThrottledRequests".into(),
             log_group: None,
-            filter_pattern: "{ $.status = 429 }".into(),
+            filter_pattern: None,
+            statuses: Statuses::default(),
         }
     }
 }
@@ -287,6 +301,15 @@ impl Config {
         }
         if a.log_group.as_deref() == Some("") {
             return Err(invalid("access_logs.log_group", "must not be empty"));
+        }
+        if a.filter_pattern
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err(invalid(
+                "access_logs.filter_pattern",
+                "must not be empty (leave it out to select access_logs.statuses and 429)",
+            ));
         }
         let o = &self.otlp;
         if let Some(endpoint) = &o.endpoint {

@@ -234,9 +234,144 @@ impl<'de> Deserialize<'de> for Pattern {
     }
 }
 
+/// HTTP statuses a response counter counts: comma-separated terms, each a status (`429`),
+/// a range (`500-504`), a class (`5xx`) or a lower bound (`>=400`), within 100 to 599.
+/// Kept as sorted, disjoint ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statuses(Vec<(u16, u16)>);
+
+impl Statuses {
+    pub fn new(text: &str) -> Result<Statuses, String> {
+        let status = |t: &str| -> Result<u16, String> {
+            match t.trim().parse::<u16>() {
+                Ok(n) if (100..=599).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "{:?} is not an HTTP status from 100 to 599",
+                    t.trim()
+                )),
+            }
+        };
+        let mut ranges = Vec::new();
+        for term in text.split(',').map(str::trim) {
+            let range = if let Some(low) = term.strip_prefix(">=") {
+                (status(low)?, 599)
+            } else if let Some((low, high)) = term.split_once('-') {
+                let (low, high) = (status(low)?, status(high)?);
+                if low > high {
+                    return Err(format!("{term:?}: the range runs backwards"));
+                }
+                (low, high)
+            } else if let Some(class) = term.strip_suffix("xx").or(term.strip_suffix("XX")) {
+                let low = status(&format!("{class}00"))?;
+                (low, low + 99)
+            } else {
+                let n = status(term)?;
+                (n, n)
+            };
+            ranges.push(range);
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+        for (low, high) in ranges {
+            match merged.last_mut() {
+                Some(last) if low <= last.1.saturating_add(1) => last.1 = last.1.max(high),
+                _ => merged.push((low, high)),
+            }
+        }
+        Ok(Statuses(merged))
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        self.0
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&status))
+    }
+
+    /// These statuses and `also` (the 429s the throttle family counts) as a CloudWatch Logs
+    /// JSON filter pattern on a numeric `status` field.
+    pub fn filter_pattern(&self, also: u16) -> String {
+        let mut with = self.clone();
+        with.0.push((also, also));
+        let with = Statuses::new(&with.to_string()).unwrap_or(with);
+        let terms: Vec<String> = with
+            .0
+            .iter()
+            .map(|&(low, high)| match (low, high) {
+                (l, h) if l == h => format!("$.status = {l}"),
+                (l, 599) => format!("$.status >= {l}"),
+                (l, h) => format!("($.status >= {l} && $.status <= {h})"),
+            })
+            .collect();
+        format!("{{ {} }}", terms.join(" || "))
+    }
+}
+
+impl Default for Statuses {
+    /// Every client and server error.
+    fn default() -> Statuses {
+        Statuses(vec![(400, 599)])
+    }
+}
+
+impl fmt::Display for Statuses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let terms: Vec<String> = self
+            .0
+            .iter()
+            .map(|&(low, high)| match (low, high) {
+                (l, h) if l == h => l.to_string(),
+                (l, 599) => format!(">={l}"),
+                (l, h) => format!("{l}-{h}"),
+            })
+            .collect();
+        f.write_str(&terms.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for Statuses {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Statuses, D::Error> {
+        // `statuses: 429` is a YAML number.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            Number(u64),
+            Text(String),
+        }
+        let text = match Scalar::deserialize(d)? {
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Text(t) => t,
+        };
+        Statuses::new(&text).map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_parse_merge_and_make_a_filter_pattern() {
+        let s = Statuses::new(">=400").unwrap();
+        assert_eq!(s, Statuses::default());
+        assert!(s.contains(400) && s.contains(599) && !s.contains(399));
+        assert_eq!(s.filter_pattern(429), "{ $.status >= 400 }");
+        let s = Statuses::new("5xx, 403,404 ,502-503").unwrap();
+        assert_eq!(s.to_string(), "403-404,>=500");
+        assert_eq!(
+            s.filter_pattern(429),
+            "{ ($.status >= 403 && $.status <= 404) || $.status = 429 || $.status >= 500 }"
+        );
+        assert_eq!(
+            Statuses::new("504").unwrap().filter_pattern(429),
+            "{ $.status = 429 || $.status = 504 }"
+        );
+        for bad in [
+            "", "99", "600", ">=", "5-4", "abc", "6xx", "400-700", "429,", "-1",
+        ] {
+            let err = Statuses::new(bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_hold_only_their_range() {

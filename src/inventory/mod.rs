@@ -166,6 +166,7 @@ impl TargetInventory {
             api_type: api.api_type,
             stage: stage.map(str::to_string),
             route: None,
+            cause: None,
         }
     }
 

@@ -539,6 +539,7 @@ mod tests {
             api_type: ApiType::Rest,
             stage: Some(stage.into()),
             route: None,
+            cause: None,
         })
     }
 

@@ -174,17 +174,28 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
             } else {
                 &mut queries
             };
-            for family in [Family::Throttled, Family::QuotaExceeded] {
+            // Responses by cause need the events themselves: a metric filter cannot
+            // publish status, response type and route together (three dimensions at most).
+            let families: &[Family] = if log_group.is_some() {
+                &[Family::Throttled, Family::QuotaExceeded, Family::Responses]
+            } else {
+                &[Family::Throttled, Family::QuotaExceeded]
+            };
+            for &family in families {
                 list.push(Query {
                     namespace: Arc::clone(&ns),
                     family,
                     stat: Stat::Sum,
                     metric_name: Arc::clone(&metric),
-                    dimensions: vec![
-                        ("ApiId", api.id.clone()),
-                        ("Stage", stage.name.clone()),
-                        ("Reason", reason_dimension(family).to_string()),
-                    ],
+                    dimensions: if family.split() {
+                        vec![("ApiId", api.id.clone()), ("Stage", stage.name.clone())]
+                    } else {
+                        vec![
+                            ("ApiId", api.id.clone()),
+                            ("Stage", stage.name.clone()),
+                            ("Reason", reason_dimension(family).to_string()),
+                        ]
+                    },
                     labels: Arc::clone(&labels),
                     log_group: log_group.clone(),
                 });

@@ -224,6 +224,15 @@ impl Poller {
                                     self.metrics.counter_decreases.inc_by(r.decreases as f64);
                                     newest = newest.max(r.newest);
                                 }
+                                Outcome::Split(parts) => {
+                                    let key = SeriesKey {
+                                        family: q.family,
+                                        labels: Arc::clone(&q.labels),
+                                    };
+                                    let r = self.store.ingest_split(&key, &call.window, &parts);
+                                    self.metrics.counter_decreases.inc_by(r.decreases as f64);
+                                    newest = newest.max(r.newest);
+                                }
                                 Outcome::Failed(status) => {
                                     report.failed_queries += 1;
                                     target_complete = false;

@@ -1,26 +1,40 @@
-//! 429 counts read straight from API Gateway access logs (`access_logs.mode:
-//! filter_log_events`): no metric filter to set up. Each cycle reads the window's 429 events
-//! with FilterLogEvents and answers every access-log query with the number of events per
-//! period. A period's count only grows as late events arrive, so the store counts each event
-//! exactly once, like any CloudWatch sum.
+//! Responses read straight from API Gateway access logs (`access_logs.mode:
+//! filter_log_events`): no metric filter to set up. Each cycle reads the window's events with
+//! FilterLogEvents (one read per log group, shared by the stages that log to it) and answers
+//! the access-log queries from them: 429s per reason, and responses per status, response type
+//! and route. A period's count only grows as late events arrive, so the store counts each
+//! event exactly once, like any CloudWatch sum.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tracing::warn;
 
-use super::{MetricSource, Outcome, SourceError, Window};
-use crate::model::CallResult;
-use crate::model::Family;
+use super::{MetricSource, Outcome, PartCounts, SourceError, Window, split};
+use crate::config::{RequestRate, Statuses};
+use crate::model::{ApiType, CallResult, Cause, Family, RouteKey};
 use crate::plan::{Query, reason_dimension};
+use crate::ratelimit::RateLimiter;
 use crate::sdk::{classify, describe};
 use crate::selfmetrics::SelfMetrics;
+
+/// FilterLogEvents calls per second, at most: the CloudWatch Logs quota is 5 per account
+/// and region.
+const LOGS_CALLS_PER_SECOND: f64 = 5.0;
+
+/// Route-level response series per stage, at most. Route labels come from API Gateway's own
+/// resource templates and route keys, so a real API stays far below; beyond it (a log group
+/// fed something else) events still count for the stage, only not per route.
+pub const MAX_ROUTE_SERIES: usize = 2_000;
 
 /// Reads access log events of one target.
 pub struct AccessLogSource {
     client: aws_sdk_cloudwatchlogs::Client,
     filter_pattern: String,
+    statuses: Statuses,
     metrics: SelfMetrics,
+    pace: RateLimiter,
 }
 
 /// The event ids of the last [`RecentIds::CAPACITY`] events read: a duplicate can only come
@@ -52,32 +66,70 @@ impl RecentIds {
     }
 }
 
-/// (api id, stage, `responseType`) of one 429 event.
-type EventKey = (String, String, &'static str);
+/// What counting needs from one access log line, besides its API and stage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Detail {
+    pub status: u16,
+    /// `$context.error.responseType`; `none` when the integration answered (`-`).
+    pub response_type: String,
+    /// REST: `$context.resourcePath` and `$context.httpMethod`.
+    pub resource: Option<String>,
+    pub method: Option<String>,
+    /// HTTP and WebSocket: `$context.routeKey`.
+    pub route_key: Option<String>,
+}
+
+impl Detail {
+    /// The method or route of this response, as the API type names it.
+    fn route(&self, api_type: ApiType) -> Option<RouteKey> {
+        match api_type {
+            ApiType::Rest => Some(RouteKey::Method {
+                resource: self.resource.clone()?,
+                method: self.method.clone()?,
+            }),
+            ApiType::Http | ApiType::Websocket => Some(RouteKey::from_v2(
+                self.route_key.as_deref()?,
+                api_type == ApiType::Websocket,
+            )),
+        }
+    }
+
+    fn cause(&self) -> Cause {
+        Cause {
+            status: self.status.to_string(),
+            response_type: self.response_type.clone(),
+        }
+    }
+}
+
+/// Event counts of one log group: per (api id, stage), per (detail, period start).
+type GroupCounts = HashMap<(String, String), HashMap<(Detail, i64), f64>>;
 
 impl AccessLogSource {
     pub fn new(
         client: aws_sdk_cloudwatchlogs::Client,
         filter_pattern: String,
+        statuses: Statuses,
         metrics: SelfMetrics,
     ) -> AccessLogSource {
+        let rate = RequestRate::new(LOGS_CALLS_PER_SECOND).unwrap_or(RequestRate::Unlimited);
         AccessLogSource {
             client,
             filter_pattern,
+            statuses,
             metrics,
+            pace: RateLimiter::new(rate),
         }
     }
 
-    /// Counts the 429 events of `group` in `window` per (api, stage, reason, period).
-    async fn count(
-        &self,
-        group: &str,
-        window: Window,
-    ) -> Result<HashMap<(EventKey, i64), f64>, SourceError> {
-        let mut counts: HashMap<(EventKey, i64), f64> = HashMap::new();
+    /// Counts the events of `group` in `window` per stage, detail and period.
+    async fn count(&self, group: &str, window: Window) -> Result<GroupCounts, SourceError> {
+        let mut counts = GroupCounts::new();
         let mut seen = RecentIds::default();
         let mut token: Option<String> = None;
+        let mut pages = 0usize;
         loop {
+            self.pace.acquire().await;
             let result = self
                 .client
                 .filter_log_events()
@@ -113,41 +165,136 @@ impl AccessLogSource {
                 {
                     continue;
                 }
-                let Some(key) = parse_event(message) else {
+                let Some((api, stage, detail)) = parse_event(message) else {
                     continue;
                 };
                 let period = (ts / 1000).div_euclid(window.period) * window.period;
-                *counts.entry((key, period)).or_default() += 1.0;
+                *counts
+                    .entry((api, stage))
+                    .or_default()
+                    .entry((detail, period))
+                    .or_default() += 1.0;
             }
+            pages += 1;
             match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                // A token seen again would loop forever; the pager's limit applies here too.
+                Some(t) if !t.is_empty() && pages < 10_000 => token = Some(t.to_string()),
+                Some(t) if !t.is_empty() => {
+                    return Err(SourceError {
+                        message: format!("FilterLogEvents {group}: more than 10,000 pages"),
+                        throttled: false,
+                    });
+                }
                 _ => break,
             }
         }
         Ok(counts)
     }
+
+    /// The answer to one query from its stage's events.
+    fn answer(
+        &self,
+        q: &Query,
+        stage: Option<&HashMap<(Detail, i64), f64>>,
+        window: Window,
+    ) -> Outcome {
+        let empty = HashMap::new();
+        let events = stage.unwrap_or(&empty);
+        let in_window = |t: i64| t >= window.start && t < window.end;
+        if q.family.split() {
+            let mut parts = PartCounts::new();
+            let mut routes = 0usize;
+            let mut over = 0usize;
+            for ((detail, t), n) in events {
+                if !in_window(*t) || !self.statuses.contains(detail.status) {
+                    continue;
+                }
+                let cause = detail.cause();
+                if let Some(route) = detail.route(q.labels.api_type) {
+                    let key = (Some(route), cause.clone());
+                    if parts.contains_key(&key) || routes < MAX_ROUTE_SERIES {
+                        let periods = parts.entry(key).or_default();
+                        routes += usize::from(periods.is_empty());
+                        *periods.entry(*t).or_default() += n;
+                    } else {
+                        over += 1;
+                    }
+                }
+                *parts
+                    .entry((None, cause))
+                    .or_default()
+                    .entry(*t)
+                    .or_default() += n;
+            }
+            if over > 0 {
+                warn!(api_id = %q.labels.api_id, stage = ?q.labels.stage, limit = MAX_ROUTE_SERIES, "too many routes in the access logs; the rest count for the stage only");
+            }
+            return split(parts);
+        }
+        // 429s of one reason.
+        let reason = reason_dimension(q.family);
+        let mut points: BTreeMap<i64, f64> = BTreeMap::new();
+        for ((detail, t), n) in events {
+            if detail.status == 429
+                && throttle_reason(&detail.response_type) == reason
+                && in_window(*t)
+            {
+                *points.entry(*t).or_default() += n;
+            }
+        }
+        Outcome::Points(points.into_iter().collect())
+    }
 }
 
-/// The (api id, stage, reason) of a JSON access log line answered 429; `None` for any other
-/// line. The status is checked here too, so a filter pattern that matched too much cannot
-/// inflate the count. A 429 without a known `responseType` is a throttle.
-pub fn parse_event(message: &str) -> Option<EventKey> {
+/// The `Reason` of a 429: a usage plan quota, or else a throttle limit.
+fn throttle_reason(response_type: &str) -> &'static str {
+    if response_type == "QUOTA_EXCEEDED" {
+        reason_dimension(Family::QuotaExceeded)
+    } else {
+        reason_dimension(Family::Throttled)
+    }
+}
+
+/// The (api id, stage, detail) of a JSON access log line; `None` for a line that is not one
+/// (no JSON, no API or stage, no valid status). Field names are the ones the README's log
+/// format uses. Values API Gateway logs as `-` (unset) count as absent; a response type that
+/// is not an upper-case name becomes `other`, so a stray value cannot make a new series.
+pub fn parse_event(message: &str) -> Option<(String, String, Detail)> {
     let v: serde_json::Value = serde_json::from_str(message).ok()?;
+    let text = |field: &str| -> Option<String> {
+        let s = v.get(field)?.as_str()?;
+        (!s.is_empty() && s != "-" && s.len() <= 512).then(|| s.to_string())
+    };
     let status = match v.get("status")? {
-        serde_json::Value::Number(n) => n.as_i64()?,
+        serde_json::Value::Number(n) => n.as_u64()?,
         serde_json::Value::String(s) => s.parse().ok()?,
         _ => return None,
     };
-    if status != 429 {
-        return None;
-    }
-    let api = v.get("apiId")?.as_str()?.to_string();
-    let stage = v.get("stage")?.as_str()?.to_string();
-    let reason = match v.get("responseType").and_then(|r| r.as_str()) {
-        Some("QUOTA_EXCEEDED") => reason_dimension(Family::QuotaExceeded),
-        _ => reason_dimension(Family::Throttled),
+    let status = u16::try_from(status)
+        .ok()
+        .filter(|s| (100..=599).contains(s))?;
+    let response_type = match text("responseType") {
+        None => "none".to_string(),
+        Some(t)
+            if t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            t
+        }
+        Some(_) => "other".to_string(),
     };
-    Some((api, stage, reason))
+    Some((
+        text("apiId")?,
+        text("stage")?,
+        Detail {
+            status,
+            response_type,
+            resource: text("resourcePath"),
+            method: text("httpMethod"),
+            route_key: text("routeKey"),
+        },
+    ))
 }
 
 #[async_trait]
@@ -160,8 +307,7 @@ impl MetricSource for AccessLogSource {
             g
         };
         // One read per log group, shared by all the stages that log to it.
-        let mut by_group: HashMap<Arc<str>, Result<HashMap<(EventKey, i64), f64>, String>> =
-            HashMap::new();
+        let mut by_group: HashMap<Arc<str>, Result<GroupCounts, String>> = HashMap::new();
         for group in groups {
             let counts = self.count(&group, window).await.map_err(|e| e.message);
             by_group.insert(group, counts);
@@ -187,25 +333,11 @@ impl MetricSource for AccessLogSource {
                 let Ok(counts) = counts else {
                     return Outcome::Failed("LogsError");
                 };
-                let dim = |name: &str| {
-                    q.dimensions
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, v)| v.as_str())
-                };
-                let (Some(api), Some(stage)) = (dim("ApiId"), dim("Stage")) else {
-                    return Outcome::Points(Vec::new());
-                };
-                let key: EventKey = (
-                    api.to_string(),
-                    stage.to_string(),
-                    reason_dimension(q.family),
+                let stage = (
+                    q.labels.api_id.clone(),
+                    q.labels.stage.clone().unwrap_or_default(),
                 );
-                let points = (window.start..window.end)
-                    .step_by(window.period.max(1) as usize)
-                    .filter_map(|t| counts.get(&(key.clone(), t)).map(|n| (t, *n)))
-                    .collect();
-                Outcome::Points(points)
+                self.answer(q, counts.get(&stage), window)
             })
             .collect())
     }
@@ -232,25 +364,49 @@ mod tests {
     }
 
     #[test]
-    fn parses_429_lines_only() {
-        let line = r#"{"requestId":"r","apiId":"a1","stage":"prod","status":429,"responseType":"THROTTLED"}"#;
+    fn parses_access_log_lines() {
+        let line = r#"{"requestId":"r","apiId":"a1","stage":"prod","status":429,"responseType":"THROTTLED","resourcePath":"/pets/{id}","httpMethod":"GET","routeKey":"-"}"#;
+        let (api, stage, d) = parse_event(line).unwrap();
+        assert_eq!((api.as_str(), stage.as_str()), ("a1", "prod"));
+        assert_eq!((d.status, d.response_type.as_str()), (429, "THROTTLED"));
         assert_eq!(
-            parse_event(line),
-            Some(("a1".into(), "prod".into(), "THROTTLED"))
+            d.route(ApiType::Rest),
+            Some(RouteKey::Method {
+                resource: "/pets/{id}".into(),
+                method: "GET".into()
+            })
         );
-        let quota =
-            r#"{"apiId":"a1","stage":"$default","status":"429","responseType":"QUOTA_EXCEEDED"}"#;
+        assert_eq!(d.route(ApiType::Http), None, "routeKey - is unset");
+        let v2 = r#"{"apiId":"a1","stage":"$default","status":"504","responseType":"-","routeKey":"GET /pets"}"#;
+        let (_, stage, d) = parse_event(v2).unwrap();
+        assert_eq!(stage, "$default");
+        assert_eq!((d.status, d.response_type.as_str()), (504, "none"));
         assert_eq!(
-            parse_event(quota),
-            Some(("a1".into(), "$default".into(), "QUOTA_EXCEEDED"))
+            d.route(ApiType::Http),
+            Some(RouteKey::Method {
+                resource: "/pets".into(),
+                method: "GET".into()
+            })
         );
-        let unknown = r#"{"apiId":"a1","stage":"prod","status":429,"responseType":"-"}"#;
-        assert_eq!(parse_event(unknown).map(|k| k.2), Some("THROTTLED"));
+        let ws = r#"{"apiId":"w","stage":"prod","status":500,"routeKey":"$connect","responseType":"<script>"}"#;
+        let (_, _, d) = parse_event(ws).unwrap();
         assert_eq!(
-            parse_event(r#"{"apiId":"a1","stage":"prod","status":200}"#),
-            None
+            d.route(ApiType::Websocket),
+            Some(RouteKey::Route("$connect".into()))
         );
-        assert_eq!(parse_event("not json 429"), None);
-        assert_eq!(parse_event(r#"{"status":429}"#), None);
+        assert_eq!(d.response_type, "other");
+        assert_eq!(throttle_reason("QUOTA_EXCEEDED"), "QUOTA_EXCEEDED");
+        assert_eq!(throttle_reason("none"), "THROTTLED");
+        for bad in [
+            "not json 429",
+            r#"{"status":429}"#,
+            r#"{"apiId":"a","stage":"s","status":600}"#,
+            r#"{"apiId":"a","stage":"s","status":-1}"#,
+            r#"{"apiId":"a","stage":"s","status":"4o4"}"#,
+            r#"{"apiId":"a","stage":"-","status":404}"#,
+            r#"[429]"#,
+        ] {
+            assert_eq!(parse_event(bad), None, "{bad}");
+        }
     }
 }

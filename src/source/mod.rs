@@ -6,6 +6,7 @@ pub mod logs;
 
 use async_trait::async_trait;
 
+use crate::model::{Cause, RouteKey};
 use crate::plan::Query;
 
 /// GetMetricData returns at most this many datapoints per call (all queries together).
@@ -70,6 +71,40 @@ pub enum Outcome {
     Points(Vec<(i64, f64)>),
     /// CloudWatch answered the call but not this query (`InternalError`, `Forbidden`, absent).
     Failed(&'static str),
+    /// Access-log responses: one query per stage answers a series per cause, for the stage
+    /// and for each of its methods or routes. Causes not seen in the window are absent.
+    Split(Vec<Part>),
+}
+
+/// What tells the parts of a split answer apart: the method or route (`None`: the whole
+/// stage) and the cause.
+pub type PartKey = (Option<RouteKey>, Cause);
+
+/// Points per part, in period order: what a split answer is built from.
+pub type PartCounts = std::collections::BTreeMap<PartKey, std::collections::BTreeMap<i64, f64>>;
+
+/// A split answer from counts per part.
+pub fn split(counts: PartCounts) -> Outcome {
+    Outcome::Split(
+        counts
+            .into_iter()
+            .map(|((route, cause), points)| Part {
+                route,
+                cause,
+                points: points.into_iter().collect(),
+            })
+            .collect(),
+    )
+}
+
+/// One series of a [`Outcome::Split`] answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// The method or route; `None` for the whole stage.
+    pub route: Option<RouteKey>,
+    pub cause: Cause,
+    /// (period start, value), as in [`Outcome::Points`].
+    pub points: Vec<(i64, f64)>,
 }
 
 /// A whole batch failed (network, throttling, permissions).

@@ -1,0 +1,328 @@
+//! Causes end to end against the emulators: responses by status, response type and route
+//! counted from access log events in LocalStack's CloudWatch Logs (REST stages) and for an
+//! HTTP API from moto, with late events; what each route integrates with.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use common::{
+    Exporter, Metrics, create_rest_api, create_v2_api, emulator_config, now_secs, unique,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One access log line the test writes, and what it should count as.
+#[derive(Debug, Clone)]
+struct Line {
+    api: String,
+    stage: &'static str,
+    status: u16,
+    response_type: &'static str,
+    /// REST: (resource, method); HTTP: the route key.
+    route: Route,
+    minute: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Route {
+    Method(&'static str, &'static str),
+    Key(&'static str),
+}
+
+impl Line {
+    fn json(&self) -> String {
+        let (resource, method, route_key) = match self.route {
+            Route::Method(r, m) => (r, m, "-"),
+            Route::Key(k) => ("-", "-", k),
+        };
+        format!(
+            r#"{{"requestId":"r","apiId":"{}","stage":"{}","status":{},"responseType":"{}","resourcePath":"{resource}","httpMethod":"{method}","routeKey":"{route_key}"}}"#,
+            self.api, self.stage, self.status, self.response_type
+        )
+    }
+
+    /// The stage-level and route-level label sets this line counts under (none below 400).
+    fn counted(&self) -> Vec<(String, BTreeMap<String, String>)> {
+        if self.status < 400 {
+            return Vec::new();
+        }
+        let stage = BTreeMap::from([
+            ("api_id".to_string(), self.api.clone()),
+            ("stage".to_string(), self.stage.to_string()),
+            ("status".to_string(), self.status.to_string()),
+            (
+                "response_type".to_string(),
+                if self.response_type == "-" {
+                    "none".to_string()
+                } else {
+                    self.response_type.to_string()
+                },
+            ),
+        ]);
+        let mut route = stage.clone();
+        match self.route {
+            Route::Method(r, m) => {
+                route.insert("resource".into(), r.into());
+                route.insert("method".into(), m.into());
+            }
+            Route::Key(k) => match k.split_once(' ') {
+                Some((m, r)) => {
+                    route.insert("resource".into(), r.into());
+                    route.insert("method".into(), m.into());
+                }
+                None => {
+                    route.insert("route".into(), k.into());
+                }
+            },
+        }
+        vec![
+            ("aws_apigateway_responses_total".to_string(), stage),
+            ("aws_apigateway_route_responses_total".to_string(), route),
+        ]
+    }
+}
+
+async fn log_group(name: &str) {
+    let logs = common::logs();
+    logs.create_log_group()
+        .log_group_name(name)
+        .send()
+        .await
+        .unwrap();
+    logs.create_log_stream()
+        .log_group_name(name)
+        .log_stream_name("s1")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Writes `lines` into `group`, each at its minute (plus a few ms, in order).
+async fn put_lines(group: &str, lines: &[Line], base: i64) {
+    let mut lines: Vec<&Line> = lines.iter().collect();
+    lines.sort_by_key(|l| l.minute);
+    let events: Vec<InputLogEvent> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            InputLogEvent::builder()
+                .timestamp((base + l.minute * 60) * 1000 + 1_000 + i as i64)
+                .message(l.json())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    common::logs()
+        .put_log_events()
+        .log_group_name(group)
+        .log_stream_name("s1")
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Every responses series of `apis` on `/metrics`, keyed by name and the labels the test
+/// compares.
+fn responses(m: &Metrics, apis: &[&str]) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let keep = [
+        "api_id",
+        "stage",
+        "status",
+        "response_type",
+        "resource",
+        "method",
+        "route",
+    ];
+    m.samples
+        .iter()
+        .filter(|s| {
+            (s.name == "aws_apigateway_responses_total"
+                || s.name == "aws_apigateway_route_responses_total")
+                && s.labels
+                    .get("api_id")
+                    .is_some_and(|a| apis.contains(&a.as_str()))
+        })
+        .map(|s| {
+            let labels = s
+                .labels
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            ((s.name.clone(), labels), s.value)
+        })
+        .collect()
+}
+
+fn expected(lines: &[Line]) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut out = BTreeMap::new();
+    for line in lines {
+        for key in line.counted() {
+            *out.entry(key).or_default() += 1.0;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_included() {
+    let tag = unique("ca");
+    let rest_id = create_rest_api(&format!("causes-{tag}"), &["prod", "beta"]).await;
+    let http_id = create_v2_api(&format!("causesh-{tag}"), false, &[]).await;
+    // Both REST stages log to one group (one read serves both); the HTTP API to its own.
+    let rest_group = format!("/aws/apigateway/causes/{tag}");
+    let http_group = format!("/aws/apigateway/causes-http/{tag}");
+    log_group(&rest_group).await;
+    log_group(&http_group).await;
+    let arn = |g: &str| format!("arn:aws:logs:us-east-1:000000000000:log-group:{g}");
+    let format = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
+    for stage in ["prod", "beta"] {
+        common::patch_stage(
+            &rest_id,
+            stage,
+            &[
+                ("/accessLogSettings/destinationArn", &arn(&rest_group)),
+                ("/accessLogSettings/format", format),
+            ],
+        )
+        .await;
+    }
+    // moto's UpdateStage fails on access log settings; CreateStage takes them.
+    common::apigatewayv2()
+        .create_stage()
+        .api_id(&http_id)
+        .stage_name("$default")
+        .access_log_settings(
+            aws_sdk_apigatewayv2::types::AccessLogSettings::builder()
+                .destination_arn(arn(&http_group))
+                .format(format)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateStage (apigatewayv2)");
+
+    let exporter = Exporter::start(
+        &emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n"),
+        &[],
+    );
+    exporter.wait_ready(WAIT);
+
+    // Two minutes ago and one minute ago, many causes, per route.
+    let base = (now_secs() / 60) * 60 - 120;
+    let rest = |stage, status, response_type, route, minute| Line {
+        api: rest_id.clone(),
+        stage,
+        status,
+        response_type,
+        route,
+        minute,
+    };
+    let http = |status, response_type, key, minute| Line {
+        api: http_id.clone(),
+        stage: "$default",
+        status,
+        response_type,
+        route: Route::Key(key),
+        minute,
+    };
+    let pets = Route::Method("/pets", "GET");
+    let pet = Route::Method("/pets/{id}", "POST");
+    let mut first = Vec::new();
+    for minute in [0, 1] {
+        for _ in 0..3 {
+            first.push(rest(
+                "prod",
+                504,
+                "INTEGRATION_TIMEOUT",
+                pets.clone(),
+                minute,
+            ));
+        }
+        first.push(rest(
+            "prod",
+            502,
+            "INTEGRATION_FAILURE",
+            pet.clone(),
+            minute,
+        ));
+        first.push(rest("prod", 500, "AUTHORIZER_FAILURE", pet.clone(), minute));
+        first.push(rest("prod", 401, "UNAUTHORIZED", pets.clone(), minute));
+        first.push(rest("prod", 429, "THROTTLED", pets.clone(), minute));
+        first.push(rest("prod", 429, "QUOTA_EXCEEDED", pets.clone(), minute));
+        first.push(rest("prod", 404, "-", pet.clone(), minute));
+        first.push(rest("prod", 200, "-", pets.clone(), minute));
+        first.push(rest("beta", 403, "WAF_FILTERED", pets.clone(), minute));
+        first.push(rest("beta", 500, "-", pets.clone(), minute));
+        first.push(http(504, "INTEGRATION_TIMEOUT", "GET /pets", minute));
+        first.push(http(400, "BAD_REQUEST_BODY", "$default", minute));
+        first.push(http(302, "-", "$default", minute));
+    }
+    let (rest_lines, http_lines): (Vec<Line>, Vec<Line>) =
+        first.iter().cloned().partition(|l| l.api == rest_id);
+    put_lines(&rest_group, &rest_lines, base).await;
+    put_lines(&http_group, &http_lines, base).await;
+    let apis = [rest_id.as_str(), http_id.as_str()];
+    let want = expected(&first);
+    assert_eq!(want.len(), 22, "{want:#?}");
+    exporter.scrape_until(WAIT, |m| responses(m, &apis) == want);
+
+    // Late events: more into the minute already counted, and causes never seen before
+    // (their first events must count in full, not as a baseline).
+    let late = vec![
+        rest("prod", 504, "INTEGRATION_TIMEOUT", pets.clone(), 0),
+        rest("prod", 504, "INTEGRATION_TIMEOUT", pets.clone(), 0),
+        rest("prod", 503, "-", pet.clone(), 0),
+        rest("beta", 429, "THROTTLED", pets.clone(), 1),
+    ];
+    put_lines(&rest_group, &late, base).await;
+    let mut all = first.clone();
+    all.extend(late);
+    let want = expected(&all);
+    let m = exporter.scrape_until(WAIT, |m| responses(m, &apis) == want);
+
+    // Later cycles re-read the same events: nothing counted twice.
+    let cycles = |m: &Metrics| {
+        m.value("aws_apigateway_exporter_cycle_duration_seconds_count", &[])
+            .unwrap()
+    };
+    let seen = cycles(&m);
+    let m = exporter.scrape_until(WAIT, |n| cycles(n) >= seen + 3.0);
+    assert_eq!(responses(&m, &apis), want);
+
+    // The 429 family agrees with the 429 rows.
+    for (stage, reason, response_type) in [
+        ("prod", "throttled", "THROTTLED"),
+        ("prod", "quota_exceeded", "QUOTA_EXCEEDED"),
+        ("beta", "throttled", "THROTTLED"),
+    ] {
+        let throttled = m.value(
+            "aws_apigateway_throttled_requests_total",
+            &[("api_id", &rest_id), ("stage", stage), ("reason", reason)],
+        );
+        let rows = m.value(
+            "aws_apigateway_responses_total",
+            &[
+                ("api_id", &rest_id),
+                ("stage", stage),
+                ("status", "429"),
+                ("response_type", response_type),
+            ],
+        );
+        assert_eq!(throttled, rows, "{stage} {reason}");
+        assert!(throttled.is_some_and(|v| v > 0.0));
+    }
+    assert!(
+        !m.text.contains("status=\"200\"") && !m.text.contains("status=\"302\""),
+        "statuses below 400 are not counted by default"
+    );
+    assert_eq!(
+        m.value("aws_apigateway_exporter_counter_decreases_total", &[])
+            .unwrap_or(0.0),
+        0.0
+    );
+}
