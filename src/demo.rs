@@ -222,6 +222,9 @@ impl Discovery for DemoDiscovery {
                                 cache_enabled: *cache,
                                 throttle,
                                 access_log_group: Some(format!("/demo/{}/{name}", a.name)),
+                                access_log_format: Some(
+                                    crate::model::ACCESS_LOG_FORMAT.to_string(),
+                                ),
                                 routes: if *detailed {
                                     demo_routes(a)
                                 } else {

@@ -12,6 +12,65 @@ use crate::contract::{self, Def};
 /// The CloudWatch namespace of API Gateway metrics.
 pub const NAMESPACE: &str = "AWS/ApiGateway";
 
+/// The JSON access log format the exporter counts responses from (the README shows it).
+/// `status` is a bare number, so CloudWatch Logs filter patterns can compare it.
+pub const ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId","apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
+
+/// What a stage's access log format lacks for counting responses, in words (empty: nothing).
+/// Field names are those of [`ACCESS_LOG_FORMAT`]; other fields may come and go.
+pub fn access_log_gaps(format: &str, api_type: ApiType) -> Vec<String> {
+    if !format.trim_start().starts_with('{') {
+        return vec!["JSON (the format is not a JSON object: use the README's format)".into()];
+    }
+    // `"field": $context.variable` or `"field": "$context.variable"`.
+    let fields: Vec<(String, bool, String)> =
+        regex::Regex::new(r#""([A-Za-z0-9_]+)"\s*:\s*("?)\$context\.([A-Za-z0-9_.]+)"#)
+            .map(|re| {
+                re.captures_iter(format)
+                    .map(|c| (c[1].to_string(), !c[2].is_empty(), c[3].to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+    let has = |field: &str, variable: &str| {
+        fields
+            .iter()
+            .find(|(f, _, v)| f == field && v == variable)
+            .map(|(_, quoted, _)| *quoted)
+    };
+    let mut gaps = Vec::new();
+    for (field, variable) in [
+        ("apiId", "apiId"),
+        ("stage", "stage"),
+        ("responseType", "error.responseType"),
+    ] {
+        if has(field, variable).is_none() {
+            gaps.push(format!("\"{field}\":\"$context.{variable}\""));
+        }
+    }
+    match has("status", "status") {
+        None => gaps.push("\"status\":$context.status".into()),
+        Some(true) => gaps.push(
+            "\"status\":$context.status as a number (without quotes, so filter patterns can compare it)".into(),
+        ),
+        Some(false) => {}
+    }
+    let route: &[(&str, &str)] = match api_type {
+        ApiType::Rest => &[
+            ("resourcePath", "resourcePath"),
+            ("httpMethod", "httpMethod"),
+        ],
+        ApiType::Http | ApiType::Websocket => &[("routeKey", "routeKey")],
+    };
+    for (field, variable) in route {
+        if has(field, variable).is_none() {
+            gaps.push(format!(
+                "\"{field}\":\"$context.{variable}\" (for per-route responses)"
+            ));
+        }
+    }
+    gaps
+}
+
 /// The outcome of one AWS call, as the self-metrics' `result` label says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallResult {
@@ -537,6 +596,27 @@ pub type Labels = Arc<SeriesLabels>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_log_formats_are_checked_for_every_field_counted() {
+        for t in ApiType::ALL {
+            assert_eq!(access_log_gaps(ACCESS_LOG_FORMAT, t), Vec::<String>::new());
+        }
+        let clf = "$context.identity.sourceIp - - [$context.requestTime] \"$context.httpMethod\" $context.status";
+        assert_eq!(access_log_gaps(clf, ApiType::Rest).len(), 1);
+        let quoted = r#"{ "apiId": "$context.apiId", "stage":"$context.stage", "status": "$context.status", "responseType":"$context.error.responseType", "routeKey":"$context.routeKey" }"#;
+        let gaps = access_log_gaps(quoted, ApiType::Http);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(gaps[0].contains("as a number"), "{gaps:?}");
+        let gaps = access_log_gaps(quoted, ApiType::Rest);
+        assert_eq!(gaps.len(), 3, "{gaps:?}");
+        let wrong = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.message"}"#;
+        let gaps = access_log_gaps(wrong, ApiType::Websocket);
+        assert!(
+            gaps[0].contains("error.responseType") && gaps.len() == 2,
+            "{gaps:?}"
+        );
+    }
 
     #[test]
     fn percentiles_round_trip() {

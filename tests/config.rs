@@ -75,6 +75,7 @@ fn full_fixture_sets_every_key() {
     assert_eq!(c.otlp.protocol, OtlpProtocol::Http);
     assert_eq!(c.otlp.headers["authorization"], "Bearer s3cr3t");
     assert_eq!(c.tags_as_labels, ["team", "cost-center"]);
+    assert_eq!(c.access_logs.statuses.to_string(), "429,>=500");
     assert_eq!(
         c.aws.endpoints.sts.as_deref(),
         Some("http://127.0.0.1:4566")
@@ -214,6 +215,7 @@ mod random_values {
         "access_logs.metric_name",
         "access_logs.log_group",
         "access_logs.filter_pattern",
+        "access_logs.statuses",
         "shard.index",
         "shard.total",
         "cost.price_per_1000_metrics",

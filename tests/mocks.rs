@@ -67,6 +67,7 @@ fn http_api(id: &str, stages: usize) -> RawApi {
                     throttle: None,
                     route_throttles: vec![],
                     access_log_group: None,
+                    access_log_format: None,
                     routes: vec![],
                 })
                 .collect(),

@@ -85,6 +85,7 @@ pub fn fleet(n: usize) -> Vec<RawApi> {
                             throttle: None,
                             route_throttles: vec![],
                             access_log_group: None,
+                            access_log_format: None,
                             routes: vec![],
                         })
                         .collect(),

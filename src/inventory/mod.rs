@@ -78,6 +78,9 @@ pub struct RawStage {
     pub route_throttles: Vec<(RouteKey, Throttle)>,
     /// The CloudWatch Logs group of the stage's access logs, if it writes them there.
     pub access_log_group: Option<String>,
+    /// The stage's access log format (`check-config` says whether it carries the fields
+    /// the exporter counts by).
+    pub access_log_format: Option<String>,
     /// Methods or routes with detailed metrics, as ListMetrics found them.
     pub routes: Vec<RouteMetrics>,
 }
@@ -131,6 +134,7 @@ pub struct Stage {
     pub throttle: Option<Throttle>,
     pub route_throttles: Vec<(RouteKey, Throttle)>,
     pub access_log_group: Option<String>,
+    pub access_log_format: Option<String>,
     pub routes: Vec<RouteMetrics>,
 }
 
@@ -318,6 +322,7 @@ pub fn build(
                     throttle: s.throttle,
                     route_throttles: s.route_throttles.clone(),
                     access_log_group: s.access_log_group.clone(),
+                    access_log_format: s.access_log_format.clone(),
                     routes: s.routes.clone(),
                 })
                 .collect();
@@ -382,6 +387,7 @@ mod tests {
                         route_throttles: vec![],
                         routes: vec![],
                         access_log_group: None,
+                        access_log_format: None,
                     })
                     .collect(),
             ),

@@ -147,6 +147,10 @@ impl AwsDiscovery {
                         .access_log_settings()
                         .and_then(|a| a.destination_arn())
                         .and_then(log_group_of),
+                    access_log_format: s
+                        .access_log_settings()
+                        .and_then(|a| a.format())
+                        .map(str::to_string),
                     // Filled from ListMetrics for stages with detailed metrics.
                     routes: Vec::new(),
                     route_throttles: settings

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{AccessLogs, PlanOptions, TargetPlan, cost};
 use crate::inventory::{Stage, TargetInventory};
-use crate::model::ApiType;
+use crate::model::{ApiType, access_log_gaps};
 
 /// The human-readable plan `check-config` prints.
 pub fn describe(
@@ -70,7 +70,12 @@ pub fn describe(
                 let _ = writeln!(out, "      (no stage): {what}");
             }
             for s in &api.stages {
-                let _ = writeln!(out, "      stage {}: {}", s.name, signals(s, opts));
+                let _ = writeln!(
+                    out,
+                    "      stage {}: {}",
+                    s.name,
+                    signals(s, api.api_type, opts)
+                );
             }
         }
         for c in &inv.conflicts {
@@ -111,7 +116,7 @@ pub fn describe(
 
 /// Which signals a stage has, and why not where it has none: what `check-config` shows so a
 /// user knows what to enable.
-fn signals(stage: &Stage, opts: &PlanOptions) -> String {
+fn signals(stage: &Stage, api_type: ApiType, opts: &PlanOptions) -> String {
     let mut parts = Vec::new();
     parts.push(if stage.ambiguous {
         "traffic/latency: skipped (CloudWatch name shared with another REST API)".to_string()
@@ -136,12 +141,26 @@ fn signals(stage: &Stage, opts: &PlanOptions) -> String {
         ),
         None => "throttle: no stage limit (the account limit applies)".to_string(),
     });
+    let log_events = |group: &str| {
+        let format = match &stage.access_log_format {
+            None => "unknown (the stage sets none)".to_string(),
+            Some(f) => {
+                let gaps = access_log_gaps(f, api_type);
+                if gaps.is_empty() {
+                    "ok".to_string()
+                } else {
+                    format!("lacks {}", gaps.join(", "))
+                }
+            }
+        };
+        format!("429s and responses: log events of {group}, format {format}")
+    };
     parts.push(match &opts.access_logs {
         None => "429s: off (set access_logs.mode)".to_string(),
-        Some(AccessLogs::MetricFilter { namespace, metric }) => format!("429s: metric filter {namespace}/{metric}"),
-        Some(AccessLogs::LogEvents { log_group: Some(g) }) => format!("429s: log events of {g}"),
+        Some(AccessLogs::MetricFilter { namespace, metric }) => format!("429s: metric filter {namespace}/{metric}; responses by cause: off (they need access_logs.mode filter_log_events)"),
+        Some(AccessLogs::LogEvents { log_group: Some(g) }) => log_events(g),
         Some(AccessLogs::LogEvents { log_group: None }) => match &stage.access_log_group {
-            Some(g) => format!("429s: log events of {g}"),
+            Some(g) => log_events(g),
             None => "429s: unavailable (the stage writes no access logs to CloudWatch Logs; enable access logging or set access_logs.log_group)".to_string(),
         },
     });

@@ -395,6 +395,26 @@ mod tests {
             Some(RouteKey::Route("$connect".into()))
         );
         assert_eq!(d.response_type, "other");
+        // A line API Gateway writes in the README's format parses.
+        let mut written = crate::model::ACCESS_LOG_FORMAT.to_string();
+        for (variable, value) in [
+            ("$context.requestId", "r"),
+            ("$context.apiId", "a1"),
+            ("$context.stage", "prod"),
+            ("$context.status", "504"),
+            ("$context.error.responseType", "INTEGRATION_TIMEOUT"),
+            ("$context.resourcePath", "/x"),
+            ("$context.httpMethod", "GET"),
+            ("$context.routeKey", "-"),
+        ] {
+            written = written.replace(variable, value);
+        }
+        let (_, _, d) = parse_event(&written).unwrap();
+        assert_eq!(
+            (d.status, d.response_type.as_str()),
+            (504, "INTEGRATION_TIMEOUT")
+        );
+        assert!(d.route(ApiType::Rest).is_some());
         assert_eq!(throttle_reason("QUOTA_EXCEEDED"), "QUOTA_EXCEEDED");
         assert_eq!(throttle_reason("none"), "THROTTLED");
         for bad in [
