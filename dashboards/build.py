@@ -757,6 +757,89 @@ def api():
         8,
     )
 
+    L.row("Causes (access logs)")
+    cause_by = IDENTITY + ", status, response_type"
+    L.add(
+        timeseries(
+            "Errors by cause",
+            "Responses per second by HTTP status and API Gateway response type, counted from"
+            " the stage's access logs (access_logs.mode filter_log_events): INTEGRATION_TIMEOUT"
+            " (504), INTEGRATION_FAILURE (502), AUTHORIZER_FAILURE, THROTTLED and QUOTA_EXCEEDED"
+            " (429), WAF_FILTERED, UNAUTHORIZED, ...; none when the integration itself answered"
+            " the error." + POLLED,
+            "reqps",
+            (
+                "sum by (status, response_type) ("
+                + rate("aws_apigateway_responses_total", s, cause_by)
+                + ")",
+                "{{status}} {{response_type}}",
+            ),
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "5XX: CloudWatch and access logs",
+            "5XX per second as CloudWatch counts them (5XXError, 5xx) beside the 5XX responses"
+            " counted from access logs, by cause: the causes should account for the whole"
+            " CloudWatch line (a gap means access logs are missing for part of the traffic).",
+            "reqps",
+            (total("aws_apigateway_5xx_errors_total"), "5XX (CloudWatch)"),
+            (
+                "sum by (status, response_type) ("
+                + rate("aws_apigateway_responses_total", s + ', status=~"5.."', cause_by)
+                + ")",
+                "{{status}} {{response_type}} (access logs)",
+            ),
+        ),
+        12,
+        8,
+    )
+    L.add(
+        table(
+            "Errors by route and cause",
+            "Responses per second by method and resource (REST, HTTP) or route (WebSocket),"
+            " status and response type, from the access logs' $context.resourcePath,"
+            " $context.httpMethod and $context.routeKey.",
+            "reqps",
+            (
+                "sum by (method, resource, route, status, response_type) ("
+                + rate("aws_apigateway_route_responses_total", s, ROUTE_IDENTITY + ", status, response_type")
+                + ")",
+                "",
+            ),
+            columns=["responses/s"],
+        ),
+        12,
+        9,
+    )
+    L.add(
+        table(
+            "Integrations",
+            "What each method or route calls (API Gateway discovery): the integration type,"
+            " the backend (Lambda function name, HTTP host, AWS service), and whether it streams"
+            " its response (transfer_mode STREAM: REST response streaming; such routes are not"
+            " judged against the integration timeout), with the configured timeout.",
+            "s",
+            (
+                "max by (method, resource, route, integration_type, backend_type, backend, transfer_mode)"
+                f" (aws_apigateway_integration_info{{{s_api}}})",
+                "",
+            ),
+            (
+                f"max by (method, resource, route) (aws_apigateway_integration_timeout_seconds{{{s_api}}})",
+                "",
+            ),
+            columns=["integrated", "integration timeout"],
+            sort="integration timeout",
+            overrides=[unit_override("integrated", "none")],
+        ),
+        12,
+        9,
+    )
+
     L.row("Latency")
     L.add(
         timeseries(

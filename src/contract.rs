@@ -325,6 +325,22 @@ pub const USAGE_PLAN_QUOTA_LIMIT: Def = def(
     &["usage_plan_id", "usage_plan_name", "period"],
     "Requests a usage plan allows each API key per period (period=\"DAY\"|\"WEEK\"|\"MONTH\") on an API stage. From API Gateway GetUsagePlans.",
 );
+pub const INTEGRATION_INFO: Def = def(
+    "aws_apigateway_integration_info",
+    Gauge,
+    "",
+    Api,
+    &[
+        "resource",
+        "method",
+        "route",
+        "integration_type",
+        "backend_type",
+        "backend",
+        "transfer_mode",
+    ],
+    "Always 1 for each method or route with an integration; labels say what it calls: integration_type as AWS names it, backend_type (lambda, http, aws_service, mock, vpc_link), backend (the Lambda function name, HTTP host or AWS service) and transfer_mode (STREAM for REST response streaming, else BUFFERED). From API Gateway discovery.",
+);
 pub const INTEGRATION_TIMEOUT: Def = def(
     "aws_apigateway_integration_timeout_seconds",
     Gauge,
@@ -528,6 +544,7 @@ pub static ALL: &[&Def] = &[
     &THROTTLE_BURST_LIMIT,
     &USAGE_PLAN_QUOTA_LIMIT,
     &INTEGRATION_TIMEOUT,
+    &INTEGRATION_INFO,
     &EXPORTER_BUILD_INFO,
     &EXPORTER_UP,
     &EXPORTER_TARGET_UP,

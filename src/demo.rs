@@ -21,8 +21,8 @@ use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::inventory::{
-    ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage, RouteKey, Throttle,
-    UsagePlan,
+    ApiFilter, BackendType, Discovered, Discovery, DiscoveryError, Integration, RawApi, RawStage,
+    RouteKey, Throttle, UsagePlan,
 };
 use crate::model::{ApiType, Cause, Family, Stat};
 use crate::plan::Query;
@@ -84,7 +84,13 @@ struct DemoApi {
     limit: Option<(f64, f64)>,
     /// Routes (`METHOD /path`, or a WebSocket route key) with their integration timeout (s).
     routes: &'static [(&'static str, f64)],
+    /// What every route integrates with: integration type, backend type, backend.
+    backend: (&'static str, BackendType, &'static str),
 }
+
+/// Routes that stream their response (REST response streaming): catalog's export runs for
+/// minutes, so its latency says nothing about its timeout.
+const STREAMING_ROUTES: &[(&str, &str)] = &[("catalog", "GET /items/export")];
 
 const APIS: [DemoApi; 6] = [
     DemoApi {
@@ -98,6 +104,7 @@ const APIS: [DemoApi; 6] = [
         integration_ms: 70.0,
         limit: Some((1000.0, 2000.0)),
         routes: &[("POST /charges", 29.0), ("GET /charges/{id}", 10.0)],
+        backend: ("AWS_PROXY", BackendType::Lambda, "payments-api"),
     },
     DemoApi {
         id: "f6g7h8i9j0",
@@ -110,6 +117,11 @@ const APIS: [DemoApi; 6] = [
         integration_ms: 850.0,
         limit: None,
         routes: &[("GET /reports", 29.0)],
+        backend: (
+            "HTTP_PROXY",
+            BackendType::Http,
+            "reports.internal.example.com",
+        ),
     },
     DemoApi {
         id: "k1l2m3n4o5",
@@ -121,7 +133,8 @@ const APIS: [DemoApi; 6] = [
         latency_ms: 40.0,
         integration_ms: 30.0,
         limit: Some((300.0, 600.0)),
-        routes: &[("GET /items", 60.0)],
+        routes: &[("GET /items", 60.0), ("GET /items/export", 29.0)],
+        backend: ("AWS_PROXY", BackendType::Lambda, "catalog-api"),
     },
     DemoApi {
         id: "p6q7r8s9t0",
@@ -134,6 +147,7 @@ const APIS: [DemoApi; 6] = [
         integration_ms: 38.0,
         limit: Some((250.0, 500.0)),
         routes: &[("POST /orders", 30.0), ("GET /orders/{id}", 30.0)],
+        backend: ("AWS_PROXY", BackendType::Lambda, "orders-api"),
     },
     DemoApi {
         id: "u1v2w3x4y5",
@@ -146,6 +160,7 @@ const APIS: [DemoApi; 6] = [
         integration_ms: 110.0,
         limit: None,
         routes: &[("POST /hooks", 15.0)],
+        backend: ("AWS_PROXY", BackendType::AwsService, "SQS-SendMessage"),
     },
     DemoApi {
         id: "z6a7b8c9d0",
@@ -158,6 +173,7 @@ const APIS: [DemoApi; 6] = [
         integration_ms: 25.0,
         limit: Some((100.0, 200.0)),
         routes: &[("$connect", 29.0), ("sendMessage", 29.0)],
+        backend: ("AWS_PROXY", BackendType::Lambda, "chat-handler"),
     },
 ];
 
@@ -252,14 +268,16 @@ impl Discovery for DemoDiscovery {
                         })
                         .collect(),
                 ),
-                timeouts: a
+                integrations: a
                     .routes
                     .iter()
-                    .map(|(route, secs)| {
-                        (
-                            RouteKey::from_v2(route, a.api_type == ApiType::Websocket),
-                            *secs,
-                        )
+                    .map(|(route, secs)| Integration {
+                        route: RouteKey::from_v2(route, a.api_type == ApiType::Websocket),
+                        timeout: *secs,
+                        integration_type: a.backend.0.into(),
+                        backend_type: a.backend.1,
+                        backend: a.backend.2.into(),
+                        streams: STREAMING_ROUTES.contains(&(a.name, *route)),
                     })
                     .collect(),
             })

@@ -180,18 +180,38 @@ pub fn build(
     }
     let (api_info, stage_info) = info_samples(inventories, tags);
     let (rate, burst, timeouts, quotas) = limit_samples(inventories);
+    let integrations = integration_samples(inventories);
     for (def, samples) in [
         (&contract::API_INFO, api_info),
         (&contract::STAGE_INFO, stage_info),
         (&contract::THROTTLE_RATE_LIMIT, rate),
         (&contract::THROTTLE_BURST_LIMIT, burst),
         (&contract::INTEGRATION_TIMEOUT, timeouts),
+        (&contract::INTEGRATION_INFO, integrations),
         (&contract::USAGE_PLAN_QUOTA_LIMIT, quotas),
     ] {
         families.push(FamilySnapshot { def, samples });
     }
     families.retain(|f| !f.samples.is_empty());
     Snapshot::new(families)
+}
+
+/// What each method or route integrates with (`integration_info`).
+fn integration_samples(inventories: &[&TargetInventory]) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for inv in inventories {
+        for api in inv.apis.iter().filter(|a| !a.integrations.is_empty()) {
+            let labels = Arc::new(inv.labels(api, None));
+            for i in &api.integrations {
+                samples.push(Sample {
+                    labels: Arc::clone(&labels),
+                    extra: i.labels(),
+                    value: Value::Single(1.0),
+                });
+            }
+        }
+    }
+    samples
 }
 
 /// Throttle limits (account, stage, method/route, usage plan), integration timeouts and
@@ -222,7 +242,7 @@ fn limit_samples(
         for api in &inv.apis {
             let limited = |s: &&Stage| s.throttle.is_some() || !s.route_throttles.is_empty();
             // Labels only for what has limits: most stages of a large fleet have none.
-            if api.timeouts.is_empty() && !api.stages.iter().any(|s| limited(&s)) {
+            if api.integrations.is_empty() && !api.stages.iter().any(|s| limited(&s)) {
                 continue;
             }
             let base = inv.labels(api, None);
@@ -241,11 +261,11 @@ fn limit_samples(
                 }
             }
             let api_labels = Arc::new(base);
-            for (route, seconds) in &api.timeouts {
+            for i in &api.integrations {
                 timeouts.push(Sample {
                     labels: Arc::clone(&api_labels),
-                    extra: route.labels(),
-                    value: Value::Single(*seconds),
+                    extra: i.route.labels(),
+                    value: Value::Single(i.timeout),
                 });
             }
         }

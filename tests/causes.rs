@@ -385,3 +385,166 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
         0.0
     );
 }
+
+/// Adds `method` on a new resource `path` of a REST API with an integration of `kind`.
+async fn rest_method(
+    rest_id: &str,
+    path: &str,
+    method: &str,
+    kind: aws_sdk_apigateway::types::IntegrationType,
+    uri: Option<&str>,
+) {
+    let gw = common::apigateway();
+    let root = gw
+        .get_resources()
+        .rest_api_id(rest_id)
+        .send()
+        .await
+        .expect("GetResources")
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .and_then(|r| r.id().map(str::to_string))
+        .expect("root");
+    let resource = gw
+        .create_resource()
+        .rest_api_id(rest_id)
+        .parent_id(root)
+        .path_part(path.trim_start_matches('/'))
+        .send()
+        .await
+        .expect("CreateResource");
+    let id = resource.id().expect("resource id");
+    gw.put_method()
+        .rest_api_id(rest_id)
+        .resource_id(id)
+        .http_method(method)
+        .authorization_type("NONE")
+        .send()
+        .await
+        .expect("PutMethod");
+    let mut req = gw
+        .put_integration()
+        .rest_api_id(rest_id)
+        .resource_id(id)
+        .http_method(method)
+        .r#type(kind)
+        .set_uri(uri.map(str::to_string));
+    if uri.is_some() {
+        req = req.integration_http_method("POST");
+    }
+    req.send().await.expect("PutIntegration");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn integration_info_names_the_lambda_function_the_http_host_or_the_mock() {
+    use aws_sdk_apigateway::types::IntegrationType as Rest;
+    use aws_sdk_apigatewayv2::types::IntegrationType as V2;
+    let tag = unique("ii");
+    // REST in LocalStack: GET / is a mock (create_rest_api), plus a Lambda proxy and an HTTP
+    // proxy method.
+    let rest_id = create_rest_api(&format!("integ-{tag}"), &["prod"]).await;
+    let function = format!("orders-{tag}");
+    let lambda_uri = format!(
+        "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:{function}:live/invocations"
+    );
+    rest_method(
+        &rest_id,
+        "/orders",
+        "POST",
+        Rest::AwsProxy,
+        Some(&lambda_uri),
+    )
+    .await;
+    rest_method(
+        &rest_id,
+        "/legacy",
+        "GET",
+        Rest::HttpProxy,
+        Some("https://legacy.example.com:8443/v1/items"),
+    )
+    .await;
+    // HTTP API in moto: a Lambda route and an HTTP route.
+    let http_id = create_v2_api(&format!("integh-{tag}"), false, &["$default"]).await;
+    let v2 = common::apigatewayv2();
+    for (key, kind, uri) in [
+        (
+            "GET /pets",
+            V2::AwsProxy,
+            format!("arn:aws:lambda:us-east-1:000000000000:function:pets-{tag}"),
+        ),
+        (
+            "ANY /{proxy+}",
+            V2::HttpProxy,
+            "https://backend.example.org/{proxy}".to_string(),
+        ),
+    ] {
+        let integration = v2
+            .create_integration()
+            .api_id(&http_id)
+            .integration_type(kind)
+            .integration_uri(uri)
+            .payload_format_version("2.0")
+            .send()
+            .await
+            .expect("CreateIntegration");
+        v2.create_route()
+            .api_id(&http_id)
+            .route_key(key)
+            .target(format!(
+                "integrations/{}",
+                integration.integration_id().expect("integration id")
+            ))
+            .send()
+            .await
+            .expect("CreateRoute");
+    }
+
+    let exporter = Exporter::start(&emulator_config(&tag, ""), &[]);
+    exporter.wait_ready(WAIT);
+    let info = |m: &Metrics, api: &str| -> Vec<String> {
+        let mut rows: Vec<String> = m
+            .find("aws_apigateway_integration_info", &[("api_id", api)])
+            .iter()
+            .map(|s| {
+                let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+                format!(
+                    "{}{} {} {} {} {} {}",
+                    l("method"),
+                    l("resource"),
+                    l("route"),
+                    l("integration_type"),
+                    l("backend_type"),
+                    l("backend"),
+                    l("transfer_mode")
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let want_rest = vec![
+        "GET/  MOCK mock  BUFFERED".to_string(),
+        "GET/legacy  HTTP_PROXY http legacy.example.com BUFFERED".to_string(),
+        format!("POST/orders  AWS_PROXY lambda {function} BUFFERED"),
+    ];
+    let want_http = vec![
+        "ANY/{proxy+}  HTTP_PROXY http backend.example.org BUFFERED".to_string(),
+        format!("GET/pets  AWS_PROXY lambda pets-{tag} BUFFERED"),
+    ];
+    let m = exporter.scrape_until(WAIT, |m| {
+        info(m, &rest_id) == want_rest && info(m, &http_id) == want_http
+    });
+    // Every info series is 1 and has a timeout beside it.
+    for s in m.find("aws_apigateway_integration_info", &[("api_id", &rest_id)]) {
+        assert_eq!(s.value, 1.0);
+    }
+    assert_eq!(
+        m.find(
+            "aws_apigateway_integration_timeout_seconds",
+            &[("api_id", &rest_id)]
+        )
+        .len(),
+        3
+    );
+}

@@ -72,7 +72,7 @@ fn http_api(id: &str, stages: usize) -> RawApi {
                 })
                 .collect(),
         ),
-        timeouts: vec![],
+        integrations: vec![],
     }
 }
 
@@ -583,13 +583,29 @@ async fn discovery_follows_every_page() {
             )
             .build()
     });
+    // Response streaming (`responseTransferMode`) is an emulator gap: neither LocalStack nor
+    // moto knows the field, so a streaming Lambda method is only served here.
     let resources = mock!(aws_sdk_apigateway::Client::get_resources).then_compute_output(|req| {
+        use aws_sdk_apigateway::types::{IntegrationType, ResponseTransferMode};
         assert_eq!(req.embed(), ["methods".to_string()]);
         let method = aws_sdk_apigateway::types::Method::builder()
             .http_method("GET")
             .method_integration(
                 aws_sdk_apigateway::types::Integration::builder()
+                    .r#type(IntegrationType::AwsProxy)
+                    .uri("arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:444455556666:function:pets-stream:live/invocations")
+                    .response_transfer_mode(ResponseTransferMode::Stream)
                     .timeout_in_millis(12_000)
+                    .build(),
+            )
+            .build();
+        let post = aws_sdk_apigateway::types::Method::builder()
+            .http_method("POST")
+            .method_integration(
+                aws_sdk_apigateway::types::Integration::builder()
+                    .r#type(IntegrationType::HttpProxy)
+                    .uri("https://pets.example.com/pets")
+                    .response_transfer_mode(ResponseTransferMode::Buffered)
                     .build(),
             )
             .build();
@@ -598,6 +614,7 @@ async fn discovery_follows_every_page() {
                 aws_sdk_apigateway::types::Resource::builder()
                     .path("/pets")
                     .resource_methods("GET", method)
+                    .resource_methods("POST", post)
                     .build(),
             )
             .build()
@@ -607,11 +624,15 @@ async fn discovery_follows_every_page() {
             .items(
                 aws_sdk_apigatewayv2::types::Integration::builder()
                     .integration_id("i1")
+                    .integration_type(aws_sdk_apigatewayv2::types::IntegrationType::HttpProxy)
+                    .integration_uri("https://backend.example.com:8443/pets")
                     .build(),
             )
             .items(
                 aws_sdk_apigatewayv2::types::Integration::builder()
                     .integration_id("i2")
+                    .integration_type(aws_sdk_apigatewayv2::types::IntegrationType::AwsProxy)
+                    .integration_uri("arn:aws:lambda:us-east-1:444455556666:function:fallback")
                     .timeout_in_millis(5_000)
                     .build(),
             )
@@ -791,18 +812,71 @@ async fn discovery_follows_every_page() {
         resource: "/pets".into(),
         method: "GET".into(),
     };
-    assert_eq!(found.apis[0].timeouts, [(get.clone(), 12.0)]);
+    let post = RouteKey::Method {
+        resource: "/pets".into(),
+        method: "POST".into(),
+    };
+    let summary =
+        |a: &apigateway_exporter::inventory::RawApi| -> Vec<(RouteKey, f64, String, String, bool)> {
+            a.integrations
+                .iter()
+                .map(|i| {
+                    (
+                        i.route.clone(),
+                        i.timeout,
+                        i.integration_type.clone(),
+                        format!("{} {}", i.backend_type.as_str(), i.backend),
+                        i.streams,
+                    )
+                })
+                .collect()
+        };
+    assert_eq!(
+        summary(&found.apis[0]),
+        [
+            (
+                get.clone(),
+                12.0,
+                "AWS_PROXY".into(),
+                "lambda pets-stream".into(),
+                true
+            ),
+            (
+                post,
+                29.0,
+                "HTTP_PROXY".into(),
+                "http pets.example.com".into(),
+                false
+            ),
+        ]
+    );
     let h1 = found.apis.iter().find(|a| a.id == "h1").unwrap();
     assert_eq!(
-        h1.timeouts,
-        [(get, 30.0), (RouteKey::Route("$default".into()), 5.0)]
+        summary(h1),
+        [
+            (
+                get,
+                30.0,
+                "HTTP_PROXY".into(),
+                "http backend.example.com".into(),
+                false
+            ),
+            (
+                RouteKey::Route("$default".into()),
+                5.0,
+                "AWS_PROXY".into(),
+                "lambda fallback".into(),
+                false
+            ),
+        ]
     );
     let w1 = found.apis.iter().find(|a| a.id == "w1").unwrap();
     assert!(
-        w1.timeouts
-            .contains(&(RouteKey::Route("GET /pets".into()), 29.0)),
+        summary(w1)
+            .iter()
+            .any(|(r, t, ..)| *r == RouteKey::Route("GET /pets".into()) && *t == 29.0),
         "{:?}",
-        w1.timeouts
+        w1.integrations
     );
     let raw = found.apis;
     type Summary = Vec<(String, Vec<(String, bool, bool)>)>;

@@ -90,7 +90,7 @@ pub fn fleet(n: usize) -> Vec<RawApi> {
                         })
                         .collect(),
                 ),
-                timeouts: vec![],
+                integrations: vec![],
             }
         })
         .collect()

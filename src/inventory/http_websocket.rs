@@ -1,9 +1,10 @@
 //! HTTP and WebSocket APIs (the `apigatewayv2` service): GetApis, GetStages, and GetRoutes
-//! joined to GetIntegrations for integration timeouts.
+//! joined to GetIntegrations for what each route integrates with.
 
 use std::collections::HashMap;
 
 use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
+use super::integrations::{Integration, backend};
 use super::pages::bounded;
 use super::{ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, log_group_of};
 use crate::model::ApiType;
@@ -49,13 +50,13 @@ impl AwsDiscovery {
                     true => Some(self.v2_stages(&id, ws).await?),
                     false => None,
                 };
-                Ok((i, stages, self.v2_timeouts(&id, ws).await?))
+                Ok((i, stages, self.v2_integrations(&id, ws).await?))
             }
         })
         .await?;
-        for (i, stages, timeouts) in details {
+        for (i, stages, integrations) in details {
             apis[i].stages = stages;
-            apis[i].timeouts = timeouts;
+            apis[i].integrations = integrations;
         }
         Ok(apis)
     }
@@ -84,14 +85,19 @@ impl AwsDiscovery {
         .await
     }
 
-    /// Integration timeouts of every route: GetRoutes joined to GetIntegrations through the
+    /// The integration of every route: GetRoutes joined to GetIntegrations through the
     /// route target (`integrations/<id>`).
-    async fn v2_timeouts(
+    async fn v2_integrations(
         &self,
         id: &str,
         websocket: bool,
-    ) -> Result<Vec<(RouteKey, f64)>, DiscoveryError> {
-        let integrations: HashMap<String, Option<i32>> = self
+    ) -> Result<Vec<Integration>, DiscoveryError> {
+        let default = if websocket {
+            DEFAULT_TIMEOUT_MS
+        } else {
+            HTTP_DEFAULT_TIMEOUT_MS
+        };
+        let integrations: HashMap<String, Integration> = self
             .list(
                 "apigatewayv2",
                 "GetIntegrations",
@@ -108,7 +114,27 @@ impl AwsDiscovery {
                         .items()
                         .iter()
                         .filter_map(|i| {
-                            Some((i.integration_id()?.to_string(), i.timeout_in_millis()))
+                            let integration_type =
+                                i.integration_type().map(|t| t.as_str()).unwrap_or_default();
+                            let (backend_type, backend) = backend(
+                                integration_type,
+                                i.integration_uri(),
+                                i.connection_type()
+                                    == Some(&aws_sdk_apigatewayv2::types::ConnectionType::VpcLink),
+                                i.integration_subtype(),
+                            );
+                            Some((
+                                i.integration_id()?.to_string(),
+                                Integration {
+                                    // Set from the route that targets it.
+                                    route: RouteKey::Route(String::new()),
+                                    timeout: timeout_seconds(i.timeout_in_millis(), default),
+                                    integration_type: integration_type.to_string(),
+                                    backend_type,
+                                    backend,
+                                    streams: false,
+                                },
+                            ))
                         })
                         .collect();
                     (found, out.next_token().map(str::to_string))
@@ -117,13 +143,8 @@ impl AwsDiscovery {
             .await?
             .into_iter()
             .collect();
-        let default = if websocket {
-            DEFAULT_TIMEOUT_MS
-        } else {
-            HTTP_DEFAULT_TIMEOUT_MS
-        };
         let integrations = &integrations;
-        let mut timeouts = self
+        let mut found = self
             .list(
                 "apigatewayv2",
                 "GetRoutes",
@@ -136,26 +157,26 @@ impl AwsDiscovery {
                         .send()
                 },
                 |out| {
-                    let timeouts = out
+                    let found = out
                         .items()
                         .iter()
                         .filter_map(|route| {
-                            let timeout = route
+                            let integration = route
                                 .target()?
                                 .strip_prefix("integrations/")
                                 .and_then(|i| integrations.get(i))?;
-                            Some((
-                                RouteKey::from_v2(route.route_key()?, websocket),
-                                timeout_seconds(*timeout, default),
-                            ))
+                            Some(Integration {
+                                route: RouteKey::from_v2(route.route_key()?, websocket),
+                                ..integration.clone()
+                            })
                         })
                         .collect();
-                    (timeouts, out.next_token().map(str::to_string))
+                    (found, out.next_token().map(str::to_string))
                 },
             )
             .await?;
-        timeouts.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(timeouts)
+        found.sort_by(|a, b| a.route.cmp(&b.route));
+        Ok(found)
     }
 }
 
@@ -182,7 +203,7 @@ fn v2_api(api: &aws_sdk_apigatewayv2::types::Api, filter: &ApiFilter) -> Option<
         endpoint_type: "REGIONAL".into(),
         tags: tags(api.tags()),
         stages: None,
-        timeouts: Vec::new(),
+        integrations: Vec::new(),
     })
 }
 

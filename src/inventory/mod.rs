@@ -5,6 +5,7 @@
 
 mod discovery;
 mod http_websocket;
+mod integrations;
 mod pages;
 mod rest;
 mod rest_names;
@@ -20,6 +21,7 @@ use crate::model::{ApiType, SeriesLabels};
 
 pub use crate::model::RouteKey;
 pub use discovery::AwsDiscovery;
+pub use integrations::{BackendType, Integration};
 pub use rest_names::cloudwatch_rest_name;
 
 /// A throttle limit: steady-state requests per second and burst size.
@@ -62,8 +64,8 @@ pub struct RawApi {
     pub tags: BTreeMap<String, String>,
     /// `None` when discovery did not need to fetch them (API not selected, or `stages: []`).
     pub stages: Option<Vec<RawStage>>,
-    /// Configured integration timeouts, in seconds, per method or route.
-    pub timeouts: Vec<(RouteKey, f64)>,
+    /// What each method or route integrates with, and its timeout.
+    pub integrations: Vec<Integration>,
 }
 
 /// A stage as discovery found it.
@@ -119,8 +121,8 @@ pub struct Api {
     pub stages: Vec<Stage>,
     /// API-level series cannot be attributed (another REST API shares the CloudWatch name).
     pub api_level_ambiguous: bool,
-    /// Configured integration timeouts, in seconds, per method or route.
-    pub timeouts: Vec<(RouteKey, f64)>,
+    /// What each method or route integrates with, and its timeout.
+    pub integrations: Vec<Integration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -336,7 +338,7 @@ pub fn build(
                 cloudwatch_key,
                 api_level_ambiguous: stages.is_empty() && shared(None),
                 stages,
-                timeouts: r.timeouts.clone(),
+                integrations: r.integrations.clone(),
             }
         })
         .collect();
@@ -391,7 +393,7 @@ mod tests {
                     })
                     .collect(),
             ),
-            timeouts: vec![],
+            integrations: vec![],
         }
     }
 

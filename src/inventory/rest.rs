@@ -4,11 +4,14 @@
 use std::collections::BTreeSet;
 
 use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
+use super::integrations::{Integration, backend};
 use super::pages::bounded;
 use super::{
     ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, cloudwatch_rest_name,
     log_group_of,
 };
+use aws_sdk_apigateway::types::{ConnectionType, ResponseTransferMode};
+
 use crate::model::ApiType;
 
 impl AwsDiscovery {
@@ -59,21 +62,21 @@ impl AwsDiscovery {
                 apis[i].stages = Some(stages);
             }
         }
-        // Timeouts belong to the API, whatever stages are selected.
-        let timeouts = bounded(wanted, |i| {
+        // Integrations belong to the API, whatever stages are selected.
+        let integrations = bounded(wanted, |i| {
             let id = apis[i].id.clone();
-            async move { Ok((i, self.rest_timeouts(&id).await?)) }
+            async move { Ok((i, self.rest_integrations(&id).await?)) }
         })
         .await?;
-        for (i, timeouts) in timeouts {
-            apis[i].timeouts = timeouts;
+        for (i, integrations) in integrations {
+            apis[i].integrations = integrations;
         }
         Ok(apis)
     }
 
-    /// Integration timeouts of every method (GetResources with embedded methods).
-    async fn rest_timeouts(&self, id: &str) -> Result<Vec<(RouteKey, f64)>, DiscoveryError> {
-        let mut timeouts = self
+    /// The integration of every method (GetResources with embedded methods).
+    async fn rest_integrations(&self, id: &str) -> Result<Vec<Integration>, DiscoveryError> {
+        let mut integrations = self
             .list(
                 "apigateway",
                 "GetResources",
@@ -88,33 +91,46 @@ impl AwsDiscovery {
                         .send()
                 },
                 |out| {
-                    let mut timeouts = Vec::new();
+                    let mut found = Vec::new();
                     for resource in out.items() {
                         let Some(path) = resource.path() else {
                             continue;
                         };
                         for (method, m) in resource.resource_methods().into_iter().flatten() {
-                            let Some(integration) = m.method_integration() else {
+                            let Some(i) = m.method_integration() else {
                                 continue;
                             };
-                            timeouts.push((
-                                RouteKey::Method {
+                            let integration_type =
+                                i.r#type().map(|t| t.as_str()).unwrap_or_default();
+                            let (backend_type, backend) = backend(
+                                integration_type,
+                                i.uri(),
+                                i.connection_type() == Some(&ConnectionType::VpcLink),
+                                None,
+                            );
+                            found.push(Integration {
+                                route: RouteKey::Method {
                                     resource: path.to_string(),
                                     method: method.clone(),
                                 },
-                                timeout_seconds(
-                                    Some(integration.timeout_in_millis()),
+                                timeout: timeout_seconds(
+                                    Some(i.timeout_in_millis()),
                                     DEFAULT_TIMEOUT_MS,
                                 ),
-                            ));
+                                integration_type: integration_type.to_string(),
+                                backend_type,
+                                backend,
+                                streams: i.response_transfer_mode()
+                                    == Some(&ResponseTransferMode::Stream),
+                            });
                         }
                     }
-                    (timeouts, out.position().map(str::to_string))
+                    (found, out.position().map(str::to_string))
                 },
             )
             .await?;
-        timeouts.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(timeouts)
+        integrations.sort_by(|a, b| a.route.cmp(&b.route));
+        Ok(integrations)
     }
 
     async fn rest_stages(&self, id: &str) -> Result<Vec<RawStage>, DiscoveryError> {
@@ -191,6 +207,6 @@ fn rest_api(api: &aws_sdk_apigateway::types::RestApi) -> Option<RawApi> {
         endpoint_type,
         tags: tags(api.tags()),
         stages: None,
-        timeouts: Vec::new(),
+        integrations: Vec::new(),
     })
 }

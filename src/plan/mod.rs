@@ -350,7 +350,7 @@ mod tests {
                 })
                 .collect(),
             api_level_ambiguous: false,
-            timeouts: vec![],
+            integrations: vec![],
         }
     }
 

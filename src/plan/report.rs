@@ -44,13 +44,30 @@ pub fn describe(
             }
         }
         for api in &inv.apis {
-            let timeouts = if api.timeouts.is_empty() {
+            let timeouts = if api.integrations.is_empty() {
                 "integration timeouts: none found (no integrations)".to_string()
             } else {
-                let max = api.timeouts.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+                let max = api
+                    .integrations
+                    .iter()
+                    .map(|i| i.timeout)
+                    .fold(0.0, f64::max);
+                let streaming = api.integrations.iter().filter(|i| i.streams).count();
+                let mut backends: Vec<String> = api
+                    .integrations
+                    .iter()
+                    .map(|i| {
+                        format!("{} {}", i.backend_type.as_str(), i.backend)
+                            .trim()
+                            .to_string()
+                    })
+                    .collect();
+                backends.sort();
+                backends.dedup();
                 format!(
-                    "integration timeouts: {} methods/routes, longest {max} s",
-                    api.timeouts.len()
+                    "integration timeouts: {} methods/routes, longest {max} s, {streaming} streaming; backends: {}",
+                    api.integrations.len(),
+                    backends.join(", ")
                 )
             };
             let _ = writeln!(
