@@ -840,6 +840,64 @@ def api():
         9,
     )
 
+    # Lambda functions behind this API's routes (backends.lambda), joined through the
+    # integration's backend name.
+    behind = (
+        'label_join(aws_apigateway_integration_info{%s, backend_type="lambda"},'
+        ' "function_name", "", "backend")' % s_api
+    )
+
+    def lambda_rate(metric):
+        return rate(metric, s_account, "account_id, region, function_name")
+
+    def per_function(metric):
+        return (
+            f"sum by (function_name) ({lambda_rate(metric)}"
+            f" and on(account_id, region, function_name) {behind})"
+        )
+
+    def per_route(metric):
+        return (
+            f"max by ({'method, resource, route'}) ({behind}"
+            f" * on(account_id, region, function_name) group_left() {lambda_rate(metric)})"
+        )
+
+    L.add(
+        timeseries(
+            "5XX beside the Lambda functions behind it",
+            "The stage's 5XX per second (CloudWatch) beside the errors and throttles of the"
+            " Lambda functions its routes call (backends.lambda): function errors usually come"
+            " back as 502, throttled invocations as 500/502, and neither shows in Lambda's"
+            " Errors alone.",
+            "reqps",
+            (total("aws_apigateway_5xx_errors_total"), "API 5XX"),
+            (per_function("aws_lambda_errors_total"), "{{function_name}} errors"),
+            (per_function("aws_lambda_throttles_total"), "{{function_name}} throttles"),
+        ),
+        12,
+        8,
+    )
+    L.add(
+        table(
+            "Errors by route: API and Lambda",
+            "Per method and resource or route: 5XX responses per second from the access logs,"
+            " and the errors and throttles per second of the Lambda function the route calls"
+            " (one function may serve several routes: its whole rate shows on each).",
+            "reqps",
+            (
+                "sum by (method, resource, route) ("
+                + rate("aws_apigateway_route_responses_total", s + ', status=~"5.."', ROUTE_IDENTITY + ", status, response_type")
+                + ")",
+                "",
+            ),
+            (per_route("aws_lambda_errors_total"), ""),
+            (per_route("aws_lambda_throttles_total"), ""),
+            columns=["API 5XX/s", "Lambda errors/s", "Lambda throttles/s"],
+        ),
+        12,
+        8,
+    )
+
     L.row("Latency")
     L.add(
         timeseries(

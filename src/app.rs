@@ -149,6 +149,7 @@ pub fn settings(config: &Config) -> PollSettings {
                     log_group: config.access_logs.log_group.as_deref().map(Arc::from),
                 }),
             },
+            lambda: config.backends.lambda,
         },
         tags_as_labels: config.tags_as_labels.clone(),
     }
@@ -223,6 +224,7 @@ async fn build(
         Mode::Demo { seed, .. } => {
             // The demo has synthetic access logs too, so every family of the contract shows.
             config.access_logs.mode = AccessLogsMode::FilterLogEvents;
+            config.backends.lambda = true;
             demo_targets(config, seed, Arc::clone(clock))
         }
     };

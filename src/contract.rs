@@ -28,6 +28,9 @@ pub enum Level {
     Scoped,
     /// The exporter's own health; only the labels listed.
     Exporter,
+    /// One series per Lambda function behind a discovered route (`account_id`, `region`,
+    /// `function_name`).
+    Function,
 }
 
 /// One metric family.
@@ -50,6 +53,7 @@ impl Def {
     pub fn unit_of(&self, series_name: &str) -> &'static str {
         let count = series_name.len() > self.name.len() && series_name.ends_with("_count");
         match (self.kind, count) {
+            (Type::Summary, true) if self.level == Level::Function => "{invocation}",
             (Type::Summary, true) => "{request}",
             (Type::Histogram, true) => "{observation}",
             _ => self.unit,
@@ -88,7 +92,17 @@ const fn route(stage: &Def, name: &'static str) -> Def {
     )
 }
 
-use Level::{Api, Exporter, Scoped, Stage};
+use Level::{Api, Exporter, Function, Scoped, Stage};
+
+/// The HELP ending of Lambda families.
+macro_rules! lambda {
+    ($text:literal) => {
+        concat!(
+            $text,
+            " Only for functions behind a discovered API Gateway route (backends.lambda). Polled from CloudWatch AWS/Lambda, not live."
+        )
+    };
+}
 use Type::{Counter, Gauge, Histogram, Summary};
 
 macro_rules! polled {
@@ -283,6 +297,51 @@ pub const ROUTE_LATENCY_MAX: Def = route(&LATENCY_MAX, "aws_apigateway_route_lat
 pub const ROUTE_INTEGRATION_LATENCY_MAX: Def = route(
     &INTEGRATION_LATENCY_MAX,
     "aws_apigateway_route_integration_latency_max_seconds",
+);
+
+pub const LAMBDA_INVOCATIONS: Def = def(
+    "aws_lambda_invocations_total",
+    Counter,
+    "{invocation}",
+    Function,
+    &[],
+    lambda!("Invocations of the function (CloudWatch Invocations; Sum per period)."),
+);
+pub const LAMBDA_ERRORS: Def = def(
+    "aws_lambda_errors_total",
+    Counter,
+    "{invocation}",
+    Function,
+    &[],
+    lambda!("Invocations that ended in a function error (CloudWatch Errors; Sum per period)."),
+);
+pub const LAMBDA_THROTTLES: Def = def(
+    "aws_lambda_throttles_total",
+    Counter,
+    "{invocation}",
+    Function,
+    &[],
+    lambda!(
+        "Invocation requests throttled by the function's concurrency limits (CloudWatch Throttles; Sum per period)."
+    ),
+);
+pub const LAMBDA_DURATION: Def = def(
+    "aws_lambda_duration_seconds",
+    Summary,
+    "s",
+    Function,
+    &[],
+    lambda!(
+        "Time the function ran, in seconds: _sum and _count from the period Sum and SampleCount of CloudWatch Duration."
+    ),
+);
+pub const LAMBDA_DURATION_MAX: Def = def(
+    "aws_lambda_duration_max_seconds",
+    Gauge,
+    "s",
+    Function,
+    &[],
+    lambda!("Maximum Duration of the latest settled CloudWatch period, in seconds."),
 );
 
 pub const API_INFO: Def = def(
@@ -545,6 +604,11 @@ pub static ALL: &[&Def] = &[
     &USAGE_PLAN_QUOTA_LIMIT,
     &INTEGRATION_TIMEOUT,
     &INTEGRATION_INFO,
+    &LAMBDA_INVOCATIONS,
+    &LAMBDA_ERRORS,
+    &LAMBDA_THROTTLES,
+    &LAMBDA_DURATION,
+    &LAMBDA_DURATION_MAX,
     &EXPORTER_BUILD_INFO,
     &EXPORTER_UP,
     &EXPORTER_TARGET_UP,
@@ -588,7 +652,17 @@ mod tests {
     #[test]
     fn names_are_unique_and_typed_by_their_suffix() {
         for (i, d) in ALL.iter().enumerate() {
-            assert!(d.name.starts_with("aws_apigateway_"), "{}", d.name);
+            assert_eq!(
+                d.level == Level::Function,
+                d.name.starts_with("aws_lambda_"),
+                "{}",
+                d.name
+            );
+            assert!(
+                d.name.starts_with("aws_apigateway_") || d.name.starts_with("aws_lambda_"),
+                "{}",
+                d.name
+            );
             assert!(
                 ALL[..i].iter().all(|o| o.name != d.name),
                 "{} twice",

@@ -327,10 +327,21 @@ impl MetricSource for DemoSource {
         Ok(queries
             .iter()
             .map(|q| {
-                let Some(api) = APIS.iter().find(|a| a.id == q.labels.api_id) else {
+                // A Lambda function's series follow the first stage of the API it backs.
+                let api = match &q.labels.function {
+                    Some(f) => APIS
+                        .iter()
+                        .find(|a| a.backend.1 == BackendType::Lambda && a.backend.2 == f.as_str()),
+                    None => APIS.iter().find(|a| a.id == q.labels.api_id),
+                };
+                let Some(api) = api else {
                     return Outcome::Points(Vec::new());
                 };
-                let stage = q.labels.stage.as_deref().unwrap_or("");
+                let first = api.stages.first().map_or("", |s| s.0);
+                let stage = match &q.labels.function {
+                    Some(_) => first,
+                    None => q.labels.stage.as_deref().unwrap_or(""),
+                };
                 if q.family.split() {
                     return split(self.responses(api, stage, window, now));
                 }
@@ -649,6 +660,12 @@ fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
         Family::QuotaExceeded => sum(p.requests * p.quota_rate),
         // Answered per cause by `DemoSource::responses`.
         Family::Responses => None,
+        // The function behind the API: what API Gateway did not reject itself; most 5XX are
+        // its errors; a trickle of throttles; its duration a little below the integration's.
+        Family::LambdaInvocations => sum(p.requests * (1.0 - p.rate_4xx)),
+        Family::LambdaErrors => sum(p.requests * p.rate_5xx * 0.85),
+        Family::LambdaThrottles => sum(p.requests * 0.0002),
+        Family::LambdaDuration => dist(p.integration_ms * 0.92),
     }
 }
 

@@ -11,6 +11,8 @@ use crate::contract::{self, Def};
 
 /// The CloudWatch namespace of API Gateway metrics.
 pub const NAMESPACE: &str = "AWS/ApiGateway";
+/// The CloudWatch namespace of Lambda metrics (`backends.lambda`).
+pub const LAMBDA_NAMESPACE: &str = "AWS/Lambda";
 
 /// The JSON access log format the exporter counts responses from (the README shows it).
 /// `status` is a bare number, so CloudWatch Logs filter patterns can compare it.
@@ -165,6 +167,11 @@ pub enum Family {
     /// Responses by status and response type (access log events). One query per stage
     /// answers many series, per stage and per route: see [`Cause`].
     Responses,
+    /// Lambda functions behind discovered routes (`backends.lambda`).
+    LambdaInvocations,
+    LambdaErrors,
+    LambdaThrottles,
+    LambdaDuration,
 }
 
 /// Static facts about one family: its definitions in the contract (stage and route level,
@@ -188,6 +195,8 @@ pub struct FamilyInfo {
     pub reason: Option<&'static str>,
     /// Read from access logs, not from a CloudWatch metric of API Gateway.
     pub logs: bool,
+    /// The `AWS/Lambda` metric of a Lambda family.
+    pub lambda: Option<&'static str>,
 }
 
 impl FamilyInfo {
@@ -201,7 +210,7 @@ impl FamilyInfo {
 }
 
 impl Family {
-    pub const ALL: [Family; 16] = [
+    pub const ALL: [Family; 20] = [
         Family::Requests,
         Family::Errors4xx,
         Family::Errors5xx,
@@ -218,6 +227,10 @@ impl Family {
         Family::Throttled,
         Family::QuotaExceeded,
         Family::Responses,
+        Family::LambdaInvocations,
+        Family::LambdaErrors,
+        Family::LambdaThrottles,
+        Family::LambdaDuration,
     ];
 
     pub fn info(self) -> &'static FamilyInfo {
@@ -239,6 +252,14 @@ impl Family {
                 needs_cache: false,
                 reason: None,
                 logs: false,
+                lambda: None,
+            }
+        }
+        const fn lambda(stage: &'static Def, metric: &'static str) -> FamilyInfo {
+            FamilyInfo {
+                route: None,
+                lambda: Some(metric),
+                ..counter(stage, stage, None, None, None)
             }
         }
         const fn access_log(reason: &'static str) -> FamilyInfo {
@@ -360,6 +381,14 @@ impl Family {
         };
         static THROTTLED: FamilyInfo = access_log("throttled");
         static QUOTA: FamilyInfo = access_log("quota_exceeded");
+        static LAMBDA_INVOCATIONS: FamilyInfo = lambda(&c::LAMBDA_INVOCATIONS, "Invocations");
+        static LAMBDA_ERRORS: FamilyInfo = lambda(&c::LAMBDA_ERRORS, "Errors");
+        static LAMBDA_THROTTLES: FamilyInfo = lambda(&c::LAMBDA_THROTTLES, "Throttles");
+        static LAMBDA_DURATION: FamilyInfo = FamilyInfo {
+            max: Some((&c::LAMBDA_DURATION_MAX, &c::LAMBDA_DURATION_MAX)),
+            scale: 0.001,
+            ..lambda(&c::LAMBDA_DURATION, "Duration")
+        };
         static RESPONSES: FamilyInfo = FamilyInfo {
             logs: true,
             ..counter(&c::RESPONSES, &c::ROUTE_RESPONSES, None, None, None)
@@ -381,6 +410,10 @@ impl Family {
             Family::Throttled => &THROTTLED,
             Family::QuotaExceeded => &QUOTA,
             Family::Responses => &RESPONSES,
+            Family::LambdaInvocations => &LAMBDA_INVOCATIONS,
+            Family::LambdaErrors => &LAMBDA_ERRORS,
+            Family::LambdaThrottles => &LAMBDA_THROTTLES,
+            Family::LambdaDuration => &LAMBDA_DURATION,
         }
     }
 
@@ -530,6 +563,8 @@ pub struct SeriesLabels {
     pub route: Option<RouteKey>,
     /// The status and response type of an access-log response series.
     pub cause: Option<Cause>,
+    /// The Lambda function of a `backends.lambda` series (no API labels then).
+    pub function: Option<String>,
 }
 
 /// What a counted response was: its HTTP status and API Gateway's gateway response type
@@ -553,12 +588,28 @@ impl SeriesLabels {
             stage: None,
             route: None,
             cause: None,
+            function: None,
+        }
+    }
+
+    /// Labels of a Lambda function's series.
+    pub fn function(account_id: &str, region: &str, function: &str) -> SeriesLabels {
+        SeriesLabels {
+            function: Some(function.to_string()),
+            ..SeriesLabels::account(account_id, region)
         }
     }
 
     /// Label pairs in the contract's order; account-level series (empty `api_id`) carry only
     /// `account_id` and `region`.
     pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        if let Some(function) = &self.function {
+            return vec![
+                ("account_id", self.account_id.as_str()),
+                ("region", self.region.as_str()),
+                ("function_name", function.as_str()),
+            ];
+        }
         if self.api_id.is_empty() {
             return vec![
                 ("account_id", self.account_id.as_str()),
@@ -663,8 +714,10 @@ mod tests {
     fn every_family_has_a_source_and_a_contract_entry() {
         for family in Family::ALL {
             let info = family.info();
-            let from_cloudwatch =
-                info.rest.is_some() || info.http.is_some() || info.websocket.is_some();
+            let from_cloudwatch = info.rest.is_some()
+                || info.http.is_some()
+                || info.websocket.is_some()
+                || info.lambda.is_some();
             assert!(from_cloudwatch != info.logs, "{family:?}");
             assert!(info.reason.is_none() || info.logs, "{family:?}");
             for route in [false, true] {

@@ -410,6 +410,7 @@ mod tests {
             stage: stage.map(str::to_string),
             route: None,
             cause: None,
+            function: None,
         })
     }
 

@@ -381,6 +381,7 @@ mod tests {
                 stage: Some("prod".into()),
                 route: None,
                 cause: None,
+                function: None,
             }),
         }
     }

@@ -25,6 +25,7 @@ const ALERTS: &[&str] = &[
     "ApiGatewayIntegrationTimeouts",
     "ApiGatewayAuthorizerFailing",
     "ApiGatewayIntegrationFailing",
+    "ApiGatewayBackendThrottled",
     "ApiGatewayExporterDown",
     "ApiGatewayExporterCycleFailing",
     "ApiGatewayExporterDataStale",

@@ -548,3 +548,105 @@ async fn integration_info_names_the_lambda_function_the_http_host_or_the_mock() 
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_counters_follow_exactly_the_functions_behind_routes() {
+    use aws_sdk_apigateway::types::IntegrationType as Rest;
+    let tag = unique("lb");
+    let rest_id = create_rest_api(&format!("lamb-{tag}"), &["prod"]).await;
+    let behind = format!("behind-{tag}");
+    let other = format!("other-{tag}");
+    let uri = |f: &str| {
+        format!(
+            "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:{f}/invocations"
+        )
+    };
+    // Two routes call the same function: it is polled once.
+    rest_method(&rest_id, "/a", "GET", Rest::AwsProxy, Some(&uri(&behind))).await;
+    rest_method(&rest_id, "/b", "POST", Rest::AwsProxy, Some(&uri(&behind))).await;
+
+    let config = emulator_config(&tag, "backends:\n  lambda: true\n");
+    let plan = check_config(&config);
+    assert!(
+        plan.contains(&format!(
+            "lambda (backends.lambda): 1 functions behind the routes, 6 queries each (Invocations, Errors, Throttles; Duration Sum, SampleCount, Maximum): {behind}"
+        )),
+        "{plan}"
+    );
+    let exporter = Exporter::start(&config, &[]);
+    exporter.wait_ready(WAIT);
+
+    // Ground truth in AWS/Lambda, for the function behind the routes and for one that is not.
+    let minute = (now_secs() / 60) * 60;
+    let behind_dims = [("FunctionName", behind.as_str())];
+    let other_dims = [("FunctionName", other.as_str())];
+    let mut data = Vec::new();
+    let mut truth = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0_f64);
+    for (i, at) in [minute - 120, minute - 60].into_iter().enumerate() {
+        let n = i as f64;
+        for f in [behind.as_str(), other.as_str()] {
+            let dims: &[(&str, &str)] = if f == behind.as_str() {
+                &behind_dims
+            } else {
+                &other_dims
+            };
+            for (metric, value) in [
+                ("Invocations", 40.0 + n),
+                ("Errors", 3.0 + n),
+                ("Throttles", 2.0),
+                ("Duration", 120.0 + 10.0 * n),
+                ("Duration", 480.0),
+            ] {
+                data.push(common::Datum {
+                    metric,
+                    dims,
+                    at,
+                    value,
+                });
+            }
+        }
+        truth.0 += 40.0 + n;
+        truth.1 += 3.0 + n;
+        truth.2 += 2.0;
+        truth.3 += 120.0 + 10.0 * n + 480.0;
+        truth.4 += 2.0;
+        truth.5 = truth.5.max(480.0);
+    }
+    common::put_in("AWS/Lambda", &data).await;
+
+    let labels = [("function_name", behind.as_str())];
+    let value = |m: &Metrics, name: &str| m.value(name, &labels);
+    let m = exporter.scrape_until(WAIT, |m| {
+        value(m, "aws_lambda_invocations_total") == Some(truth.0)
+            && value(m, "aws_lambda_errors_total") == Some(truth.1)
+            && value(m, "aws_lambda_throttles_total") == Some(truth.2)
+            && value(m, "aws_lambda_duration_seconds_sum") == Some(truth.3 / 1000.0)
+            && value(m, "aws_lambda_duration_seconds_count") == Some(truth.4)
+    });
+    assert_eq!(
+        value(&m, "aws_lambda_duration_max_seconds"),
+        Some(truth.5 / 1000.0)
+    );
+    // Only the function behind a route, with only its own labels.
+    let series = m.find("aws_lambda_invocations_total", &[]);
+    assert!(
+        series
+            .iter()
+            .all(|s| s.labels.get("function_name") != Some(&other)),
+        "{series:?}"
+    );
+    let mine = m.find("aws_lambda_invocations_total", &labels);
+    assert_eq!(
+        mine[0].labels.keys().collect::<Vec<_>>(),
+        ["account_id", "function_name", "region"]
+    );
+    // And the route info names it, so the two join.
+    assert_eq!(
+        m.find(
+            "aws_apigateway_integration_info",
+            &[("api_id", &rest_id), ("backend", &behind)]
+        )
+        .len(),
+        2
+    );
+}

@@ -21,7 +21,11 @@ fn metrics_section() -> String {
 fn named(section: &str) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for span in section.split('`').skip(1).step_by(2) {
-        let Some(at) = span.find("aws_apigateway_") else {
+        let Some(at) = ["aws_apigateway_", "aws_lambda_"]
+            .iter()
+            .filter_map(|p| span.find(p))
+            .min()
+        else {
             continue;
         };
         let tail = &span[at..];
@@ -72,6 +76,7 @@ fn allowed(def: &Def) -> BTreeSet<&'static str> {
                 .chain(&["usage_plan_id", "usage_plan_name"]),
         ),
         Level::Exporter => {}
+        Level::Function => labels.extend(["account_id", "region", "function_name"]),
     }
     if def.kind == Type::Summary {
         labels.insert("quantile");

@@ -6,13 +6,13 @@
 
 The contract is the `## Metrics` section of README.md, which tests/demo.rs keeps equal, in
 both directions, to the families the exporter serves:
-- every backticked `aws_apigateway_...` name in that section (a name followed by `_` or `*`
+- every backticked `aws_apigateway_...` and `aws_lambda_...` name in that section (a name followed by `_` or `*`
   is a prefix in prose, not a name);
 - `_sum` and `_count` of the latency summaries (`*latency_seconds`), and `_bucket`, `_sum`,
   `_count` of every name on a line that calls it a histogram.
 
 `check` reads lines `WHERE TAB PROMQL` and prints `WHERE TAB NAME` for every metric name in
-the PromQL that is not in the contract: names starting with `aws_apigateway_`, and
+the PromQL that is not in the contract: names starting with `aws_apigateway_` or `aws_lambda_`, and
 recording-rule names (containing `:`) unless passed with --allow. Exits 1 if it printed
 anything, 2 if a contract file is missing.
 """
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-NAME = re.compile(r"aws_apigateway_[a-z0-9_]*[a-z0-9]")
+NAME = re.compile(r"aws_(?:apigateway|lambda)_[a-z0-9_]*[a-z0-9]")
 
 
 def read(path):
@@ -67,8 +67,13 @@ def names():
     readme = read(REPO / "README.md")
     section = readme.split("\n## Metrics", 1)[-1].split("\n## ", 1)[0]
     result = full_names(section)
-    # Summaries: the latency families (quantiles, `_sum`, `_count`).
-    result |= {n + s for n in result if n.endswith("latency_seconds") for s in ("_sum", "_count")}
+    # Summaries: the latency and duration families (quantiles, `_sum`, `_count`).
+    result |= {
+        n + s
+        for n in result
+        if n.endswith("latency_seconds") or n.endswith("duration_seconds")
+        for s in ("_sum", "_count")
+    }
     # Histograms: the names on a line that says so.
     for line in section.splitlines():
         if "histogram" in line:
@@ -94,7 +99,7 @@ def check(allowed_recorded):
             continue
         where, _, promql = line.partition("\t")
         for ident in identifiers(promql):
-            unknown = (ident.startswith("aws_apigateway_") and ident not in contract) or (
+            unknown = (ident.startswith(("aws_apigateway_", "aws_lambda_")) and ident not in contract) or (
                 ":" in ident and ident not in allowed_recorded
             )
             if unknown:

@@ -28,6 +28,7 @@ fn key() -> SeriesKey {
             stage: Some("s".into()),
             route: None,
             cause: None,
+            function: None,
         }),
     }
 }

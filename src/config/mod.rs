@@ -66,9 +66,19 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub aws: AwsConfig,
     pub access_logs: AccessLogsConfig,
+    pub backends: BackendsConfig,
     /// This replica's share of the APIs, when several replicas split one inventory.
     pub shard: Option<ShardConfig>,
     pub cost: CostConfig,
+}
+
+/// Backends polled beside API Gateway.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendsConfig {
+    /// Poll `AWS/Lambda` for the functions that back discovered routes.
+    #[serde(deserialize_with = "types::number_or_text")]
+    pub lambda: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

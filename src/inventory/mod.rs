@@ -173,6 +173,7 @@ impl TargetInventory {
             stage: stage.map(str::to_string),
             route: None,
             cause: None,
+            function: None,
         }
     }
 

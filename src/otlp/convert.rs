@@ -540,6 +540,7 @@ mod tests {
             stage: Some(stage.into()),
             route: None,
             cause: None,
+            function: None,
         })
     }
 

@@ -10,7 +10,7 @@ mod report;
 pub use cost::{Cost, cost};
 pub use report::describe;
 
-use crate::inventory::{Api, TargetInventory};
+use crate::inventory::{Api, BackendType, TargetInventory};
 use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
 
 /// GetMetricData accepts at most this many queries per call.
@@ -97,6 +97,8 @@ pub struct PlanOptions {
     pub latency: Vec<Stat>,
     /// Where 429 counts come from, if anywhere.
     pub access_logs: Option<AccessLogs>,
+    /// Poll `AWS/Lambda` for the functions behind discovered routes.
+    pub lambda: bool,
 }
 
 /// How 429s are read from access logs.
@@ -202,12 +204,62 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
             }
         }
     }
+    if opts.lambda {
+        push_lambda(&mut queries, inv);
+    }
     queries.append(&mut log_queries);
     TargetPlan {
         account_id: inv.account_id.clone(),
         region: inv.region.clone(),
         queries,
     }
+}
+
+/// The Lambda functions behind the inventory's routes, once each: counters from `Sum`,
+/// duration `Sum`, `SampleCount` and `Maximum` (no percentiles: 6 queries a function).
+fn push_lambda(queries: &mut Vec<Query>, inv: &TargetInventory) {
+    let namespace: Arc<str> = Arc::from(crate::model::LAMBDA_NAMESPACE);
+    for function in lambda_functions(inv) {
+        let labels = Arc::new(SeriesLabels::function(
+            &inv.account_id,
+            &inv.region,
+            &function,
+        ));
+        for family in Family::ALL {
+            let Some(metric) = family.info().lambda else {
+                continue;
+            };
+            let stats: &[Stat] = match family.info().kind() {
+                FamilyKind::Counter => &[Stat::Sum],
+                FamilyKind::Summary => &[Stat::Sum, Stat::SampleCount, Stat::Maximum],
+            };
+            for &stat in stats {
+                queries.push(Query {
+                    namespace: Arc::clone(&namespace),
+                    family,
+                    stat,
+                    metric_name: Arc::from(metric),
+                    dimensions: vec![("FunctionName", function.clone())],
+                    labels: Arc::clone(&labels),
+                    log_group: None,
+                });
+            }
+        }
+    }
+}
+
+/// The names of the Lambda functions any route of the inventory integrates with, sorted.
+pub fn lambda_functions(inv: &TargetInventory) -> Vec<String> {
+    let mut names: Vec<String> = inv
+        .apis
+        .iter()
+        .flat_map(|a| &a.integrations)
+        .filter(|i| i.backend_type == BackendType::Lambda && !i.backend.is_empty())
+        .map(|i| i.backend.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn labels(inv: &TargetInventory, api: &Api, stage: Option<&str>) -> Labels {
@@ -310,7 +362,7 @@ mod tests {
 
     use super::*;
     use crate::inventory::Stage;
-    use crate::model::ApiType;
+    use crate::model::{ApiType, RouteKey};
 
     fn inv(apis: Vec<Api>) -> TargetInventory {
         TargetInventory {
@@ -363,7 +415,61 @@ mod tests {
                 Stat::Maximum,
             ],
             access_logs: None,
+            lambda: false,
         }
+    }
+
+    #[test]
+    fn lambda_functions_behind_routes_are_polled_once_each() {
+        use crate::inventory::{BackendType, Integration};
+        let mut a = api("a1", ApiType::Rest, &[("prod", false)]);
+        let integration = |path: &str, backend_type, backend: &str| Integration {
+            route: RouteKey::Method {
+                resource: path.into(),
+                method: "GET".into(),
+            },
+            timeout: 29.0,
+            integration_type: "AWS_PROXY".into(),
+            backend_type,
+            backend: backend.into(),
+            streams: false,
+        };
+        a.integrations = vec![
+            integration("/a", BackendType::Lambda, "orders"),
+            integration("/b", BackendType::Lambda, "orders"),
+            integration("/c", BackendType::Lambda, "users"),
+            integration("/d", BackendType::Http, "example.com"),
+            integration("/e", BackendType::Mock, ""),
+        ];
+        let inventory = inv(vec![a]);
+        let without = plan_target(&inventory, &opts());
+        let plan = plan_target(
+            &inventory,
+            &PlanOptions {
+                lambda: true,
+                ..opts()
+            },
+        );
+        let lambda: Vec<&Query> = plan
+            .queries
+            .iter()
+            .filter(|q| &*q.namespace == "AWS/Lambda")
+            .collect();
+        assert_eq!(plan.queries.len() - without.queries.len(), 12);
+        assert_eq!(lambda.len(), 12);
+        for q in &lambda {
+            assert_eq!(q.dimensions.len(), 1);
+            assert_eq!(q.dimensions[0].0, "FunctionName");
+            assert_eq!(
+                q.labels.function.as_deref(),
+                Some(q.dimensions[0].1.as_str())
+            );
+            assert!(!matches!(q.stat, Stat::Percentile(_)));
+        }
+        assert_eq!(
+            lambda_functions(&inventory),
+            ["orders".to_string(), "users".to_string()]
+        );
     }
 
     #[test]

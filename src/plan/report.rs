@@ -103,6 +103,19 @@ pub fn describe(
                 c.cloudwatch_name
             );
         }
+        if opts.lambda {
+            let functions = super::lambda_functions(inv);
+            let _ = writeln!(
+                out,
+                "  lambda (backends.lambda): {} functions behind the routes, 6 queries each (Invocations, Errors, Throttles; Duration Sum, SampleCount, Maximum): {}",
+                functions.len(),
+                if functions.is_empty() {
+                    "none".to_string()
+                } else {
+                    functions.join(", ")
+                }
+            );
+        }
         let c = cost(plan.queries.len(), plan.calls(), interval, price_per_1000);
         let _ = writeln!(
             out,
