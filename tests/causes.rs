@@ -240,7 +240,12 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
         .await
         .expect("CreateStage (apigatewayv2)");
 
-    let config = emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n");
+    // CloudWatch Logs behind a gate, to cut it off like an outage.
+    let gate = common::Gate::start(&common::localstack());
+    let config = emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n").replace(
+        &format!("logs: {}", common::localstack()),
+        &format!("logs: {}", gate.url()),
+    );
     let plan = check_config(&config);
     for (stage, what) in [
         (
@@ -352,6 +357,38 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
     let seen = cycles(&m);
     let m = exporter.scrape_until(WAIT, |n| cycles(n) >= seen + 3.0);
     assert_eq!(responses(&m, &apis), want);
+
+    // An outage of CloudWatch Logs: the counters keep their values while events keep
+    // arriving, and the first good cycle counts exactly what happened meanwhile.
+    gate.block(true);
+    let up = |m: &Metrics| m.value("aws_apigateway_exporter_up", &[]);
+    let m = exporter.scrape_until(WAIT, |m| up(m) == Some(0.0));
+    assert_eq!(
+        responses(&m, &apis),
+        want,
+        "nothing lost or reset while logs fail"
+    );
+    let during = vec![
+        rest("prod", 504, "INTEGRATION_TIMEOUT", pets.clone(), 1),
+        rest("prod", 429, "THROTTLED", pets.clone(), 1),
+        rest("beta", 502, "INTEGRATION_FAILURE", pet.clone(), 0),
+    ];
+    put_lines(&rest_group, &during, base).await;
+    let seen = cycles(&m);
+    let m = exporter.scrape_until(WAIT, |n| cycles(n) >= seen + 3.0);
+    assert_eq!(responses(&m, &apis), want);
+    assert_eq!(up(&m), Some(0.0));
+    gate.block(false);
+    all.extend(during);
+    let want = expected(&all);
+    let m = exporter.scrape_until(WAIT, |m| responses(m, &apis) == want && up(m) == Some(1.0));
+    let seen = cycles(&m);
+    let m = exporter.scrape_until(WAIT, |n| cycles(n) >= seen + 3.0);
+    assert_eq!(
+        responses(&m, &apis),
+        want,
+        "the catch-up counted nothing twice"
+    );
 
     // The 429 family agrees with the 429 rows.
     for (stage, reason, response_type) in [

@@ -115,6 +115,7 @@ impl Harness {
             plan: PlanOptions {
                 latency,
                 access_logs: None,
+                lambda: false,
             },
             tags_as_labels: vec![],
         };
@@ -1073,6 +1074,7 @@ fn poller_with(
         plan: PlanOptions {
             latency: vec![Stat::Maximum],
             access_logs: None,
+            lambda: false,
         },
         tags_as_labels: vec![],
     };
@@ -1293,6 +1295,7 @@ fn outage_settings(max_backfill: Duration) -> PollSettings {
         plan: PlanOptions {
             latency: vec![Stat::Maximum],
             access_logs: None,
+            lambda: false,
         },
         tags_as_labels: vec![],
     }

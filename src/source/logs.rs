@@ -190,60 +190,59 @@ impl AccessLogSource {
         }
         Ok(counts)
     }
+}
 
-    /// The answer to one query from its stage's events.
-    fn answer(
-        &self,
-        q: &Query,
-        stage: Option<&HashMap<(Detail, i64), f64>>,
-        window: Window,
-    ) -> Outcome {
-        let empty = HashMap::new();
-        let events = stage.unwrap_or(&empty);
-        let in_window = |t: i64| t >= window.start && t < window.end;
-        if q.family.split() {
-            let mut parts = PartCounts::new();
-            let mut routes = 0usize;
-            let mut over = 0usize;
-            for ((detail, t), n) in events {
-                if !in_window(*t) || !self.statuses.contains(detail.status) {
-                    continue;
-                }
-                let cause = detail.cause();
-                if let Some(route) = detail.route(q.labels.api_type) {
-                    let key = (Some(route), cause.clone());
-                    if parts.contains_key(&key) || routes < MAX_ROUTE_SERIES {
-                        let periods = parts.entry(key).or_default();
-                        routes += usize::from(periods.is_empty());
-                        *periods.entry(*t).or_default() += n;
-                    } else {
-                        over += 1;
-                    }
-                }
-                *parts
-                    .entry((None, cause))
-                    .or_default()
-                    .entry(*t)
-                    .or_default() += n;
-            }
-            if over > 0 {
-                warn!(api_id = %q.labels.api_id, stage = ?q.labels.stage, limit = MAX_ROUTE_SERIES, "too many routes in the access logs; the rest count for the stage only");
-            }
-            return split(parts);
-        }
-        // 429s of one reason.
-        let reason = reason_dimension(q.family);
-        let mut points: BTreeMap<i64, f64> = BTreeMap::new();
+/// The answer to one access-log query from its stage's events: 429s of one reason, or the
+/// responses of the counted `statuses` split by cause and route.
+fn answer(
+    q: &Query,
+    statuses: &Statuses,
+    stage: Option<&HashMap<(Detail, i64), f64>>,
+    window: Window,
+) -> Outcome {
+    let empty = HashMap::new();
+    let events = stage.unwrap_or(&empty);
+    let in_window = |t: i64| t >= window.start && t < window.end;
+    if q.family.split() {
+        let mut parts = PartCounts::new();
+        let mut routes = 0usize;
+        let mut over = 0usize;
         for ((detail, t), n) in events {
-            if detail.status == 429
-                && throttle_reason(&detail.response_type) == reason
-                && in_window(*t)
-            {
-                *points.entry(*t).or_default() += n;
+            if !in_window(*t) || !statuses.contains(detail.status) {
+                continue;
             }
+            let cause = detail.cause();
+            if let Some(route) = detail.route(q.labels.api_type) {
+                let key = (Some(route), cause.clone());
+                if parts.contains_key(&key) || routes < MAX_ROUTE_SERIES {
+                    let periods = parts.entry(key).or_default();
+                    routes += usize::from(periods.is_empty());
+                    *periods.entry(*t).or_default() += n;
+                } else {
+                    over += 1;
+                }
+            }
+            *parts
+                .entry((None, cause))
+                .or_default()
+                .entry(*t)
+                .or_default() += n;
         }
-        Outcome::Points(points.into_iter().collect())
+        if over > 0 {
+            warn!(api_id = %q.labels.api_id, stage = ?q.labels.stage, limit = MAX_ROUTE_SERIES, "too many routes in the access logs; the rest count for the stage only");
+        }
+        return split(parts);
     }
+    // 429s of one reason.
+    let reason = reason_dimension(q.family);
+    let mut points: BTreeMap<i64, f64> = BTreeMap::new();
+    for ((detail, t), n) in events {
+        if detail.status == 429 && throttle_reason(&detail.response_type) == reason && in_window(*t)
+        {
+            *points.entry(*t).or_default() += n;
+        }
+    }
+    Outcome::Points(points.into_iter().collect())
 }
 
 /// The `Reason` of a 429: a usage plan quota, or else a throttle limit.
@@ -337,7 +336,7 @@ impl MetricSource for AccessLogSource {
                     q.labels.api_id.clone(),
                     q.labels.stage.clone().unwrap_or_default(),
                 );
-                self.answer(q, counts.get(&stage), window)
+                answer(q, &self.statuses, counts.get(&stage), window)
             })
             .collect())
     }
@@ -346,6 +345,7 @@ impl MetricSource for AccessLogSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Part;
 
     #[test]
     fn recent_ids_catch_duplicates_and_stay_bounded() {
@@ -428,5 +428,64 @@ mod tests {
         ] {
             assert_eq!(parse_event(bad), None, "{bad}");
         }
+    }
+
+    fn query(family: Family) -> Query {
+        Query {
+            namespace: Arc::from("AWS/ApiGateway"),
+            family,
+            stat: crate::model::Stat::Sum,
+            metric_name: Arc::from("AccessLogEvents"),
+            dimensions: vec![],
+            labels: Arc::new(crate::model::SeriesLabels {
+                stage: Some("prod".into()),
+                ..crate::model::SeriesLabels::account("1", "r")
+            }),
+            log_group: Some(Arc::from("g")),
+        }
+    }
+
+    #[test]
+    fn a_flood_of_routes_is_cut_off_but_the_stage_stays_exact() {
+        let window = Window::at(600, 60, 600);
+        let mut events = HashMap::new();
+        let routes = MAX_ROUTE_SERIES + 500;
+        for i in 0..routes {
+            let detail = Detail {
+                status: 404,
+                response_type: "none".into(),
+                resource: Some(format!("/r{i}")),
+                method: Some("GET".into()),
+                route_key: None,
+            };
+            events.insert((detail, 60), 2.0);
+        }
+        // A 200 and a status outside `statuses` are not counted as responses.
+        for status in [200, 503] {
+            let detail = Detail {
+                status,
+                response_type: "none".into(),
+                resource: None,
+                method: None,
+                route_key: None,
+            };
+            events.insert((detail, 60), 7.0);
+        }
+        let statuses = Statuses::new("4xx").unwrap();
+        let Outcome::Split(parts) =
+            answer(&query(Family::Responses), &statuses, Some(&events), window)
+        else {
+            panic!("a split answer");
+        };
+        let stage: Vec<&Part> = parts.iter().filter(|p| p.route.is_none()).collect();
+        assert_eq!(stage.len(), 1);
+        assert_eq!(stage[0].cause.status, "404");
+        assert_eq!(stage[0].points, [(60, 2.0 * routes as f64)]);
+        assert_eq!(parts.len() - 1, MAX_ROUTE_SERIES);
+        // No 429 among the events: the throttle families answer nothing.
+        assert_eq!(
+            answer(&query(Family::Throttled), &statuses, Some(&events), window),
+            Outcome::Points(vec![])
+        );
     }
 }
