@@ -273,6 +273,13 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
             "{stage}: {what}\n{plan}"
         );
     }
+    // The access-log queries are answered by one read per log group, not GetMetricData.
+    assert!(
+        plan.contains(
+            "access logs: 2 log groups read with FilterLogEvents each cycle (plus pages), answering 12 access-log queries; no GetMetricData"
+        ),
+        "{plan}"
+    );
     let exporter = Exporter::start(&config, &[]);
     exporter.wait_ready(WAIT);
 

@@ -71,6 +71,25 @@ impl TargetPlan {
     pub fn calls(&self) -> usize {
         self.split().0.len().div_ceil(MAX_QUERIES_PER_CALL)
     }
+
+    /// Queries sent to GetMetricData (and billed per cycle); the access-log queries are
+    /// answered by FilterLogEvents.
+    pub fn metric_queries(&self) -> usize {
+        self.split().0.len()
+    }
+
+    /// The distinct access log groups read each cycle (one FilterLogEvents read each).
+    pub fn log_groups(&self) -> usize {
+        let mut groups: Vec<&str> = self
+            .split()
+            .1
+            .iter()
+            .filter_map(|q| q.log_group.as_deref())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups.len()
+    }
 }
 
 /// The statistics read for a family: `Sum` for counters; `Sum`, `SampleCount` and the

@@ -116,13 +116,27 @@ pub fn describe(
                 }
             );
         }
-        let c = cost(plan.queries.len(), plan.calls(), interval, price_per_1000);
+        let groups = plan.log_groups();
+        if groups > 0 {
+            let _ = writeln!(
+                out,
+                "  access logs: {} log groups read with FilterLogEvents each cycle (plus pages), answering {} access-log queries; no GetMetricData",
+                groups,
+                plan.queries.len() - plan.metric_queries()
+            );
+        }
+        let c = cost(
+            plan.metric_queries(),
+            plan.calls(),
+            interval,
+            price_per_1000,
+        );
         let _ = writeln!(
             out,
             "  series queried: {}  GetMetricData calls per cycle: {}  estimated cost: ${:.2}/month",
             c.queries_per_cycle, c.calls_per_cycle, c.usd_per_month
         );
-        total_q += plan.queries.len();
+        total_q += plan.metric_queries();
         total_c += plan.calls();
     }
     let c = cost(total_q, total_c, interval, price_per_1000);
