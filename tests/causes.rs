@@ -14,27 +14,6 @@ use common::{
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// What `check-config` prints for `config`.
-fn check_config(config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
-        .args([
-            "check-config",
-            "--log.level=error",
-            &format!("--config.file={}", path.display()),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    stdout
-}
-
 /// One access log line the test writes, and what it should count as.
 #[derive(Debug, Clone)]
 struct Line {
@@ -246,7 +225,7 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
         &format!("logs: {}", common::localstack()),
         &format!("logs: {}", gate.url()),
     );
-    let plan = check_config(&config);
+    let plan = common::check_config(&config);
     for (stage, what) in [
         (
             "prod",
@@ -610,7 +589,7 @@ async fn lambda_counters_follow_exactly_the_functions_behind_routes() {
     rest_method(&rest_id, "/b", "POST", Rest::AwsProxy, Some(&uri(&behind))).await;
 
     let config = emulator_config(&tag, "backends:\n  lambda: true\n");
-    let plan = check_config(&config);
+    let plan = common::check_config(&config);
     assert!(
         plan.contains(&format!(
             "lambda (backends.lambda): 1 functions behind the routes, 6 queries each (Invocations, Errors, Throttles; Duration Sum, SampleCount, Maximum): {behind}"

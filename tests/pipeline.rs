@@ -706,26 +706,10 @@ async fn check_config_prints_the_plan_and_the_signals_of_each_stage() {
     let tag = unique("cc");
     let rest_id = create_rest_api(&format!("plan-{tag}"), &["prod"]).await;
     let http_id = create_v2_api(&format!("planh-{tag}"), false, &["$default"]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(
-        &path,
-        emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
-        .args([
-            "check-config",
-            "--log.level=error",
-            &format!("--config.file={}", path.display()),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let stdout = common::check_config(&emulator_config(
+        &tag,
+        "access_logs:\n  mode: filter_log_events\n",
+    ));
     assert!(
         stdout.contains("2 APIs (rest 1, http 1, websocket 0), 2 stages"),
         "{stdout}"

@@ -606,3 +606,24 @@ impl Gate {
         self.blocked.send_replace(blocked);
     }
 }
+
+/// What `check-config` prints for `config`.
+pub fn check_config(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
+        .args([
+            "check-config",
+            "--log.level=error",
+            &format!("--config.file={}", path.display()),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout
+}
