@@ -278,6 +278,7 @@ impl Discovery for DemoDiscovery {
                         backend_type: a.backend.1,
                         backend: a.backend.2.into(),
                         streams: STREAMING_ROUTES.contains(&(a.name, *route)),
+                        home: None,
                     })
                     .collect(),
             })

@@ -13,11 +13,12 @@
 //! the lookback window again after a restart would double count it; a new series' first value
 //! carries no rate information anyway.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::Arc;
 
 use crate::model::{Family, Labels, SeriesLabels, Stat};
+use crate::source::logs::MAX_ROUTE_SERIES;
 use crate::source::{Part, Window};
 
 /// One series of one family (all of its statistics).
@@ -38,6 +39,11 @@ pub struct CounterState {
     floor: i64,
     /// Whether the first read (the baseline) happened.
     baselined: bool,
+    /// Hold this ingest's growth back from `total` (in `held`) until the next one: a series
+    /// that appears with a value would hide it from Prometheus, whose `rate()` starts at a
+    /// series' first sample, so a new series is exported at 0 first.
+    hold: bool,
+    held: f64,
     /// The end of the last window read: periods from here on were never read at all.
     read_end: i64,
 }
@@ -132,12 +138,16 @@ pub struct Ingested {
     pub decreases: u64,
     /// The newest period start seen with data, if any.
     pub newest: Option<i64>,
+    /// New route-level parts refused ([`MAX_ROUTE_SERIES`]).
+    pub refused: u64,
 }
 
 /// All series state. Owned by the poll loop; readers see [`crate::snapshot::Snapshot`]s.
 #[derive(Debug, Default)]
 pub struct Store {
     series: BTreeMap<SeriesKey, SeriesState>,
+    /// Route-level parts kept per split anchor, to bound them ([`MAX_ROUTE_SERIES`]).
+    route_parts: HashMap<SeriesKey, usize>,
 }
 
 impl Store {
@@ -165,6 +175,7 @@ impl Store {
         let mut report = Ingested {
             decreases: 0,
             newest: points.iter().map(|(t, _)| *t).max(),
+            refused: 0,
         };
         match state {
             StatState::Counter(c) => {
@@ -188,7 +199,10 @@ impl Store {
     /// of its own, and the stage-level total under `anchor`, the query's series, which is
     /// not exported. The anchor says where counting stands for all the parts (baseline,
     /// floor, read end): a cause first seen after the baseline counts in full, since it was
-    /// zero until then and all of its value is growth.
+    /// zero until then and all of its value is growth; it is exported at 0 for one cycle
+    /// first, so that Prometheus sees the whole increase. At most [`MAX_ROUTE_SERIES`]
+    /// route-level parts are kept per anchor: the first ones seen stay, later ones are
+    /// refused (counted in the report), and the stage-level parts count every event.
     pub fn ingest_split(
         &mut self,
         anchor: &SeriesKey,
@@ -220,13 +234,21 @@ impl Store {
                     ..(*anchor.labels).clone()
                 }),
             };
-            if let Some((floor, read_end)) = before
-                && !self.series.contains_key(&key)
-            {
+            let new = !self.series.contains_key(&key);
+            if new && part.route.is_some() {
+                let kept = self.route_parts.entry(anchor.clone()).or_default();
+                if *kept >= MAX_ROUTE_SERIES {
+                    report.refused += 1;
+                    continue;
+                }
+                *kept += 1;
+            }
+            if let Some((floor, read_end)) = before.filter(|_| new) {
                 let counter = CounterState {
                     baselined: true,
                     floor,
                     read_end,
+                    hold: true,
                     ..CounterState::default()
                 };
                 self.series.insert(
@@ -262,18 +284,18 @@ impl Store {
     /// Drops every series not in `live` (its API or stage left the inventory); the parts of
     /// a split answer live as long as their anchor.
     pub fn retain(&mut self, live: &HashSet<SeriesKey>) {
+        let anchor_of = |k: &SeriesKey| SeriesKey {
+            family: k.family,
+            labels: Arc::new(SeriesLabels {
+                route: None,
+                cause: None,
+                ..(*k.labels).clone()
+            }),
+        };
         self.series.retain(|k, _| {
-            live.contains(k)
-                || (k.labels.cause.is_some()
-                    && live.contains(&SeriesKey {
-                        family: k.family,
-                        labels: Arc::new(SeriesLabels {
-                            route: None,
-                            cause: None,
-                            ..(*k.labels).clone()
-                        }),
-                    }))
+            live.contains(k) || (k.labels.cause.is_some() && live.contains(&anchor_of(k)))
         });
+        self.route_parts.retain(|anchor, _| live.contains(anchor));
     }
 
     pub fn len(&self) -> usize {
@@ -326,6 +348,7 @@ impl CounterState {
     fn ingest(&mut self, window: &Window, points: &[(i64, f64)]) -> u64 {
         let in_window = |t: i64| t >= window.start && t < window.end;
         let mut decreases = 0;
+        let before = self.total;
         if self.baselined {
             for &(t, v) in points {
                 if t < self.floor || !in_window(t) || !v.is_finite() || v < 0.0 {
@@ -351,6 +374,13 @@ impl CounterState {
             for &(t, v) in points.iter().filter(|(t, _)| in_window(*t)) {
                 self.periods.insert(t, v);
             }
+        }
+        if self.hold {
+            self.held += self.total - before;
+            self.total = before;
+            self.hold = false;
+        } else {
+            self.total += std::mem::take(&mut self.held);
         }
         self.read_end = self.read_end.max(window.end);
         // Periods before the lookback were read for the last time: forget them, and raise the
@@ -470,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cause_first_seen_after_the_baseline_counts_in_full() {
+    fn a_cause_first_seen_after_the_baseline_counts_in_full_after_showing_0() {
         let mut s = Store::new();
         let anchor = SeriesKey {
             family: Family::Responses,
@@ -480,33 +510,62 @@ mod tests {
         // The baseline read: 3 × 502 are not counted.
         s.ingest_split(&anchor, &w, &[part(None, "502", &[(60, 3.0)])]);
         assert_eq!(split_total(&s, None, "502"), Some(0.0));
-        // A 504 appears (also in a period of the baseline window, late), and a route.
-        s.ingest_split(
-            &anchor,
-            &w,
-            &[
-                part(None, "502", &[(60, 4.0)]),
-                part(None, "504", &[(60, 2.0), (120, 1.0)]),
-                part(Some("$connect"), "504", &[(120, 1.0)]),
-            ],
-        );
+        // A 504 appears (also in a period of the baseline window, late), and a route: they
+        // show 0 first, so that Prometheus sees their whole increase.
+        let later = [
+            part(None, "502", &[(60, 4.0)]),
+            part(None, "504", &[(60, 2.0), (120, 1.0)]),
+            part(Some("$connect"), "504", &[(120, 1.0)]),
+        ];
+        s.ingest_split(&anchor, &w, &later);
         assert_eq!(split_total(&s, None, "502"), Some(1.0));
-        assert_eq!(split_total(&s, None, "504"), Some(3.0));
+        assert_eq!(split_total(&s, None, "504"), Some(0.0));
+        assert_eq!(split_total(&s, Some("$connect"), "504"), Some(0.0));
+        // The next read releases what was held, and adds what is new.
+        let mut again = later.clone();
+        again[1] = part(None, "504", &[(60, 2.0), (120, 1.0), (180, 5.0)]);
+        s.ingest_split(&anchor, &w, &again);
+        assert_eq!(split_total(&s, None, "504"), Some(8.0));
         assert_eq!(split_total(&s, Some("$connect"), "504"), Some(1.0));
         // Read again: nothing counted twice.
-        s.ingest_split(
-            &anchor,
-            &w,
-            &[
-                part(None, "504", &[(60, 2.0), (120, 1.0)]),
-                part(Some("$connect"), "504", &[(120, 1.0)]),
-            ],
-        );
-        assert_eq!(split_total(&s, None, "504"), Some(3.0));
+        s.ingest_split(&anchor, &w, &again);
+        assert_eq!(split_total(&s, None, "504"), Some(8.0));
+        assert_eq!(split_total(&s, Some("$connect"), "504"), Some(1.0));
         // The parts live and die with their anchor.
         s.retain(&HashSet::from([anchor.clone()]));
         assert_eq!(s.len(), 4);
         s.retain(&HashSet::new());
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn route_parts_are_bounded_and_the_first_ones_stay() {
+        let mut s = Store::new();
+        let anchor = SeriesKey {
+            family: Family::Responses,
+            ..key()
+        };
+        let w = Window::at(600, 60, 600);
+        let routes = |from: usize, to: usize| -> Vec<Part> {
+            (from..to)
+                .map(|i| part(Some(&format!("r{i}")), "404", &[(60, 1.0)]))
+                .chain([part(None, "404", &[(60, (to - from) as f64)])])
+                .collect()
+        };
+        s.ingest_split(&anchor, &w, &routes(0, 10));
+        let r = s.ingest_split(&anchor, &w, &routes(0, MAX_ROUTE_SERIES + 10));
+        assert_eq!(r.refused, 10);
+        // Anchor, one stage-level part, and MAX_ROUTE_SERIES route parts; the first ten
+        // routes among them.
+        assert_eq!(s.len(), 2 + MAX_ROUTE_SERIES);
+        for i in 0..10 {
+            let name = format!("r{i}");
+            assert!(split_total(&s, Some(&name), "404").is_some(), "{name}");
+        }
+        // Refused again on the next read, and the stage-level part counts every event.
+        let r = s.ingest_split(&anchor, &w, &routes(0, MAX_ROUTE_SERIES + 10));
+        assert_eq!(r.refused, 10);
+        // 2,010 events on the read after the baseline of 10.
+        assert_eq!(split_total(&s, None, "404"), Some(2_000.0));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
-use super::integrations::{Integration, backend};
+use super::integrations::{Integration, backend, lambda_home};
 use super::pages::bounded;
 use super::{ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, log_group_of};
 use crate::model::ApiType;
@@ -133,6 +133,7 @@ impl AwsDiscovery {
                                     backend_type,
                                     backend,
                                     streams: false,
+                                    home: lambda_home(i.integration_uri()),
                                 },
                             ))
                         })

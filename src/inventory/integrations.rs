@@ -19,6 +19,9 @@ pub struct Integration {
     /// REST response streaming (`responseTransferMode`): a streaming route's latency covers
     /// the whole stream, so it is not judged against the integration timeout.
     pub streams: bool,
+    /// (region, account) of a Lambda function, from its ARN: one in another region or
+    /// account is not polled from this target's CloudWatch.
+    pub home: Option<(String, String)>,
 }
 
 impl Integration {
@@ -104,6 +107,28 @@ fn lambda_function(uri: &str) -> Option<String> {
     Some(name.to_string())
 }
 
+/// The (region, account) in a Lambda integration URI's function ARN.
+pub fn lambda_home(uri: Option<&str>) -> Option<(String, String)> {
+    let uri = uri?;
+    let before = &uri[..uri.find(":function:")?];
+    let mut fields = before.rsplitn(3, ':');
+    let account = fields.next()?;
+    let region = fields.next()?;
+    let service = fields.next()?;
+    (service.ends_with(":lambda") && !account.is_empty() && !region.is_empty())
+        .then(|| (region.to_string(), account.to_string()))
+}
+
+/// A name CloudWatch can hold as `FunctionName`: not a stage variable (`${stageVariables.fn}`)
+/// or anything else API Gateway resolves per request.
+pub fn is_function_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 140
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The host of an `http(s)://host[:port]/...` URI.
 fn host(uri: &str) -> Option<&str> {
     let rest = uri.split_once("://")?.1;
@@ -167,6 +192,21 @@ mod tests {
             (BackendType::AwsService, "SQS-SendMessage".into())
         );
         assert_eq!(lambda_function("arn:aws:lambda:r:1:function:"), None);
+        assert_eq!(
+            lambda_home(Some(rest_lambda)),
+            Some(("eu-west-1".into(), "123456789012".into()))
+        );
+        assert_eq!(
+            lambda_home(Some(plain)),
+            Some(("us-east-1".into(), "123456789012".into()))
+        );
+        assert_eq!(lambda_home(Some("https://example.com/function:x")), None);
+        assert_eq!(lambda_home(None), None);
+        let staged = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:${stageVariables.fn}/invocations";
+        let (kind, name) = backend("AWS_PROXY", Some(staged), false, None);
+        assert_eq!(kind, BackendType::Lambda);
+        assert!(!is_function_name(&name), "{name}");
+        assert!(is_function_name("orders-api_v2"));
         assert_eq!(host("not a url"), None);
     }
 }

@@ -21,7 +21,7 @@ use crate::model::{ApiType, SeriesLabels};
 
 pub use crate::model::RouteKey;
 pub use discovery::AwsDiscovery;
-pub use integrations::{BackendType, Integration};
+pub use integrations::{BackendType, Integration, is_function_name};
 pub use rest_names::cloudwatch_rest_name;
 
 /// A throttle limit: steady-state requests per second and burst size.

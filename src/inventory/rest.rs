@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
-use super::integrations::{Integration, backend};
+use super::integrations::{Integration, backend, lambda_home};
 use super::pages::bounded;
 use super::{
     ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, cloudwatch_rest_name,
@@ -122,6 +122,7 @@ impl AwsDiscovery {
                                 backend,
                                 streams: i.response_transfer_mode()
                                     == Some(&ResponseTransferMode::Stream),
+                                home: lambda_home(i.uri()),
                             });
                         }
                     }

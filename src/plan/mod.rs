@@ -10,7 +10,7 @@ mod report;
 pub use cost::{Cost, cost};
 pub use report::describe;
 
-use crate::inventory::{Api, BackendType, TargetInventory};
+use crate::inventory::{Api, BackendType, TargetInventory, is_function_name};
 use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
 
 /// GetMetricData accepts at most this many queries per call.
@@ -267,13 +267,21 @@ fn push_lambda(queries: &mut Vec<Query>, inv: &TargetInventory) {
     }
 }
 
-/// The names of the Lambda functions any route of the inventory integrates with, sorted.
+/// The names of the Lambda functions any route of the inventory integrates with, sorted:
+/// those of this target's account and region (a function elsewhere has its metrics there),
+/// and named outright (not through a stage variable).
 pub fn lambda_functions(inv: &TargetInventory) -> Vec<String> {
+    let here = |home: &Option<(String, String)>| {
+        home.as_ref()
+            .is_none_or(|(region, account)| *region == inv.region && *account == inv.account_id)
+    };
     let mut names: Vec<String> = inv
         .apis
         .iter()
         .flat_map(|a| &a.integrations)
-        .filter(|i| i.backend_type == BackendType::Lambda && !i.backend.is_empty())
+        .filter(|i| {
+            i.backend_type == BackendType::Lambda && is_function_name(&i.backend) && here(&i.home)
+        })
         .map(|i| i.backend.clone())
         .collect();
     names.sort();
@@ -452,6 +460,7 @@ mod tests {
             backend_type,
             backend: backend.into(),
             streams: false,
+            home: None,
         };
         a.integrations = vec![
             integration("/a", BackendType::Lambda, "orders"),
@@ -459,6 +468,16 @@ mod tests {
             integration("/c", BackendType::Lambda, "users"),
             integration("/d", BackendType::Http, "example.com"),
             integration("/e", BackendType::Mock, ""),
+            // Elsewhere, or named per request: not polled here.
+            Integration {
+                home: Some(("eu-west-1".into(), "123456789012".into())),
+                ..integration("/f", BackendType::Lambda, "remote")
+            },
+            integration("/g", BackendType::Lambda, "${stageVariables.fn}"),
+            Integration {
+                home: Some(("us-east-1".into(), "123456789012".into())),
+                ..integration("/h", BackendType::Lambda, "users")
+            },
         ];
         let inventory = inv(vec![a]);
         let without = plan_target(&inventory, &opts());

@@ -231,6 +231,13 @@ impl Poller {
                                     };
                                     let r = self.store.ingest_split(&key, &call.window, &parts);
                                     self.metrics.counter_decreases.inc_by(r.decreases as f64);
+                                    if r.refused > 0 {
+                                        self.metrics
+                                            .query_errors
+                                            .with_label_values(&["TooManyRoutes"])
+                                            .inc_by(r.refused as f64);
+                                        warn!(api_id = %q.labels.api_id, stage = ?q.labels.stage, refused = r.refused, "too many routes in the access logs; new ones count for the stage only");
+                                    }
                                     newest = newest.max(r.newest);
                                 }
                                 Outcome::Failed(status) => {

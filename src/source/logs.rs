@@ -23,9 +23,10 @@ use crate::selfmetrics::SelfMetrics;
 /// and region.
 const LOGS_CALLS_PER_SECOND: f64 = 5.0;
 
-/// Route-level response series per stage, at most. Route labels come from API Gateway's own
-/// resource templates and route keys, so a real API stays far below; beyond it (a log group
-/// fed something else) events still count for the stage, only not per route.
+/// Route-level response series per stage, at most, in one answer and in the store. Route
+/// labels come from API Gateway's own resource templates and route keys, so a real API stays
+/// far below; beyond it (a log group fed something else) events still count for the stage,
+/// only not per route, and the routes kept first go on counting.
 pub const MAX_ROUTE_SERIES: usize = 2_000;
 
 /// Reads access log events of one target.
@@ -207,7 +208,10 @@ fn answer(
         let mut parts = PartCounts::new();
         let mut routes = 0usize;
         let mut over = 0usize;
-        for ((detail, t), n) in events {
+        // In a fixed order, so the same routes are kept cycle after cycle.
+        let mut sorted: Vec<(&(Detail, i64), &f64)> = events.iter().collect();
+        sorted.sort_unstable_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
+        for ((detail, t), n) in sorted {
             if !in_window(*t) || !statuses.contains(detail.status) {
                 continue;
             }
@@ -245,6 +249,44 @@ fn answer(
     Outcome::Points(points.into_iter().collect())
 }
 
+/// The order events are taken in: by route first.
+fn order((d, t): &(Detail, i64)) -> (Option<&str>, Option<&str>, Option<&str>, u16, &str, i64) {
+    (
+        d.resource.as_deref(),
+        d.method.as_deref(),
+        d.route_key.as_deref(),
+        d.status,
+        &d.response_type,
+        *t,
+    )
+}
+
+/// API Gateway's gateway response types (`$context.error.responseType`). Any other value
+/// counts as `other`, so a log line cannot make a series of its own.
+const RESPONSE_TYPES: [&str; 21] = [
+    "ACCESS_DENIED",
+    "API_CONFIGURATION_ERROR",
+    "AUTHORIZER_CONFIGURATION_ERROR",
+    "AUTHORIZER_FAILURE",
+    "BAD_REQUEST_BODY",
+    "BAD_REQUEST_PARAMETERS",
+    "DEFAULT_4XX",
+    "DEFAULT_5XX",
+    "EXPIRED_TOKEN",
+    "INTEGRATION_FAILURE",
+    "INTEGRATION_TIMEOUT",
+    "INVALID_API_KEY",
+    "INVALID_SIGNATURE",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "QUOTA_EXCEEDED",
+    "REQUEST_TOO_LARGE",
+    "RESOURCE_NOT_FOUND",
+    "THROTTLED",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "WAF_FILTERED",
+];
+
 /// The `Reason` of a 429: a usage plan quota, or else a throttle limit.
 fn throttle_reason(response_type: &str) -> &'static str {
     if response_type == "QUOTA_EXCEEDED" {
@@ -257,7 +299,7 @@ fn throttle_reason(response_type: &str) -> &'static str {
 /// The (api id, stage, detail) of a JSON access log line; `None` for a line that is not one
 /// (no JSON, no API or stage, no valid status). Field names are the ones the README's log
 /// format uses. Values API Gateway logs as `-` (unset) count as absent; a response type that
-/// is not an upper-case name becomes `other`, so a stray value cannot make a new series.
+/// API Gateway does not define becomes `other`, so a stray value cannot make a new series.
 pub fn parse_event(message: &str) -> Option<(String, String, Detail)> {
     let v: serde_json::Value = serde_json::from_str(message).ok()?;
     let text = |field: &str| -> Option<String> {
@@ -274,13 +316,7 @@ pub fn parse_event(message: &str) -> Option<(String, String, Detail)> {
         .filter(|s| (100..=599).contains(s))?;
     let response_type = match text("responseType") {
         None => "none".to_string(),
-        Some(t)
-            if t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') =>
-        {
-            t
-        }
+        Some(t) if RESPONSE_TYPES.contains(&t.as_str()) => t,
         Some(_) => "other".to_string(),
     };
     Some((
