@@ -222,13 +222,18 @@ async fn build(
     let targets = match mode {
         Mode::Aws => aws_targets(config, metrics).await?,
         Mode::Demo { seed, .. } => {
-            // The demo has synthetic access logs too, so every family of the contract shows.
-            config.access_logs.mode = AccessLogsMode::FilterLogEvents;
-            config.backends.lambda = true;
+            demo_config(config);
             demo_targets(config, seed, Arc::clone(clock))
         }
     };
     Ok((targets, settings(config)))
+}
+
+/// What the demo turns on whatever the config says: it has synthetic access logs and Lambda
+/// functions too, so every family of the contract shows.
+pub fn demo_config(config: &mut Config) {
+    config.access_logs.mode = AccessLogsMode::FilterLogEvents;
+    config.backends.lambda = true;
 }
 
 /// The demo's one target: a synthetic account and region, filtered by the first target

@@ -12,7 +12,8 @@
 //! | 0–12 | `payments` (REST) `prod` | 5XX burst: 12 % of requests |
 //! | 15–38 | `orders` (HTTP) `$default` | demand above the 250 rps stage limit: 25 % answered 4XX, 22 % 429 |
 //! | 40–58 | `reports` (REST) `prod` | integration latency climbs to 98 % of the 29 s timeout |
-//! | 45–55 | `chat` (WebSocket) `production` | integration errors at 20 % of messages |
+//! | 45–55 | `chat` (WebSocket) `production` | integration errors at 20 % of messages, its Lambda function throttled |
+//! | 20–32 | `webhooks` (HTTP) `prod` | the authorizer fails for 3 % of requests (500) |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,10 +62,16 @@ pub const LATENCY_CREEP: Incident = Incident {
     api: "reports",
     minutes: 40..58,
 };
-/// chat's integration errors reach 20 % of messages (ApiGatewayWebSocketErrorRateHigh).
+/// chat's integration errors reach 20 % of messages, and its Lambda function throttles 6 % of
+/// invocation requests (ApiGatewayWebSocketErrorRateHigh, ApiGatewayBackendThrottled).
 pub const WEBSOCKET_ERRORS: Incident = Incident {
     api: "chat",
     minutes: 45..55,
+};
+/// webhooks' authorizer fails for 3 % of requests (ApiGatewayAuthorizerFailing).
+pub const AUTHORIZER_FAILURES: Incident = Incident {
+    api: "webhooks",
+    minutes: 20..32,
 };
 
 /// One demo API: its traffic level and shape.
@@ -403,10 +410,12 @@ impl DemoSource {
                 let mut add = |route: Option<RouteKey>, n: f64| {
                     let n = (n * arrived).floor();
                     if n > 0.0 {
-                        parts
+                        // Two shares may name the same cause: they add up.
+                        *parts
                             .entry((route, cause.clone()))
                             .or_default()
-                            .insert(t, n);
+                            .entry(t)
+                            .or_default() += n;
                     }
                 };
                 add(None, full);
@@ -436,6 +445,8 @@ fn causes(p: &Period) -> Vec<(u16, &'static str, f64)> {
     let quota = (p.requests * p.quota_rate).floor();
     let other_4xx = ((p.requests * p.rate_4xx).floor() - throttled - quota).max(0.0);
     let errors_5xx = (p.requests * p.rate_5xx).floor();
+    let authorizer = (p.requests * p.authorizer_rate).floor().min(errors_5xx);
+    let errors_5xx = errors_5xx - authorizer;
     let split = |total: f64, shares: &[(u16, &'static str, f64)]| {
         let mut done = 0.0;
         let mut cumulative = 0.0;
@@ -453,6 +464,7 @@ fn causes(p: &Period) -> Vec<(u16, &'static str, f64)> {
     let mut out = vec![
         (429, "THROTTLED", throttled),
         (429, "QUOTA_EXCEEDED", quota),
+        (500, "AUTHORIZER_FAILURE", authorizer),
     ];
     out.extend(split(
         other_4xx,
@@ -491,6 +503,10 @@ struct Period {
     /// Log-normal spread of latency.
     sigma: f64,
     ws_integration_error_rate: f64,
+    /// Share of requests answered 500 because the authorizer failed.
+    authorizer_rate: f64,
+    /// Share of the Lambda function's invocation requests it throttles.
+    lambda_throttle_rate: f64,
     /// Shares of requests answered 429 for a throttle limit and for a usage plan quota.
     throttled_rate: f64,
     quota_rate: f64,
@@ -524,6 +540,8 @@ impl Period {
             integration_ms: api.integration_ms * (0.9 + 0.2 * noise),
             sigma: 0.5,
             ws_integration_error_rate: 0.002,
+            authorizer_rate: 0.0,
+            lambda_throttle_rate: 0.0002,
             throttled_rate: 0.0,
             // Usage plan clients running out of quota now and then.
             quota_rate: if api.name == "payments" && primary {
@@ -562,8 +580,13 @@ impl Period {
             p.rate_5xx = p.rate_5xx.max(0.02 * climb);
             p.timeouts = climb > 0.0;
         }
+        if active(AUTHORIZER_FAILURES) {
+            p.authorizer_rate = 0.03;
+            p.rate_5xx += p.authorizer_rate;
+        }
         if active(WEBSOCKET_ERRORS) {
             p.ws_integration_error_rate = 0.2;
+            p.lambda_throttle_rate = 0.06;
         }
         p
     }
@@ -665,7 +688,7 @@ fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
         // its errors; a trickle of throttles; its duration a little below the integration's.
         Family::LambdaInvocations => sum(p.requests * (1.0 - p.rate_4xx)),
         Family::LambdaErrors => sum(p.requests * p.rate_5xx * 0.85),
-        Family::LambdaThrottles => sum(p.requests * 0.0002),
+        Family::LambdaThrottles => sum(p.requests * p.lambda_throttle_rate),
         Family::LambdaDuration => dist(p.integration_ms * 0.92),
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use apigateway_exporter::app;
 use apigateway_exporter::clock::{Clock, ManualClock};
-use apigateway_exporter::config::{AccessLogsMode, Config};
+use apigateway_exporter::config::Config;
 use apigateway_exporter::contract;
 use apigateway_exporter::demo::{self, INCIDENT_CYCLE};
 use apigateway_exporter::poll::Poller;
@@ -93,7 +93,7 @@ fn simulation(seed: u64, start: i64) -> Sim {
         180,
         "the default settle the schedule is timed for"
     );
-    config.access_logs.mode = AccessLogsMode::MetricFilter;
+    app::demo_config(&mut config);
     let (registry, shared, metrics) = app::exposition(true).unwrap();
     let clock = Arc::new(ManualClock::new(start));
     let targets = app::demo_targets(&config, seed, clock.clone());
@@ -143,6 +143,9 @@ async fn over_a_simulated_hour_the_incidents_fire_and_resolve() {
     let (mut near_limit, mut near_timeout_warn, mut near_timeout_crit, mut ws_errors) =
         (vec![], vec![], vec![], vec![]);
     let mut fourxx = Vec::new();
+    let (mut timeouts, mut failing, mut authorizer, mut lambda_throttled) =
+        (vec![], vec![], vec![], vec![]);
+    let webhooks = [("api_name", "webhooks"), ("stage", "prod")];
     let mut max_outside: f64 = 0.0;
     for _ in 0..60 {
         sim.clock.advance(60);
@@ -197,6 +200,24 @@ async fn over_a_simulated_hour_the_incidents_fire_and_resolve() {
         {
             max_outside = max_outside.max(max);
         }
+        // The cause alerts' signals: responses of one type over the stage's requests.
+        let total = |m: &Metrics, name: &str, labels: &[(&str, &str)]| -> f64 {
+            m.find(name, labels).iter().map(|s| s.value).sum()
+        };
+        let cause = |stage: &[(&str, &str); 2], response_type: &str| {
+            let labels = [stage[0], stage[1], ("response_type", response_type)];
+            (total(&now, "aws_apigateway_responses_total", &labels)
+                - total(&previous, "aws_apigateway_responses_total", &labels))
+                / delta("aws_apigateway_requests_total", stage)
+        };
+        timeouts.push(cause(&reports, "INTEGRATION_TIMEOUT") > 0.005);
+        failing.push(cause(&payments, "INTEGRATION_FAILURE") > 0.01);
+        authorizer.push(cause(&webhooks, "AUTHORIZER_FAILURE") > 0.005);
+        let function = [("function_name", "chat-handler")];
+        let throttles = delta("aws_lambda_throttles_total", &function);
+        lambda_throttled.push(
+            throttles / (throttles + delta("aws_lambda_invocations_total", &function)) > 0.01,
+        );
         previous = now;
     }
     assert_eq!(burst_ratios.len(), 10, "the burst's core minutes");
@@ -234,7 +255,26 @@ async fn over_a_simulated_hour_the_incidents_fire_and_resolve() {
         longest_run(&ws_errors) >= 6,
         "WebSocket integration errors above 5 %: {ws_errors:?}"
     );
-    for flags in [&near_limit, &fourxx, &near_timeout_warn, &ws_errors] {
+    // The causes: timeouts while reports' latency passes its timeout, 502s in the 5XX burst,
+    // webhooks' authorizer failing, chat's Lambda function throttled.
+    for (name, flags, at_least) in [
+        ("integration timeouts above 0.5 %", &timeouts, 10),
+        ("integration failures above 1 %", &failing, 8),
+        ("authorizer failures above 0.5 %", &authorizer, 8),
+        ("Lambda throttles above 1 %", &lambda_throttled, 6),
+    ] {
+        assert!(longest_run(flags) >= at_least, "{name}: {flags:?}");
+    }
+    for flags in [
+        &near_limit,
+        &fourxx,
+        &near_timeout_warn,
+        &ws_errors,
+        &timeouts,
+        &failing,
+        &authorizer,
+        &lambda_throttled,
+    ] {
         assert!(
             flags.iter().filter(|f| !**f).count() >= 20,
             "each incident resolves: {flags:?}"
