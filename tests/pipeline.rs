@@ -836,3 +836,75 @@ async fn route_level_families_follow_the_dimension_sets_list_metrics_finds() {
             > 0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_shard_replicas_export_each_series_exactly_once() {
+    use std::collections::BTreeMap;
+    let tag = unique("sh");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(create_rest_api(&format!("shard{i}-{tag}"), &["prod"]).await);
+    }
+    ids.push(create_v2_api(&format!("shardh-{tag}"), false, &["$default"]).await);
+    ids.push(create_v2_api(&format!("shardw-{tag}"), true, &["prod"]).await);
+    let whole = Exporter::start(&emulator_config(&tag, ""), &[]);
+    let shards: Vec<Exporter> = (0..3)
+        .map(|i| {
+            Exporter::start(
+                &emulator_config(&tag, &format!("shard:\n  index: {i}\n  total: 3\n")),
+                &[],
+            )
+        })
+        .collect();
+    for e in std::iter::once(&whole).chain(&shards) {
+        e.wait_ready(WAIT);
+    }
+    // The series of the test's APIs and the account-level ones (not the exporter's own),
+    // by name and labels.
+    let series = |m: &common::Metrics| -> Vec<(String, BTreeMap<String, String>)> {
+        m.samples
+            .iter()
+            .filter(|s| !s.name.starts_with("aws_apigateway_exporter_"))
+            .filter(|s| match s.labels.get("api_id") {
+                Some(id) => ids.contains(id),
+                None => s.labels.get("scope").map(String::as_str) == Some("account"),
+            })
+            .map(|s| (s.name.clone(), s.labels.clone()))
+            .collect()
+    };
+    // Wait until the whole exporter sees every API's stage, then compare.
+    let m = whole.scrape_until(WAIT, |m| {
+        ids.iter().all(|id| {
+            !m.find("aws_apigateway_stage_info", &[("api_id", id.as_str())])
+                .is_empty()
+        })
+    });
+    let mut want = series(&m);
+    want.sort();
+    assert!(
+        want.iter()
+            .any(|(n, l)| n == "aws_apigateway_throttle_rate_limit"
+                && l.get("scope").map(String::as_str) == Some("account")),
+        "the account's limit is exported: {want:?}"
+    );
+    let mut got: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    for (i, shard) in shards.iter().enumerate() {
+        let m = shard.scrape();
+        let mine = series(&m);
+        let accounts = mine
+            .iter()
+            .filter(|(_, l)| l.get("scope").map(String::as_str) == Some("account"))
+            .count();
+        assert_eq!(
+            accounts > 0,
+            i == 0,
+            "only shard 0 exports account-level series"
+        );
+        got.extend(mine);
+    }
+    got.sort();
+    assert_eq!(
+        got, want,
+        "together the shards export every series exactly once"
+    );
+}

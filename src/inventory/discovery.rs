@@ -117,19 +117,23 @@ impl Discovery for AwsDiscovery {
         }
         self.fill_routes(&mut apis, filter).await?;
         // The account throttle is useful but optional: without apigateway:GET on /account
-        // the rest of the inventory still stands.
-        let account_throttle = match self.record(
-            "apigateway",
-            "GetAccount",
-            self.clients.apigateway.get_account().send().await,
-        ) {
-            Ok(out) => out.throttle_settings().map(|t| Throttle {
-                rate: t.rate_limit(),
-                burst: f64::from(t.burst_limit()),
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the account throttle (apigateway:GET on /account)");
-                None
+        // the rest of the inventory still stands. With shards, only shard 0 exports it.
+        let account_throttle = if !filter.owns_account() {
+            None
+        } else {
+            match self.record(
+                "apigateway",
+                "GetAccount",
+                self.clients.apigateway.get_account().send().await,
+            ) {
+                Ok(out) => out.throttle_settings().map(|t| Throttle {
+                    rate: t.rate_limit(),
+                    burst: f64::from(t.burst_limit()),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the account throttle (apigateway:GET on /account)");
+                    None
+                }
             }
         };
         let usage_plans = if filter.wants_type(ApiType::Rest) {

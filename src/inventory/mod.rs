@@ -223,6 +223,12 @@ impl ApiFilter {
         }
     }
 
+    /// Whether this replica exports the account-level series (the account's throttle
+    /// limits): without sharding, or as shard 0.
+    pub fn owns_account(&self) -> bool {
+        self.shard.is_none_or(|s| s.index() == 0)
+    }
+
     /// Keeps only the APIs of one shard.
     pub fn with_shard(mut self, shard: Option<ShardConfig>) -> ApiFilter {
         self.shard = shard;
@@ -352,7 +358,9 @@ pub fn build(
         account_id: account_id.to_string(),
         region: region.to_string(),
         conflicts,
-        account_throttle: found.account_throttle,
+        // Account-level series come from one replica only, so `sum()` over replicas counts
+        // them once.
+        account_throttle: found.account_throttle.filter(|_| filter.owns_account()),
         usage_plans: found
             .usage_plans
             .iter()

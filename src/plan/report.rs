@@ -39,7 +39,7 @@ pub fn describe(
             None => {
                 let _ = writeln!(
                     out,
-                    "  account throttle: unknown (GetAccount failed: allow apigateway:GET on /account)"
+                    "  account throttle: unknown (GetAccount failed: allow apigateway:GET on /account; with shard.total > 1 only shard 0 reads and exports it)"
                 );
             }
         }
