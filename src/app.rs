@@ -196,6 +196,20 @@ pub async fn describe_plan(config: &Config) -> String {
         &settings(config).plan,
         config.cost.price_per_1000_metrics.get(),
     ));
+    if let Some(idle) = config.poll.idle() {
+        let (every, idle_every) = (config.poll.interval(), idle.interval.get());
+        let share = every.as_secs_f64() / idle_every.as_secs_f64();
+        out.push_str(&format!(
+            "idle stages (poll.idle): a stage without traffic for {} is read every {} instead of every {}: its API Gateway queries cost {:.1} % of the figures above while it stays idle (a fleet with 70 % of its stages idle pays {:.1} % of those figures); it is back to every {} at most {} after its traffic returns\n",
+            humantime::format_duration(idle.after.get()),
+            humantime::format_duration(idle_every),
+            humantime::format_duration(every),
+            share * 100.0,
+            (0.3 + 0.7 * share) * 100.0,
+            humantime::format_duration(every),
+            humantime::format_duration(idle_every + every),
+        ));
+    }
     out
 }
 

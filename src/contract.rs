@@ -433,6 +433,14 @@ pub const EXPORTER_TARGET_UP: Def = def(
     &["account_id", "region"],
     "1 when the last cycle of this account and region succeeded completely, else 0.",
 );
+pub const EXPORTER_IDLE_STAGES: Def = def(
+    "aws_apigateway_exporter_idle_stages",
+    Gauge,
+    "{stage}",
+    Exporter,
+    &["account_id", "region"],
+    "Stages of this account and region without traffic for poll.idle.after, polled every poll.idle.interval instead of every poll.interval (0 when poll.idle is not set).",
+);
 pub const EXPORTER_CYCLE_DURATION: Def = def(
     "aws_apigateway_exporter_cycle_duration_seconds",
     Histogram,
@@ -612,6 +620,7 @@ pub static ALL: &[&Def] = &[
     &EXPORTER_BUILD_INFO,
     &EXPORTER_UP,
     &EXPORTER_TARGET_UP,
+    &EXPORTER_IDLE_STAGES,
     &EXPORTER_CYCLE_DURATION,
     &EXPORTER_LAST_SUCCESS,
     &EXPORTER_DATA_AGE,

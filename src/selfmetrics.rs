@@ -35,6 +35,7 @@ pub struct SelfMetrics {
     pub series: Gauge,
     pub apis: GaugeVec,
     pub target_up: GaugeVec,
+    pub idle_stages: GaugeVec,
     pub rest_name_conflicts: GaugeVec,
     pub periods_lost: CounterVec,
     pub counter_decreases: Counter,
@@ -76,6 +77,7 @@ impl SelfMetrics {
             series: gauge(&c::EXPORTER_SERIES)?,
             apis: gauges(&c::EXPORTER_APIS)?,
             target_up: gauges(&c::EXPORTER_TARGET_UP)?,
+            idle_stages: gauges(&c::EXPORTER_IDLE_STAGES)?,
             rest_name_conflicts: gauges(&c::EXPORTER_REST_NAME_CONFLICTS)?,
             periods_lost: counters(&c::EXPORTER_PERIODS_LOST)?,
             counter_decreases: counter(&c::EXPORTER_COUNTER_DECREASES)?,
@@ -100,6 +102,7 @@ impl SelfMetrics {
         registry.register(Box::new(m.series.clone()))?;
         registry.register(Box::new(m.apis.clone()))?;
         registry.register(Box::new(m.target_up.clone()))?;
+        registry.register(Box::new(m.idle_stages.clone()))?;
         registry.register(Box::new(m.rest_name_conflicts.clone()))?;
         registry.register(Box::new(m.periods_lost.clone()))?;
         registry.register(Box::new(m.counter_decreases.clone()))?;
@@ -159,7 +162,7 @@ mod tests {
         let m = SelfMetrics::new(&registry, false).unwrap();
         // Vectors show in `gather()` once they have a series.
         m.otlp_exports.with_label_values(&["success"]);
-        for v in [&m.target_up, &m.rest_name_conflicts] {
+        for v in [&m.target_up, &m.rest_name_conflicts, &m.idle_stages] {
             v.with_label_values(&["1", "r"]);
         }
         m.periods_lost.with_label_values(&["1", "r"]);

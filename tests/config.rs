@@ -60,6 +60,11 @@ fn full_fixture_sets_every_key() {
     assert_eq!(c.poll.lookback(), 900);
     assert_eq!(c.poll.settle(), 300);
     assert_eq!(c.poll.max_backfill(), 6 * 3600);
+    let idle = c.poll.idle().expect("poll.idle");
+    assert_eq!(
+        (idle.after.get(), idle.interval.get()),
+        (Duration::from_secs(3600), Duration::from_secs(600))
+    );
     assert_eq!(
         c.discovery.refresh_interval.get(),
         Duration::from_secs(1800)
@@ -202,6 +207,8 @@ mod random_values {
         "poll.lookback",
         "poll.settle",
         "poll.max_backfill",
+        "poll.idle.after",
+        "poll.idle.interval",
         "discovery.refresh_interval",
         "latency.statistics[0]",
         "otlp.enabled",

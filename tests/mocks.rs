@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use apigateway_exporter::app;
 use apigateway_exporter::clock::{Clock as _, ManualClock};
-use apigateway_exporter::config::{ApiSelection, PollConfig, RequestRate};
+use apigateway_exporter::config::{ApiSelection, IdleConfig, Interval, PollConfig, RequestRate};
 use apigateway_exporter::inventory::AwsDiscovery;
 use apigateway_exporter::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage,
@@ -1513,5 +1513,101 @@ async fn a_reload_during_an_outage_keeps_every_series_and_counter() {
         requests(),
         Some(truth(r.clock.now())),
         "every period of the outage counted once"
+    );
+}
+
+/// Idle polling over hours (emulators cannot move time): traffic that arrives on an idle
+/// stage and leaves the lookback window before its next idle read is still counted, once.
+#[tokio::test]
+async fn an_idle_stage_read_after_a_pause_longer_than_the_lookback_counts_everything() {
+    // s0 has 1 request every period; s1 only in a burst of 7 periods 25 minutes in: after it
+    // went idle (20 minutes without traffic) and long before its next read (45 minutes
+    // after the last), so the burst has left the 10-minute lookback by then.
+    let burst = (NOW - NOW % PERIOD + 25 * 60)..(NOW - NOW % PERIOD + 32 * 60);
+    let queries = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&queries);
+    let burst_in = burst.clone();
+    let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |req| {
+        counted.fetch_add(req.metric_data_queries().len(), Ordering::SeqCst);
+        let start = req.start_time().unwrap().secs();
+        let end = req.end_time().unwrap().secs();
+        let results = req
+            .metric_data_queries()
+            .iter()
+            .map(|q| {
+                let stage = q
+                    .metric_stat()
+                    .and_then(|s| s.metric())
+                    .map(|m| m.dimensions())
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|d| d.name() == Some("Stage"))
+                    .and_then(|d| d.value())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut r = MetricDataResult::builder()
+                    .id(q.id().unwrap())
+                    .status_code(StatusCode::Complete);
+                for t in (start..end).step_by(PERIOD as usize) {
+                    let v = match (metric(q), stat(q), stage.as_str()) {
+                        ("Count", "Sum", "s0") => 1.0,
+                        ("Count", "Sum", "s1") if burst_in.contains(&t) => 1.0,
+                        _ => continue,
+                    };
+                    r = r.timestamps(DateTime::from_secs(t)).values(v);
+                }
+                r.build()
+            })
+            .collect();
+        GetMetricDataOutput::builder()
+            .set_metric_data_results(Some(results))
+            .build()
+    });
+    let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+    let (registry, shared, metrics) = app::exposition(false).unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let target = Target::new(
+        "eu-west-1".into(),
+        ApiFilter::new(&ApiSelection::default()),
+        Arc::new(FakeDiscovery(vec![http_api("h1", 2)])),
+        Arc::new(CloudWatchSource::new(
+            client,
+            metrics.clone(),
+            RequestRate::Unlimited,
+        )),
+    );
+    let mut settings = outage_settings(Duration::from_secs(3 * 3600));
+    // Idle after 20 minutes, then read every 45: longer than the 10-minute lookback.
+    settings.poll = settings
+        .poll
+        .with_idle(Some(IdleConfig {
+            after: Interval::new(Duration::from_secs(20 * 60)).unwrap(),
+            interval: Interval::new(Duration::from_secs(45 * 60)).unwrap(),
+        }))
+        .unwrap();
+    let mut poller = Poller::new(vec![target], settings, clock.clone(), shared, metrics);
+    poller.cycle().await;
+    for _ in 0..(3 * 60) {
+        clock.advance(PERIOD);
+        poller.cycle().await;
+    }
+    let value = |stage: &str| {
+        rendered(
+            &registry,
+            &format!(
+                r#"aws_apigateway_requests_total{{account_id="111122223333",region="eu-west-1",api_id="h1",api_name="h1-name",api_type="http",stage="{stage}"}}"#
+            ),
+        )
+    };
+    // s0: one per period after the baseline window; s1: the burst, whole.
+    assert_eq!(value("s0"), Some(truth(clock.now())));
+    assert_eq!(value("s1"), Some(7.0));
+    assert_eq!(rendered(&registry, LOST), Some(0.0));
+    // 181 cycles × 10 queries a stage without idle polling; with it, s1 is read far less.
+    let without = 181 * 2 * 10;
+    let with = queries.load(Ordering::SeqCst);
+    assert!(
+        with * 10 < without * 7,
+        "{with} queries vs {without} without poll.idle"
     );
 }

@@ -908,3 +908,94 @@ async fn three_shard_replicas_export_each_series_exactly_once() {
         "together the shards export every series exactly once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_stages_are_polled_less_and_their_counters_stay_exact() {
+    let tag = unique("id");
+    let busy = format!("busy-{tag}");
+    let quiet = format!("quiet-{tag}");
+    let busy_id = create_rest_api(&busy, &["prod"]).await;
+    let quiet_id = create_rest_api(&quiet, &["prod"]).await;
+    let config = emulator_config(&tag, "").replace(
+        "  settle: 0s\n",
+        "  settle: 0s\n  idle:\n    after: 3s\n    interval: 8s\n",
+    );
+    let plan = common::check_config(&config);
+    assert!(
+        plan.contains("idle stages (poll.idle): a stage without traffic for 3s is read every 8s instead of every 1s: its API Gateway queries cost 12.5 % of the figures above"),
+        "{plan}"
+    );
+    let exporter = Exporter::start(&config, &[]);
+    exporter.wait_ready(WAIT);
+    let minute = (now_secs() / 60) * 60;
+    put(&[Datum {
+        metric: "Count",
+        dims: &[("ApiName", &busy), ("Stage", "prod")],
+        at: minute - 60,
+        value: 10.0,
+    }])
+    .await;
+    let idle = |m: &common::Metrics| m.value("aws_apigateway_exporter_idle_stages", &[]);
+    let requests = |m: &common::Metrics, id: &str| {
+        m.value(
+            "aws_apigateway_requests_total",
+            &[("api_id", id), ("stage", "prod")],
+        )
+    };
+    // The quiet stage goes idle; the busy one, with traffic in its window, does not.
+    let m = exporter.scrape_until(WAIT, |m| {
+        idle(m) == Some(1.0) && requests(m, &busy_id) == Some(10.0)
+    });
+    let cycles = |m: &common::Metrics| {
+        m.value("aws_apigateway_exporter_cycle_duration_seconds_count", &[])
+            .unwrap()
+    };
+    let billed = |m: &common::Metrics| {
+        m.value(
+            "aws_apigateway_exporter_cloudwatch_metrics_requested_total",
+            &[],
+        )
+        .unwrap()
+    };
+    let (c0, b0) = (cycles(&m), billed(&m));
+    let m = exporter.scrape_until(WAIT, |m| cycles(m) >= c0 + 24.0);
+    let per_cycle = (billed(&m) - b0) / (cycles(&m) - c0);
+    eprintln!(
+        "metrics requested per cycle with one of two stages idle: {per_cycle:.2} (18 without poll.idle)"
+    );
+    // 9 queries a stage per cycle (REST, latency [max]): 18 without idle polling; with it,
+    // 9 for the busy stage and 9 every 8 s for the quiet one: 10.1, a ratio of 0.56.
+    assert!(
+        per_cycle <= 18.0 * 0.65,
+        "metrics requested per cycle: {per_cycle} (18 without poll.idle)"
+    );
+    assert_eq!(idle(&m), Some(1.0));
+    // Traffic arrives while the stage is read slowly: all of it is counted, once.
+    put(&[
+        Datum {
+            metric: "Count",
+            dims: &[("ApiName", &quiet), ("Stage", "prod")],
+            at: minute - 60,
+            value: 7.0,
+        },
+        Datum {
+            metric: "Count",
+            dims: &[("ApiName", &quiet), ("Stage", "prod")],
+            at: minute - 120,
+            value: 5.0,
+        },
+    ])
+    .await;
+    let m = exporter.scrape_until(WAIT, |m| {
+        requests(m, &quiet_id) == Some(12.0) && idle(m) == Some(0.0)
+    });
+    let seen = cycles(&m);
+    let m = exporter.scrape_until(WAIT, |m| cycles(m) >= seen + 3.0);
+    assert_eq!(requests(&m, &quiet_id), Some(12.0));
+    assert_eq!(requests(&m, &busy_id), Some(10.0));
+    assert_eq!(
+        m.value("aws_apigateway_exporter_periods_lost_total", &[])
+            .unwrap_or(0.0),
+        0.0
+    );
+}

@@ -20,7 +20,8 @@ use serde::Deserialize;
 use crate::model::Stat;
 pub use otlp::{OtlpConfig, OtlpProtocol, check_header};
 pub use poll::{
-    Backfill, Interval, Lookback, Period, PollConfig, RefreshInterval, Settle, ShardConfig,
+    Backfill, IdleConfig, Interval, Lookback, Period, PollConfig, RefreshInterval, Settle,
+    ShardConfig,
 };
 use targets::validate_target;
 pub use targets::{ApiSelection, DetailedMetrics, StageSelection, TargetConfig};

@@ -79,6 +79,17 @@ pub struct PollConfig {
     lookback: Lookback,
     settle: Settle,
     max_backfill: Backfill,
+    idle: Option<IdleConfig>,
+}
+
+/// `poll.idle`: a stage without traffic for `after` is polled every `interval` instead of
+/// every `poll.interval`; each of its reads reaches back over everything since the last one,
+/// so its counters stay exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdleConfig {
+    pub after: Interval,
+    pub interval: Interval,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +100,7 @@ struct RawPoll {
     lookback: Lookback,
     settle: Settle,
     max_backfill: Backfill,
+    idle: Option<IdleConfig>,
 }
 
 impl Default for RawPoll {
@@ -100,6 +112,7 @@ impl Default for RawPoll {
             lookback: d.lookback,
             settle: d.settle,
             max_backfill: d.max_backfill,
+            idle: None,
         }
     }
 }
@@ -107,7 +120,8 @@ impl Default for RawPoll {
 impl TryFrom<RawPoll> for PollConfig {
     type Error = KeyError;
     fn try_from(r: RawPoll) -> Result<PollConfig, KeyError> {
-        PollConfig::checked(r.interval, r.period, r.lookback, r.settle, r.max_backfill)
+        PollConfig::checked(r.interval, r.period, r.lookback, r.settle, r.max_backfill)?
+            .with_idle(r.idle)
     }
 }
 
@@ -136,6 +150,7 @@ impl PollConfig {
         lookback: Lookback::from_secs(600),
         settle: Settle::from_secs(180),
         max_backfill: Backfill::from_secs(3 * 3600),
+        idle: None,
     };
 
     /// Poll timings from plain durations; the error names the key at fault.
@@ -212,7 +227,37 @@ impl PollConfig {
             lookback,
             settle,
             max_backfill,
+            idle: None,
         })
+    }
+
+    /// This config with idle stages polled less; the error names the key at fault.
+    pub fn with_idle(mut self, idle: Option<IdleConfig>) -> Result<PollConfig, KeyError> {
+        if let Some(i) = idle {
+            if *i.interval <= *self.interval {
+                return Err(KeyError::new(
+                    "poll.idle.interval",
+                    format!("must be longer than poll.interval ({})", self.interval),
+                ));
+            }
+            // An idle read reaches back to the last one: it must stay within the backfill.
+            if *i.interval + *self.lookback > *self.max_backfill {
+                return Err(KeyError::new(
+                    "poll.idle.interval",
+                    format!(
+                        "must be at most poll.max_backfill - poll.lookback ({}), or periods between two idle reads are lost",
+                        human(*self.max_backfill - *self.lookback)
+                    ),
+                ));
+            }
+        }
+        self.idle = idle;
+        Ok(self)
+    }
+
+    /// Idle stages' settings, when they are polled less.
+    pub fn idle(&self) -> Option<IdleConfig> {
+        self.idle
     }
 
     /// How often a cycle runs.

@@ -67,6 +67,15 @@ impl TargetPlan {
             .collect()
     }
 
+    /// The same target with no queries.
+    pub fn clone_empty(&self) -> TargetPlan {
+        TargetPlan {
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+            queries: Vec::new(),
+        }
+    }
+
     /// GetMetricData calls per cycle: ceil(metric queries / 500).
     pub fn calls(&self) -> usize {
         self.split().0.len().div_ceil(MAX_QUERIES_PER_CALL)

@@ -7,9 +7,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::warn;
 
+use std::collections::HashSet;
+
 use super::Target;
+use super::target::{Activity, StageId, stage_of};
+use crate::config::IdleConfig;
 use crate::plan::MAX_QUERIES_PER_CALL;
 use crate::plan::PlanOptions;
+use crate::plan::TargetPlan;
 use crate::source::{Outcome, Window};
 use crate::store::{Resume, SeriesKey, Store};
 
@@ -38,7 +43,8 @@ pub(super) struct Call {
 /// back. A catch-up window may hold more datapoints than one call returns: such a batch is
 /// split. Also returns the oldest period any batch needed but could not reach.
 pub(super) fn plan_calls(
-    t: &Target,
+    plan: &TargetPlan,
+    caught_up: Option<i64>,
     store: &Store,
     window: Window,
     bounds: Bounds,
@@ -48,9 +54,9 @@ pub(super) fn plan_calls(
     let mut lost_from: Option<i64> = None;
     // Steady state: the last cycle completed and the window moved on by at most about the
     // interval, so the periods before this window were read for their last time then.
-    let steady = t.caught_up.is_some_and(|k| k >= steady_from);
-    for range in t.plan.batch_ranges() {
-        let batch = &t.plan.queries[range.clone()];
+    let steady = caught_up.is_some_and(|k| k >= steady_from);
+    for range in plan.batch_ranges() {
+        let batch = &plan.queries[range.clone()];
         let mut w = window;
         if !steady {
             let behind = batch
@@ -89,7 +95,45 @@ pub(super) fn plan_calls(
     (calls, lost_from)
 }
 
-/// Refreshes one target if due, then makes all its calls, a few at a time.
+/// The stages to leave out of this cycle (`poll.idle`): those without traffic for
+/// `idle.after` that were read less than `idle.interval` ago. Also returns how many stages are
+/// idle (left out or not). New stages count as having traffic now.
+fn idle_stages(t: &mut Target, now: i64, idle: IdleConfig) -> (HashSet<StageId>, usize) {
+    let (after, interval) = (idle.after.secs(), idle.interval.secs());
+    let mut skip = HashSet::new();
+    let mut idle_count = 0;
+    let mut seen: HashSet<StageId> = HashSet::new();
+    // Series of no API (Lambda functions) have no traffic of their own: never idle.
+    for q in t
+        .plan
+        .queries
+        .iter()
+        .filter(|q| !q.labels.api_id.is_empty())
+    {
+        let stage = stage_of(q);
+        if seen.contains(&stage) {
+            continue;
+        }
+        let a = *t.activity.entry(stage.clone()).or_insert(Activity {
+            traffic: now,
+            read: i64::MIN,
+        });
+        if now - a.traffic >= after {
+            idle_count += 1;
+            if now.saturating_sub(a.read) < interval {
+                skip.insert(stage.clone());
+            }
+        }
+        seen.insert(stage);
+    }
+    t.activity.retain(|stage, _| seen.contains(stage));
+    (skip, idle_count)
+}
+
+/// Refreshes one target if due, then makes all its calls, a few at a time. With `poll.idle`,
+/// idle stages that are not due are left out, and every batch reads back to where its series'
+/// counting stands, so a stage read after a pause counts everything since its last read.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch_target(
     t: &mut Target,
     store: &Store,
@@ -98,6 +142,7 @@ pub(super) async fn fetch_target(
     opts: &PlanOptions,
     window: Window,
     bounds: Bounds,
+    idle: Option<IdleConfig>,
 ) -> Fetched {
     if let Err(e) = t.refresh(now, refresh, opts).await {
         warn!(region = %t.region, error = %e, "keeping the last inventory");
@@ -107,13 +152,33 @@ pub(super) async fn fetch_target(
             ok: false,
             calls: Vec::new(),
             lost_from: None,
+            plan: None,
+            idle: 0,
         };
     }
-    let (calls, lost_from) = plan_calls(t, store, window, bounds);
+    let (skip, idle_count) = match idle {
+        Some(idle) => idle_stages(t, now, idle),
+        None => (HashSet::new(), 0),
+    };
+    // Only when something is left out is the plan copied.
+    let filtered = (!skip.is_empty()).then(|| TargetPlan {
+        queries: t
+            .plan
+            .queries
+            .iter()
+            .filter(|q| !skip.contains(&stage_of(q)))
+            .cloned()
+            .collect(),
+        ..t.plan.clone_empty()
+    });
+    let plan = filtered.as_ref().unwrap_or(&t.plan);
+    // A stage read after a pause is behind: no steady-state shortcut while any stage is idle.
+    let caught_up = if idle_count > 0 { None } else { t.caught_up };
+    let (calls, lost_from) = plan_calls(plan, caught_up, store, window, bounds);
     let mut pending = Vec::new();
     for call in calls {
         let source = Arc::clone(&t.source);
-        let queries = &t.plan.queries[call.queries.clone()];
+        let queries = &plan.queries[call.queries.clone()];
         pending.push(async move {
             let result = source
                 .fetch(queries, call.window)
@@ -130,6 +195,8 @@ pub(super) async fn fetch_target(
         ok: true,
         calls,
         lost_from,
+        plan: filtered,
+        idle: idle_count,
     }
 }
 
@@ -139,4 +206,8 @@ pub(super) struct Fetched {
     pub(super) calls: Vec<(Call, Result<Vec<Outcome>, String>)>,
     /// The oldest period a catch-up could not reach (beyond `poll.max_backfill`).
     pub(super) lost_from: Option<i64>,
+    /// The plan the calls index into, when idle stages were left out (else the target's).
+    pub(super) plan: Option<TargetPlan>,
+    /// Stages without traffic for `poll.idle.after`.
+    pub(super) idle: usize,
 }

@@ -16,6 +16,7 @@ pub use target::Target;
 use crate::clock::Clock;
 use crate::config::PollConfig;
 use crate::inventory::TargetInventory;
+use crate::model::Family;
 use crate::plan::PlanOptions;
 use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::{self, SharedSnapshot};
@@ -37,6 +38,16 @@ impl CycleReport {
     pub fn complete(&self) -> bool {
         self.targets_failed == 0 && self.failed_batches == 0 && self.failed_queries == 0
     }
+}
+
+/// Whether a query's series says a stage has traffic: its requests (REST, HTTP) or WebSocket
+/// messages and connects, at stage level.
+fn is_traffic(q: &crate::plan::Query) -> bool {
+    q.labels.route.is_none()
+        && matches!(
+            q.family,
+            Family::Requests | Family::WsMessages | Family::WsConnects
+        )
 }
 
 /// Settings the loop needs from the config.
@@ -191,7 +202,16 @@ impl Poller {
         let store = &self.store;
         let mut per_target = Vec::with_capacity(self.targets.len());
         for t in self.targets.iter_mut() {
-            per_target.push(fetch_target(t, store, now, refresh, &opts, window, bounds));
+            per_target.push(fetch_target(
+                t,
+                store,
+                now,
+                refresh,
+                &opts,
+                window,
+                bounds,
+                p.idle(),
+            ));
         }
         let fetched: Vec<Fetched> = futures::future::join_all(per_target).await;
 
@@ -204,18 +224,23 @@ impl Poller {
             } else {
                 report.targets_failed += 1;
             }
+            let plan = fetched.plan.as_ref().unwrap_or(&target.plan);
             for (call, result) in fetched.calls {
                 report.calls += 1;
-                let queries = target
-                    .plan
-                    .queries
-                    .get(call.queries.clone())
-                    .unwrap_or_default();
+                let queries = plan.queries.get(call.queries.clone()).unwrap_or_default();
                 match result {
                     Ok(outcomes) => {
                         for (q, outcome) in queries.iter().zip(outcomes) {
                             match outcome {
                                 Outcome::Points(points) => {
+                                    // Traffic keeps a stage out of idle polling.
+                                    if is_traffic(q) && points.iter().any(|(_, v)| *v > 0.0) {
+                                        if let Some(a) =
+                                            target.activity.get_mut(&target::stage_of(q))
+                                        {
+                                            a.traffic = now;
+                                        }
+                                    }
                                     let key = SeriesKey {
                                         family: q.family,
                                         labels: Arc::clone(&q.labels),
@@ -256,6 +281,14 @@ impl Poller {
                 }
             }
             target.caught_up = target_complete.then_some(window.keep_from);
+            // Every stage of a complete cycle was read up to now.
+            if target_complete && p.idle().is_some() {
+                for q in &plan.queries {
+                    if let Some(a) = target.activity.get_mut(&target::stage_of(q)) {
+                        a.read = now;
+                    }
+                }
+            }
             if let Some(account) = &target.account_id {
                 let labels = [account.as_str(), target.region.as_str()];
                 if !self
@@ -269,6 +302,10 @@ impl Poller {
                     .target_up
                     .with_label_values(&labels)
                     .set(if target_complete { 1.0 } else { 0.0 });
+                self.metrics
+                    .idle_stages
+                    .with_label_values(&labels)
+                    .set(fetched.idle as f64);
                 if let Some(inv) = &target.inventory {
                     self.metrics
                         .rest_name_conflicts

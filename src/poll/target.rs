@@ -1,6 +1,7 @@
 //! One target (an account in a region) and what the loop keeps of it: its discovery, its
 //! inventory and plan, refreshed on their own interval, and where its counting stands.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,25 @@ pub struct Target {
     pub(super) caught_up: Option<i64>,
     /// Periods before this were already counted in `periods_lost_total`.
     pub(super) lost_through: i64,
+    /// When each stage last had traffic and was last read (`poll.idle`).
+    pub(super) activity: HashMap<StageId, Activity>,
+}
+
+/// A stage (or an API without stages) of a target: (api id, stage).
+pub(super) type StageId = (String, Option<String>);
+
+/// The stage of a query.
+pub(super) fn stage_of(q: &crate::plan::Query) -> StageId {
+    (q.labels.api_id.clone(), q.labels.stage.clone())
+}
+
+/// What `poll.idle` needs to know of a stage, in Unix seconds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Activity {
+    /// The last cycle that read traffic for it (first seen: counts as traffic).
+    pub(super) traffic: i64,
+    /// The last cycle that read it completely.
+    pub(super) read: i64,
 }
 
 impl Target {
@@ -52,6 +72,7 @@ impl Target {
             plan: TargetPlan::default(),
             caught_up: None,
             lost_through: i64::MIN,
+            activity: HashMap::new(),
         }
     }
 
@@ -70,6 +91,7 @@ impl Target {
         self.account_id = old.account_id;
         self.caught_up = old.caught_up;
         self.lost_through = old.lost_through;
+        self.activity = old.activity;
         if let (Some(account), Some(found)) = (&self.account_id, old.found) {
             let inv = inventory::build(account, &self.region, &found, &self.filter);
             self.plan = plan::plan_target(&inv, opts);
