@@ -145,6 +145,14 @@ fn answer(
     req: &GetMetricDataInput,
     value: impl Fn(&MetricDataQuery) -> Option<f64>,
 ) -> GetMetricDataOutput {
+    answer_at(req, |q, _| value(q))
+}
+
+/// As [`answer`], with a value per query and period start (`None`: no datapoint).
+fn answer_at(
+    req: &GetMetricDataInput,
+    value: impl Fn(&MetricDataQuery, i64) -> Option<f64>,
+) -> GetMetricDataOutput {
     let start = req.start_time().map(|t| t.secs()).unwrap();
     let end = req.end_time().map(|t| t.secs()).unwrap();
     let results = req
@@ -154,8 +162,8 @@ fn answer(
             let mut r = MetricDataResult::builder()
                 .id(q.id().unwrap())
                 .status_code(StatusCode::Complete);
-            if let Some(v) = value(q) {
-                for t in (start..end).step_by(PERIOD as usize) {
+            for t in (start..end).step_by(PERIOD as usize) {
+                if let Some(v) = value(q, t) {
                     r = r.timestamps(DateTime::from_secs(t)).values(v);
                 }
             }
@@ -1529,39 +1537,21 @@ async fn an_idle_stage_read_after_a_pause_longer_than_the_lookback_counts_everyt
     let burst_in = burst.clone();
     let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_compute_output(move |req| {
         counted.fetch_add(req.metric_data_queries().len(), Ordering::SeqCst);
-        let start = req.start_time().unwrap().secs();
-        let end = req.end_time().unwrap().secs();
-        let results = req
-            .metric_data_queries()
-            .iter()
-            .map(|q| {
-                let stage = q
-                    .metric_stat()
-                    .and_then(|s| s.metric())
-                    .map(|m| m.dimensions())
-                    .unwrap_or_default()
-                    .iter()
-                    .find(|d| d.name() == Some("Stage"))
-                    .and_then(|d| d.value())
-                    .unwrap_or_default()
-                    .to_string();
-                let mut r = MetricDataResult::builder()
-                    .id(q.id().unwrap())
-                    .status_code(StatusCode::Complete);
-                for t in (start..end).step_by(PERIOD as usize) {
-                    let v = match (metric(q), stat(q), stage.as_str()) {
-                        ("Count", "Sum", "s0") => 1.0,
-                        ("Count", "Sum", "s1") if burst_in.contains(&t) => 1.0,
-                        _ => continue,
-                    };
-                    r = r.timestamps(DateTime::from_secs(t)).values(v);
-                }
-                r.build()
-            })
-            .collect();
-        GetMetricDataOutput::builder()
-            .set_metric_data_results(Some(results))
-            .build()
+        answer_at(req, |q, t| {
+            let stage = q
+                .metric_stat()
+                .and_then(|s| s.metric())
+                .map(|m| m.dimensions())
+                .unwrap_or_default()
+                .iter()
+                .find(|d| d.name() == Some("Stage"))
+                .and_then(|d| d.value());
+            match (metric(q), stat(q), stage) {
+                ("Count", "Sum", Some("s0")) => Some(1.0),
+                ("Count", "Sum", Some("s1")) if burst_in.contains(&t) => Some(1.0),
+                _ => None,
+            }
+        })
     });
     let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
     let (registry, shared, metrics) = app::exposition(false).unwrap();
