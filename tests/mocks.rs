@@ -1556,16 +1556,18 @@ async fn an_idle_stage_read_after_a_pause_longer_than_the_lookback_counts_everyt
     let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
     let (registry, shared, metrics) = app::exposition(false).unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
-    let target = Target::new(
-        "eu-west-1".into(),
-        ApiFilter::new(&ApiSelection::default()),
-        Arc::new(FakeDiscovery(vec![http_api("h1", 2)])),
-        Arc::new(CloudWatchSource::new(
-            client,
-            metrics.clone(),
-            RequestRate::Unlimited,
-        )),
-    );
+    let target = || {
+        Target::new(
+            "eu-west-1".into(),
+            ApiFilter::new(&ApiSelection::default()),
+            Arc::new(FakeDiscovery(vec![http_api("h1", 2)])),
+            Arc::new(CloudWatchSource::new(
+                client.clone(),
+                metrics.clone(),
+                RequestRate::Unlimited,
+            )),
+        )
+    };
     let mut settings = outage_settings(Duration::from_secs(3 * 3600));
     // Idle after 20 minutes, then read every 45: longer than the 10-minute lookback.
     settings.poll = settings
@@ -1575,10 +1577,21 @@ async fn an_idle_stage_read_after_a_pause_longer_than_the_lookback_counts_everyt
             interval: Interval::new(Duration::from_secs(45 * 60)).unwrap(),
         }))
         .unwrap();
-    let mut poller = Poller::new(vec![target], settings, clock.clone(), shared, metrics);
+    let mut poller = Poller::new(
+        vec![target()],
+        settings.clone(),
+        clock.clone(),
+        shared,
+        metrics.clone(),
+    );
     poller.cycle().await;
-    for _ in 0..(3 * 60) {
+    for minute in 1..=(3 * 60) {
         clock.advance(PERIOD);
+        // A reload in the middle of the burst, while s1 is idle: its state is kept (idle
+        // stays idle, the pause is still read back), nothing is dropped or counted twice.
+        if minute == 28 {
+            poller.apply(vec![target()], settings.clone());
+        }
         poller.cycle().await;
     }
     let value = |stage: &str| {

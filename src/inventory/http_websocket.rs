@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
 use super::integrations::{Integration, backend, lambda_home};
 use super::pages::bounded;
-use super::{ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, log_group_of};
+use super::{ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, access_log};
 use crate::model::ApiType;
 
 /// HTTP APIs' integration timeout when none is configured (also their maximum).
@@ -218,19 +218,17 @@ fn v2_stage(s: &aws_sdk_apigatewayv2::types::Stage, websocket: bool) -> Option<R
             r.values()
                 .any(|r| r.detailed_metrics_enabled() == Some(true))
         });
+    let (access_log_group, access_log_format) = access_log(
+        s.access_log_settings()
+            .map(|a| (a.destination_arn(), a.format())),
+    );
     Some(RawStage {
         name: s.stage_name()?.to_string(),
         detailed_metrics: detailed,
         cache_enabled: false,
         throttle: s.default_route_settings().and_then(v2_throttle),
-        access_log_group: s
-            .access_log_settings()
-            .and_then(|a| a.destination_arn())
-            .and_then(log_group_of),
-        access_log_format: s
-            .access_log_settings()
-            .and_then(|a| a.format())
-            .map(str::to_string),
+        access_log_group,
+        access_log_format,
         // Filled from ListMetrics for stages with detailed metrics.
         routes: Vec::new(),
         route_throttles: s

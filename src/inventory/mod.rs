@@ -22,6 +22,7 @@ use crate::model::{ApiType, SeriesLabels};
 pub use crate::model::RouteKey;
 pub use discovery::AwsDiscovery;
 pub use integrations::{BackendType, Integration, is_function_name};
+pub use pages::PageTokens;
 pub use rest_names::cloudwatch_rest_name;
 
 /// A throttle limit: steady-state requests per second and burst size.
@@ -105,6 +106,15 @@ pub fn log_group_of(destination_arn: &str) -> Option<String> {
     let name = rest.strip_suffix(":*").unwrap_or(rest);
     (destination_arn.starts_with("arn:") && destination_arn.contains(":logs:") && !name.is_empty())
         .then(|| name.to_string())
+}
+
+/// The log group and format of a stage's access log settings (destination ARN, format), as
+/// either SDK gives them: the group only for a CloudWatch Logs destination.
+pub(super) fn access_log(
+    settings: Option<(Option<&str>, Option<&str>)>,
+) -> (Option<String>, Option<String>) {
+    let (arn, format) = settings.unwrap_or_default();
+    (arn.and_then(log_group_of), format.map(str::to_string))
 }
 
 /// An exported API with its selected stages.

@@ -14,6 +14,36 @@ const CONCURRENCY: usize = 4;
 /// Pages of one listing at most: 5 million items at 500 to a page, far past any account.
 const MAX_PAGES: usize = 10_000;
 
+/// The page tokens of one listing so far: refuses a token seen before (the listing would
+/// never end) and a listing longer than [`MAX_PAGES`]. Shared by discovery and the
+/// access-log reads, which count each page as it comes instead of collecting the listing.
+#[derive(Debug, Default)]
+pub struct PageTokens {
+    seen: HashSet<String>,
+    pages: usize,
+}
+
+impl PageTokens {
+    /// After a page that returned `next`: the token of the page to read next, `None` after
+    /// the last page (no token, or an empty one), or why the listing cannot go on.
+    pub fn next(&mut self, next: Option<&str>) -> Result<Option<String>, String> {
+        self.pages += 1;
+        let Some(next) = next.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        if !self.seen.insert(next.to_string()) {
+            return Err(format!(
+                "page {} returned a page token seen before; the listing would never end",
+                self.pages
+            ));
+        }
+        if self.pages >= MAX_PAGES {
+            return Err(format!("more than {MAX_PAGES} pages"));
+        }
+        Ok(Some(next.to_string()))
+    }
+}
+
 /// Every item of one listing. `page(token)` makes one call and returns its items and the next
 /// token (none, or empty, on the last page).
 ///
@@ -31,30 +61,22 @@ where
     Fut: Future<Output = Result<(Vec<T>, Option<String>), DiscoveryError>>,
 {
     let mut items = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut tokens = PageTokens::default();
     let mut token = None;
-    for pages in 1..=MAX_PAGES {
+    loop {
         let (mut found, next) = page(token.take()).await?;
         items.append(&mut found);
-        let Some(next) = next.filter(|t| !t.is_empty()) else {
-            return Ok(items);
-        };
-        if !seen.insert(next.clone()) {
-            return Err(DiscoveryError {
+        token = tokens
+            .next(next.as_deref())
+            .map_err(|message| DiscoveryError {
                 service,
                 operation,
-                message: format!(
-                    "page {pages} returned a page token seen before; the listing would never end"
-                ),
-            });
+                message,
+            })?;
+        if token.is_none() {
+            return Ok(items);
         }
-        token = Some(next);
     }
-    Err(DiscoveryError {
-        service,
-        operation,
-        message: format!("more than {MAX_PAGES} pages"),
-    })
 }
 
 /// Runs `call` on every item with at most [`CONCURRENCY`] in flight; the first error wins.

@@ -7,8 +7,8 @@ use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
 use super::integrations::{Integration, backend, lambda_home};
 use super::pages::bounded;
 use super::{
-    ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, cloudwatch_rest_name,
-    log_group_of,
+    ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, access_log,
+    cloudwatch_rest_name,
 };
 use aws_sdk_apigateway::types::{ConnectionType, ResponseTransferMode};
 
@@ -154,20 +154,18 @@ impl AwsDiscovery {
                     rate: m.throttling_rate_limit(),
                     burst: f64::from(m.throttling_burst_limit()),
                 };
+                let (access_log_group, access_log_format) = access_log(
+                    s.access_log_settings()
+                        .map(|a| (a.destination_arn(), a.format())),
+                );
                 Some(RawStage {
                     name: s.stage_name()?.to_string(),
                     detailed_metrics: settings
                         .is_some_and(|m| m.values().any(|m| m.metrics_enabled())),
                     cache_enabled: s.cache_cluster_enabled(),
                     throttle: settings.and_then(|m| m.get("*/*")).map(throttle),
-                    access_log_group: s
-                        .access_log_settings()
-                        .and_then(|a| a.destination_arn())
-                        .and_then(log_group_of),
-                    access_log_format: s
-                        .access_log_settings()
-                        .and_then(|a| a.format())
-                        .map(str::to_string),
+                    access_log_group,
+                    access_log_format,
                     // Filled from ListMetrics for stages with detailed metrics.
                     routes: Vec::new(),
                     route_throttles: settings

@@ -10,11 +10,11 @@ use tracing::warn;
 use std::collections::HashSet;
 
 use super::Target;
-use super::target::{Activity, StageId, stage_of};
+use super::target::{Activity, StageId, same_stage, stage_of};
 use crate::config::IdleConfig;
 use crate::plan::MAX_QUERIES_PER_CALL;
 use crate::plan::PlanOptions;
-use crate::plan::TargetPlan;
+use crate::plan::{Query, TargetPlan};
 use crate::source::{Outcome, Window};
 use crate::store::{Resume, SeriesKey, Store};
 
@@ -103,6 +103,7 @@ fn idle_stages(t: &mut Target, now: i64, idle: IdleConfig) -> (HashSet<StageId>,
     let mut skip = HashSet::new();
     let mut idle_count = 0;
     let mut seen: HashSet<StageId> = HashSet::new();
+    let mut previous: Option<&Query> = None;
     // Series of no API (Lambda functions) have no traffic of their own: never idle.
     for q in t
         .plan
@@ -110,6 +111,10 @@ fn idle_stages(t: &mut Target, now: i64, idle: IdleConfig) -> (HashSet<StageId>,
         .iter()
         .filter(|q| !q.labels.api_id.is_empty())
     {
+        if previous.is_some_and(|p| same_stage(p, q)) {
+            continue;
+        }
+        previous = Some(q);
         let stage = stage_of(q);
         if seen.contains(&stage) {
             continue;
@@ -154,6 +159,7 @@ pub(super) async fn fetch_target(
             lost_from: None,
             plan: None,
             idle: 0,
+            skipped: HashSet::new(),
         };
     }
     let (skip, idle_count) = match idle {
@@ -161,15 +167,25 @@ pub(super) async fn fetch_target(
         None => (HashSet::new(), 0),
     };
     // Only when something is left out is the plan copied.
-    let filtered = (!skip.is_empty()).then(|| TargetPlan {
-        queries: t
-            .plan
-            .queries
-            .iter()
-            .filter(|q| !skip.contains(&stage_of(q)))
-            .cloned()
-            .collect(),
-        ..t.plan.clone_empty()
+    let filtered = (!skip.is_empty()).then(|| {
+        let mut previous: Option<(&Query, bool)> = None;
+        TargetPlan {
+            queries: t
+                .plan
+                .queries
+                .iter()
+                .filter(|q| {
+                    let keep = match previous {
+                        Some((p, keep)) if same_stage(p, q) => keep,
+                        _ => !skip.contains(&stage_of(q)),
+                    };
+                    previous = Some((q, keep));
+                    keep
+                })
+                .cloned()
+                .collect(),
+            ..t.plan.clone_empty()
+        }
     });
     let plan = filtered.as_ref().unwrap_or(&t.plan);
     // A stage read after a pause is behind: no steady-state shortcut while any stage is idle.
@@ -197,6 +213,7 @@ pub(super) async fn fetch_target(
         lost_from,
         plan: filtered,
         idle: idle_count,
+        skipped: skip,
     }
 }
 
@@ -210,4 +227,6 @@ pub(super) struct Fetched {
     pub(super) plan: Option<TargetPlan>,
     /// Stages without traffic for `poll.idle.after`.
     pub(super) idle: usize,
+    /// The idle stages left out of this cycle.
+    pub(super) skipped: HashSet<StageId>,
 }

@@ -281,10 +281,10 @@ impl Poller {
                 }
             }
             target.caught_up = target_complete.then_some(window.keep_from);
-            // Every stage of a complete cycle was read up to now.
-            if target_complete && p.idle().is_some() {
-                for q in &plan.queries {
-                    if let Some(a) = target.activity.get_mut(&target::stage_of(q)) {
+            // Every stage a complete cycle did not leave out was read up to now.
+            if target_complete {
+                for (stage, a) in &mut target.activity {
+                    if !fetched.skipped.contains(stage) {
                         a.read = now;
                     }
                 }

@@ -43,6 +43,12 @@ pub(super) fn stage_of(q: &crate::plan::Query) -> StageId {
     (q.labels.api_id.clone(), q.labels.stage.clone())
 }
 
+/// Whether two queries belong to one stage. A stage's queries sit next to each other in a
+/// plan, so comparing with the previous query spares a [`StageId`] per query.
+pub(super) fn same_stage(a: &crate::plan::Query, b: &crate::plan::Query) -> bool {
+    a.labels.api_id == b.labels.api_id && a.labels.stage == b.labels.stage
+}
+
 /// What `poll.idle` needs to know of a stage, in Unix seconds.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Activity {

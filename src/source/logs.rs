@@ -13,6 +13,7 @@ use tracing::warn;
 
 use super::{MetricSource, Outcome, PartCounts, SourceError, Window, split};
 use crate::config::{RequestRate, Statuses};
+use crate::inventory::PageTokens;
 use crate::model::{ApiType, CallResult, Cause, Family, RouteKey};
 use crate::plan::{Query, reason_dimension};
 use crate::ratelimit::RateLimiter;
@@ -127,8 +128,8 @@ impl AccessLogSource {
     async fn count(&self, group: &str, window: Window) -> Result<GroupCounts, SourceError> {
         let mut counts = GroupCounts::new();
         let mut seen = RecentIds::default();
+        let mut tokens = PageTokens::default();
         let mut token: Option<String> = None;
-        let mut pages = 0usize;
         loop {
             self.pace.acquire().await;
             let result = self
@@ -176,20 +177,16 @@ impl AccessLogSource {
                     .entry((detail, period))
                     .or_default() += 1.0;
             }
-            pages += 1;
-            match out.next_token() {
-                // A token seen again would loop forever; the pager's limit applies here too.
-                Some(t) if !t.is_empty() && pages < 10_000 => token = Some(t.to_string()),
-                Some(t) if !t.is_empty() => {
-                    return Err(SourceError {
-                        message: format!("FilterLogEvents {group}: more than 10,000 pages"),
-                        throttled: false,
-                    });
-                }
-                _ => break,
+            token = tokens
+                .next(out.next_token())
+                .map_err(|message| SourceError {
+                    message: format!("FilterLogEvents {group}: {message}"),
+                    throttled: false,
+                })?;
+            if token.is_none() {
+                return Ok(counts);
             }
         }
-        Ok(counts)
     }
 }
 
