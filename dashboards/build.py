@@ -1341,6 +1341,59 @@ def exporter():
         8,
     )
 
+    L.row("Metric stream")
+    L.add(
+        timeseries(
+            "Firehose deliveries/s",
+            "Deliveries to the metric stream endpoint (stream.enabled) per second by result:"
+            " accepted, duplicate (a retry of a request already read), unauthorized (401: the"
+            " delivery stream's access key does not match), invalid (400) and too_large (413)."
+            " Anything but accepted and duplicate means Firehose is failing to deliver (its"
+            " retries, then its S3 backup, get the data). Flat at 0 without a stream.",
+            "reqps",
+            (
+                f"sum by (result) (rate(aws_apigateway_exporter_stream_requests_total{{{j}}}[$__rate_interval]))",
+                "{{result}}",
+            ),
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Stream records/s",
+            "Metric stream records (one metric, one minute) per second by result: accepted;"
+            " late (arrived more than poll.lookback after their minute, not counted);"
+            " unchanged (duplicates, older aggregates); ignored (metrics the exporter does not"
+            " read: narrow the stream's include filter); out_of_range; refused (past 50,000"
+            " metrics held).",
+            "cps",
+            (
+                f"sum by (result) (rate(aws_apigateway_exporter_stream_records_total{{{j}}}[$__rate_interval]))",
+                "{{result}}",
+            ),
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Metric stream cost per day",
+            "What the stream's updates cost per day at each moment's pace: records received"
+            " per second x 86400 / 1000 x price_per_1000_updates (USD 0.003 by default;"
+            " additional statistics bill more). Beside the GetMetricData cost above, the two"
+            " make the CloudWatch bill for API Gateway metrics (plus Firehose).",
+            "currencyUSD",
+            (
+                f"sum(rate(aws_apigateway_exporter_stream_records_total{{{j}}}[$__rate_interval]))"
+                " * 86400 / 1000 * $price_per_1000_updates",
+                "USD/day",
+            ),
+        ),
+        8,
+        8,
+    )
+
     L.row("Errors and inventory")
     L.add(
         timeseries(
@@ -1409,6 +1462,12 @@ def exporter():
             "USD per 1,000 metrics",
             "0.01",
             "CloudWatch GetMetricData price per 1,000 metrics requested in your region.",
+        ),
+        textbox_variable(
+            "price_per_1000_updates",
+            "USD per 1,000 stream updates",
+            "0.003",
+            "CloudWatch Metric Streams price per 1,000 metric updates in your region.",
         ),
     ]
     return dashboard(

@@ -23,6 +23,7 @@ use crate::snapshot::SharedSnapshot;
 use crate::source::RoutedSource;
 use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::logs::AccessLogSource;
+use crate::source::stream::{StreamBuffer, StreamSource};
 
 /// Where the data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +80,13 @@ fn ended(result: Result<(), tokio::task::JoinError>) -> String {
     }
 }
 
-/// One AWS target per (target entry, region), sharing the standard credential chain.
-pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<Target>, AppError> {
+/// One AWS target per (target entry, region), sharing the standard credential chain; with a
+/// metric stream, its streamed queries are answered from `stream`.
+pub async fn aws_targets(
+    config: &Config,
+    metrics: &SelfMetrics,
+    stream: Option<&Arc<StreamBuffer>>,
+) -> Result<Vec<Target>, AppError> {
     let mut targets = Vec::new();
     for t in &config.targets {
         let filter = ApiFilter::new(&t.apis).with_shard(config.shard);
@@ -99,6 +105,11 @@ pub async fn aws_targets(config: &Config, metrics: &SelfMetrics) -> Result<Vec<T
                     config.access_logs.statuses.clone(),
                     metrics.clone(),
                 )),
+                stream: stream.map(|buffer| {
+                    Arc::new(StreamSource {
+                        buffer: Arc::clone(buffer),
+                    }) as Arc<dyn crate::source::MetricSource>
+                }),
             });
             // The identity a reload matches targets by: the credentials and the region.
             let key = format!(
@@ -150,10 +161,16 @@ pub fn settings(config: &Config) -> PollSettings {
                 }),
             },
             lambda: config.backends.lambda,
+            stream: config.stream.enabled.then_some(crate::plan::Streamed {
+                percentiles: config.stream.percentiles,
+            }),
         },
         tags_as_labels: config.tags_as_labels.clone(),
     }
 }
+
+/// The `poll.idle.interval` the cost comparison assumes when none is set.
+const SUGGESTED_IDLE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// What `check-config` prints after validation: the inventory and plan of every target
 /// (when AWS is reachable), queries, GetMetricData calls and estimated cost.
@@ -163,7 +180,7 @@ pub async fn describe_plan(config: &Config) -> String {
         Ok(m) => m,
         Err(e) => return format!("cannot set up metrics: {e}\n"),
     };
-    let targets = match aws_targets(config, &metrics).await {
+    let targets = match aws_targets(config, &metrics, None).await {
         Ok(t) => t,
         Err(e) => return format!("{e}\n"),
     };
@@ -196,6 +213,17 @@ pub async fn describe_plan(config: &Config) -> String {
         &settings(config).plan,
         config.cost.price_per_1000_metrics.get(),
     ));
+    let idle_interval = config
+        .poll
+        .idle()
+        .map_or(SUGGESTED_IDLE_INTERVAL, |i| i.interval.get());
+    out.push_str(&crate::plan::comparison(
+        &plans,
+        config.poll.interval(),
+        idle_interval,
+        config.stream.enabled && config.stream.percentiles,
+        config.cost.price_per_1000_metrics.get(),
+    ));
     if let Some(idle) = config.poll.idle() {
         let (every, idle_every) = (config.poll.interval(), idle.interval.get());
         let share = every.as_secs_f64() / idle_every.as_secs_f64();
@@ -213,6 +241,13 @@ pub async fn describe_plan(config: &Config) -> String {
     out
 }
 
+/// How long the metric stream buffer keeps a minute: the lookback every cycle re-reads, plus
+/// the pause of an idle stage, plus a margin for a cycle that runs late.
+pub fn stream_retention(config: &Config) -> i64 {
+    const MARGIN: i64 = 15 * 60;
+    config.poll.lookback() + config.poll.idle().map_or(0, |i| i.interval.secs()) + MARGIN
+}
+
 /// How long shutdown waits for the poll task to return. The loop abandons an in-flight cycle
 /// as soon as it is told to stop (nothing half-read is published), so this only bounds a
 /// task that does not answer.
@@ -226,15 +261,24 @@ pub struct Source {
     pub path: Option<PathBuf>,
 }
 
-/// The targets and settings a config yields.
+/// The targets and settings a config yields. The metric stream endpoint starts with the
+/// exporter: a reload cannot start it (the plan then polls), and its buffer, like the store,
+/// outlives reloads.
 async fn build(
     config: &mut Config,
     mode: Mode,
     metrics: &SelfMetrics,
     clock: &Arc<dyn Clock>,
+    stream: Option<&Arc<StreamBuffer>>,
 ) -> Result<(Vec<Target>, PollSettings), AppError> {
+    if config.stream.enabled && (stream.is_none() || mode != Mode::Aws) {
+        warn!(
+            "stream.enabled takes effect at start (and not with --demo): polling everything until then"
+        );
+        config.stream.enabled = false;
+    }
     let targets = match mode {
-        Mode::Aws => aws_targets(config, metrics).await?,
+        Mode::Aws => aws_targets(config, metrics, stream).await?,
         Mode::Demo { seed, .. } => {
             demo_config(config);
             demo_targets(config, seed, Arc::clone(clock))
@@ -285,7 +329,33 @@ pub async fn run(
         _ => Arc::new(SystemClock),
     };
 
-    let (targets, poll_settings) = build(&mut config, source.mode, &metrics, &clock).await?;
+    // The metric stream endpoint: bound before anything runs, so a taken port fails the start.
+    let stream = match (&config.stream.access_key, source.mode) {
+        (Some(key), Mode::Aws) if config.stream.enabled => {
+            let address = config.stream.listen_address;
+            let listener = TcpListener::bind(address).await.map_err(|e| {
+                AppError::Server(format!(
+                    "cannot listen on stream.listen_address {address}: {e}"
+                ))
+            })?;
+            let buffer = Arc::new(StreamBuffer::new(
+                stream_retention(&config),
+                config.poll.lookback(),
+            ));
+            let receiver = Arc::new(crate::http::firehose::Receiver::new(
+                Arc::clone(&buffer),
+                key,
+                metrics.clone(),
+                Arc::clone(&clock),
+            ));
+            info!(%address, "metric stream endpoint listening");
+            Some((buffer, listener, receiver))
+        }
+        _ => None,
+    };
+    let buffer = stream.as_ref().map(|(b, _, _)| Arc::clone(b));
+    let (targets, poll_settings) =
+        build(&mut config, source.mode, &metrics, &clock, buffer.as_ref()).await?;
     // OTLP push: set up before anything runs, so that a setup error fails the start.
     let otlp = if config.otlp.enabled {
         let port = listener.local_addr().ok().map(|a| a.port());
@@ -322,6 +392,7 @@ pub async fn run(
         source.clone(),
         metrics.clone(),
         clock,
+        buffer,
         reload_rx,
         apply_tx,
     ));
@@ -334,7 +405,22 @@ pub async fn run(
         demo,
         reload: Some(reload_tx),
     });
-    let server = http::serve(listener, state, stopped(stop_rx));
+    let web = http::serve(listener, state, stopped(stop_rx.clone()));
+    let firehose = async {
+        match stream {
+            Some((_, listener, receiver)) => {
+                crate::http::firehose::serve(listener, receiver, stopped(stop_rx)).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    // Either server returning before shutdown is an error (`supervise`).
+    let server = async {
+        tokio::select! {
+            () = web => {}
+            () = firehose => {}
+        }
+    };
     tokio::pin!(server);
     let died = supervise(shutdown, &mut server, &mut poll_task, otlp_task.as_mut()).await;
     shared.set_ready(false);
@@ -399,11 +485,12 @@ async fn reloader(
     source: Source,
     metrics: SelfMetrics,
     clock: Arc<dyn Clock>,
+    stream: Option<Arc<StreamBuffer>>,
     mut requests: mpsc::Receiver<ReloadRequest>,
     apply: mpsc::Sender<(Vec<Target>, PollSettings)>,
 ) {
     while let Some(request) = requests.recv().await {
-        let result = match reload(&source, &metrics, &clock).await {
+        let result = match reload(&source, &metrics, &clock, stream.as_ref()).await {
             Ok(built) => match apply.send(built).await {
                 Ok(()) => {
                     metrics.config_reload_ok.set(1.0);
@@ -429,12 +516,13 @@ async fn reload(
     source: &Source,
     metrics: &SelfMetrics,
     clock: &Arc<dyn Clock>,
+    stream: Option<&Arc<StreamBuffer>>,
 ) -> Result<(Vec<Target>, PollSettings), String> {
     let Some(path) = &source.path else {
         return Err("no --config.file to reload: the exporter runs on built-in defaults".into());
     };
     let mut config = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    build(&mut config, source.mode, metrics, clock)
+    build(&mut config, source.mode, metrics, clock, stream)
         .await
         .map_err(|e| e.to_string())
 }

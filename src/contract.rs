@@ -537,6 +537,38 @@ pub const EXPORTER_QUERY_ERRORS: Def = def(
     &["status"],
     "GetMetricData queries whose result was not usable, by CloudWatch status code.",
 );
+pub const EXPORTER_STREAM_REQUESTS: Def = def(
+    "aws_apigateway_exporter_stream_requests_total",
+    Counter,
+    "{request}",
+    Exporter,
+    &["result"],
+    "Firehose deliveries to the metric stream endpoint, by result: accepted, duplicate (a retry of a request already read), unauthorized (wrong or missing access key, 401), invalid (400) or too_large (413).",
+);
+pub const EXPORTER_STREAM_RECORDS: Def = def(
+    "aws_apigateway_exporter_stream_records_total",
+    Counter,
+    "{record}",
+    Exporter,
+    &["result"],
+    "Metric stream records (one metric, one minute) by result: accepted, late (older than poll.lookback: counted only if that minute is still read), unchanged (a duplicate or an older aggregate), ignored (a metric the exporter does not read), out_of_range (older than the buffer keeps, or ahead of the clock) or refused (past the limit of metrics held).",
+);
+pub const EXPORTER_STREAM_LAST_DELIVERY: Def = def(
+    "aws_apigateway_exporter_stream_last_delivery_timestamp_seconds",
+    Gauge,
+    "s",
+    Exporter,
+    &[],
+    "Unix time of the last accepted Firehose delivery (0 if none since start).",
+);
+pub const EXPORTER_STREAM_SERIES: Def = def(
+    "aws_apigateway_exporter_stream_series",
+    Gauge,
+    "{series}",
+    Exporter,
+    &[],
+    "Metrics (a metric and its dimensions) the metric stream buffer holds.",
+);
 pub const EXPORTER_CYCLES_SKIPPED: Def = def(
     "aws_apigateway_exporter_cycles_skipped_total",
     Counter,
@@ -633,6 +665,10 @@ pub static ALL: &[&Def] = &[
     &EXPORTER_PERIODS_LOST,
     &EXPORTER_COUNTER_DECREASES,
     &EXPORTER_QUERY_ERRORS,
+    &EXPORTER_STREAM_REQUESTS,
+    &EXPORTER_STREAM_RECORDS,
+    &EXPORTER_STREAM_LAST_DELIVERY,
+    &EXPORTER_STREAM_SERIES,
     &EXPORTER_CYCLES_SKIPPED,
     &EXPORTER_RELOAD_OK,
     &EXPORTER_RELOAD_TIME,

@@ -21,6 +21,25 @@ const AWS_OPERATIONS: [(&str, &str); 11] = [
     ("logs", "FilterLogEvents"),
 ];
 
+/// `result` of `aws_apigateway_exporter_stream_requests_total`.
+pub const STREAM_REQUEST_RESULTS: [&str; 5] = [
+    "accepted",
+    "duplicate",
+    "unauthorized",
+    "invalid",
+    "too_large",
+];
+
+/// `result` of `aws_apigateway_exporter_stream_records_total`.
+pub const STREAM_RECORD_RESULTS: [&str; 6] = [
+    "accepted",
+    "late",
+    "unchanged",
+    "ignored",
+    "out_of_range",
+    "refused",
+];
+
 /// Handles to every self-metric. Cheap to clone (the metrics are reference counted).
 #[derive(Clone, Debug)]
 pub struct SelfMetrics {
@@ -44,6 +63,10 @@ pub struct SelfMetrics {
     pub config_reload_ok: Gauge,
     pub config_reload_time: Gauge,
     pub otlp_exports: CounterVec,
+    pub stream_requests: CounterVec,
+    pub stream_records: CounterVec,
+    pub stream_last_delivery: Gauge,
+    pub stream_series: Gauge,
 }
 
 fn opts(def: &Def) -> Opts {
@@ -86,6 +109,10 @@ impl SelfMetrics {
             config_reload_ok: gauge(&c::EXPORTER_RELOAD_OK)?,
             config_reload_time: gauge(&c::EXPORTER_RELOAD_TIME)?,
             otlp_exports: counters(&c::EXPORTER_OTLP_EXPORTS)?,
+            stream_requests: counters(&c::EXPORTER_STREAM_REQUESTS)?,
+            stream_records: counters(&c::EXPORTER_STREAM_RECORDS)?,
+            stream_last_delivery: gauge(&c::EXPORTER_STREAM_LAST_DELIVERY)?,
+            stream_series: gauge(&c::EXPORTER_STREAM_SERIES)?,
         };
         registry.register(Box::new(m.build_info.clone()))?;
         registry.register(Box::new(m.otlp_exports.clone()))?;
@@ -107,6 +134,10 @@ impl SelfMetrics {
         registry.register(Box::new(m.periods_lost.clone()))?;
         registry.register(Box::new(m.counter_decreases.clone()))?;
         registry.register(Box::new(m.query_errors.clone()))?;
+        registry.register(Box::new(m.stream_requests.clone()))?;
+        registry.register(Box::new(m.stream_records.clone()))?;
+        registry.register(Box::new(m.stream_last_delivery.clone()))?;
+        registry.register(Box::new(m.stream_series.clone()))?;
 
         m.build_info
             .with_label_values(&[
@@ -129,6 +160,12 @@ impl SelfMetrics {
         }
         for status in ["InternalError", "Forbidden"] {
             m.query_errors.with_label_values(&[status]);
+        }
+        for result in STREAM_REQUEST_RESULTS {
+            m.stream_requests.with_label_values(&[result]);
+        }
+        for result in STREAM_RECORD_RESULTS {
+            m.stream_records.with_label_values(&[result]);
         }
         for t in crate::model::ApiType::ALL {
             m.apis.with_label_values(&[t.as_str()]);

@@ -30,6 +30,8 @@ const ALERTS: &[&str] = &[
     "ApiGatewayExporterCycleFailing",
     "ApiGatewayExporterDataStale",
     "ApiGatewayExporterCloudWatchThrottled",
+    "ApiGatewayExporterStreamDeliveriesRefused",
+    "ApiGatewayExporterStreamSilent",
 ];
 const ANNOTATIONS: [&str; 4] = ["summary", "description", "runbook_url", "dashboard_url"];
 const THRESHOLD_GROUP: &str = "apigateway.thresholds";

@@ -37,6 +37,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "EXTERNAL_ID" => Some("ext-123".into()),
         "OTLP_TOKEN" => Some("s3cr3t".into()),
+        "FIREHOSE_ACCESS_KEY" => Some("firehose-key-0123456789".into()),
         _ => None,
     }
 }
@@ -81,6 +82,13 @@ fn full_fixture_sets_every_key() {
     assert_eq!(c.otlp.headers["authorization"], "Bearer s3cr3t");
     assert_eq!(c.tags_as_labels, ["team", "cost-center"]);
     assert_eq!(c.access_logs.statuses.to_string(), "429,>=500");
+    assert!(c.stream.enabled);
+    assert_eq!(c.stream.listen_address.to_string(), "0.0.0.0:9800");
+    assert!(!c.stream.percentiles);
+    // The key is kept, and never printed.
+    let key = c.stream.access_key.as_ref().expect("stream.access_key");
+    assert_eq!(key.as_bytes(), b"firehose-key-0123456789");
+    assert!(!format!("{c:?}").contains("firehose-key"));
     assert_eq!(
         c.aws.endpoints.sts.as_deref(),
         Some("http://127.0.0.1:4566")
@@ -226,6 +234,10 @@ mod random_values {
         "shard.index",
         "shard.total",
         "cost.price_per_1000_metrics",
+        "stream.enabled",
+        "stream.listen_address",
+        "stream.access_key",
+        "stream.percentiles",
         "tags_as_labels[0]",
         "targets[0].regions[0]",
         "targets[0].role_arn",

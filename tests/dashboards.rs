@@ -267,7 +267,13 @@ fn dashboards_have_their_variables() {
     );
     assert_eq!(
         names("apigateway-exporter"),
-        ["datasource", "job", "instance", "price_per_1000_metrics"]
+        [
+            "datasource",
+            "job",
+            "instance",
+            "price_per_1000_metrics",
+            "price_per_1000_updates"
+        ]
     );
     for v in &variables {
         if v[0] == "apigateway-overview" && v[2] == "query" {

@@ -116,6 +116,7 @@ impl Harness {
                 latency,
                 access_logs: None,
                 lambda: false,
+                stream: None,
             },
             tags_as_labels: vec![],
         };
@@ -1083,6 +1084,7 @@ fn poller_with(
             latency: vec![Stat::Maximum],
             access_logs: None,
             lambda: false,
+            stream: None,
         },
         tags_as_labels: vec![],
     };
@@ -1304,6 +1306,7 @@ fn outage_settings(max_backfill: Duration) -> PollSettings {
             latency: vec![Stat::Maximum],
             access_logs: None,
             lambda: false,
+            stream: None,
         },
         tags_as_labels: vec![],
     }

@@ -10,6 +10,7 @@
 mod env;
 mod otlp;
 mod poll;
+mod stream;
 mod targets;
 pub mod types;
 
@@ -23,6 +24,7 @@ pub use poll::{
     Backfill, IdleConfig, Interval, Lookback, Period, PollConfig, RefreshInterval, Settle,
     ShardConfig,
 };
+pub use stream::{AccessKey, StreamConfig};
 use targets::validate_target;
 pub use targets::{ApiSelection, DetailedMetrics, StageSelection, TargetConfig};
 pub use types::{DurationIn, KeyError, NumberIn, Pattern, RequestRate, Statuses};
@@ -71,6 +73,7 @@ pub struct Config {
     /// This replica's share of the APIs, when several replicas split one inventory.
     pub shard: Option<ShardConfig>,
     pub cost: CostConfig,
+    pub stream: StreamConfig,
 }
 
 /// Backends polled beside API Gateway.
@@ -320,6 +323,19 @@ impl Config {
             return Err(invalid(
                 "access_logs.filter_pattern",
                 "must not be empty (leave it out to select access_logs.statuses and 429)",
+            ));
+        }
+        let st = &self.stream;
+        if st.enabled && st.access_key.is_none() {
+            return Err(invalid(
+                "stream.access_key",
+                "is required when stream.enabled is true: the access key set on the Firehose delivery stream's HTTP endpoint (requests without it are refused)",
+            ));
+        }
+        if st.percentiles && self.poll.period() != 60 {
+            return Err(invalid(
+                "stream.percentiles",
+                "needs poll.period 60s: a stream sends one-minute percentiles, which cannot be combined into longer periods",
             ));
         }
         let o = &self.otlp;

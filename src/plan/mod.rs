@@ -7,8 +7,8 @@ use std::sync::Arc;
 mod cost;
 mod report;
 
-pub use cost::{Cost, cost};
-pub use report::describe;
+pub use cost::{Comparison, Cost, IDLE_SHARE, STREAM_PRICE_PER_1000_UPDATES, Shape, compare, cost};
+pub use report::{comparison, describe};
 
 use crate::inventory::{Api, BackendType, TargetInventory, is_function_name};
 use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
@@ -28,6 +28,8 @@ pub struct Query {
     pub labels: Labels,
     /// Answered from this access log group's events instead of a CloudWatch metric.
     pub log_group: Option<Arc<str>>,
+    /// Answered from what CloudWatch Metric Streams delivered instead of GetMetricData.
+    pub streamed: bool,
 }
 
 /// The queries of one target (account × region).
@@ -38,25 +40,128 @@ pub struct TargetPlan {
     pub queries: Vec<Query>,
 }
 
+/// Where a query is answered; the plan keeps its queries in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Answer {
+    GetMetricData,
+    Stream,
+    Logs,
+}
+
+fn answer(q: &Query) -> Answer {
+    if q.log_group.is_some() {
+        Answer::Logs
+    } else if q.streamed {
+        Answer::Stream
+    } else {
+        Answer::GetMetricData
+    }
+}
+
 impl TargetPlan {
-    /// The metric queries (first) and the access-log queries (last, answered from logs).
-    fn split(&self) -> (&[Query], &[Query]) {
-        let at = self.queries.partition_point(|q| q.log_group.is_none());
-        self.queries.split_at(at)
+    /// The polled metric queries (first), the streamed ones, and the access-log queries
+    /// (last, answered from logs).
+    fn split(&self) -> (&[Query], &[Query], &[Query]) {
+        let polled = self
+            .queries
+            .partition_point(|q| answer(q) == Answer::GetMetricData);
+        let logs = self.queries.partition_point(|q| answer(q) != Answer::Logs);
+        (
+            &self.queries[..polled],
+            &self.queries[polled..logs],
+            &self.queries[logs..],
+        )
     }
 
-    /// The batches of a cycle, as ranges of `queries`: the metric queries 500 to a
-    /// GetMetricData call, then the access-log queries, if any, as one batch of their own.
+    /// The batches of a cycle, as ranges of `queries`: the polled metric queries 500 to a
+    /// GetMetricData call, the streamed ones likewise (read from memory), then the
+    /// access-log queries, if any, as one batch of their own. A batch never mixes sources.
     pub fn batch_ranges(&self) -> Vec<std::ops::Range<usize>> {
-        let (metrics, logs) = self.split();
-        let mut ranges: Vec<_> = (0..metrics.len())
-            .step_by(MAX_QUERIES_PER_CALL)
-            .map(|start| start..(start + MAX_QUERIES_PER_CALL).min(metrics.len()))
+        let (polled, streamed, logs) = self.split();
+        let chunks = |from: usize, len: usize| {
+            (from..from + len)
+                .step_by(MAX_QUERIES_PER_CALL)
+                .map(move |start| start..(start + MAX_QUERIES_PER_CALL).min(from + len))
+        };
+        let mut ranges: Vec<_> = chunks(0, polled.len())
+            .chain(chunks(polled.len(), streamed.len()))
             .collect();
         if !logs.is_empty() {
-            ranges.push(metrics.len()..self.queries.len());
+            ranges.push(polled.len() + streamed.len()..self.queries.len());
         }
         ranges
+    }
+
+    /// What the plan's metric queries are, for the cost comparison ([`compare`]).
+    pub fn shape(&self) -> Shape {
+        use std::collections::{BTreeMap, BTreeSet};
+        let aws = |q: &Query| {
+            [crate::model::NAMESPACE, crate::model::LAMBDA_NAMESPACE].contains(&&*q.namespace)
+        };
+        let metric = |q: &&Query| q.log_group.is_none();
+        let key = |q: &Query| {
+            (
+                q.namespace.clone(),
+                q.metric_name.clone(),
+                q.dimensions.clone(),
+            )
+        };
+        let mut s = Shape::default();
+        let (mut stage_metrics, mut other_metrics, mut percentile_metrics) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        // API-level aggregates (the API's own dimension, no stage), and their statistics.
+        let mut api_level: BTreeMap<_, BTreeSet<Stat>> = BTreeMap::new();
+        let mut names = BTreeSet::new();
+        for q in self.queries.iter().filter(metric) {
+            let stage = !q.labels.api_id.is_empty();
+            s.metric_queries += 1;
+            if stage {
+                s.stage_queries += 1;
+            }
+            if !aws(q) {
+                if stage {
+                    s.stage_polled_beside_stream += 1;
+                }
+                continue;
+            }
+            s.yace_queries += 1;
+            names.insert((q.namespace.clone(), q.metric_name.clone()));
+            let percentile = matches!(q.stat, Stat::Percentile(_));
+            if !stage {
+                other_metrics.insert(key(q));
+                continue;
+            }
+            if percentile {
+                s.stage_percentile_queries += 1;
+            }
+            stage_metrics.insert(key(q));
+            let api = (
+                q.namespace.clone(),
+                q.metric_name.clone(),
+                q.dimensions[..1].to_vec(),
+            );
+            if q.dimensions.len() == 2 && q.dimensions[1].0 == "Stage" {
+                if percentile {
+                    percentile_metrics.insert(api.clone());
+                }
+                api_level.entry(api).or_default().insert(q.stat);
+            }
+            if percentile {
+                percentile_metrics.insert(key(q));
+            }
+        }
+        s.stage_stream_metrics = stage_metrics.len() + api_level.len();
+        s.other_stream_metrics = other_metrics.len();
+        s.stage_percentile_metrics = percentile_metrics.len();
+        s.yace_queries += api_level.values().map(BTreeSet::len).sum::<usize>();
+        s.yace_list_calls = names.len();
+        s
+    }
+
+    /// Queries answered from CloudWatch Metric Streams (no GetMetricData, nothing billed
+    /// per read).
+    pub fn streamed_queries(&self) -> usize {
+        self.split().1.len()
     }
 
     /// The batches of a cycle ([`TargetPlan::batch_ranges`]) as slices.
@@ -91,7 +196,7 @@ impl TargetPlan {
     pub fn log_groups(&self) -> usize {
         let mut groups: Vec<&str> = self
             .split()
-            .1
+            .2
             .iter()
             .filter_map(|q| q.log_group.as_deref())
             .collect();
@@ -127,6 +232,26 @@ pub struct PlanOptions {
     pub access_logs: Option<AccessLogs>,
     /// Poll `AWS/Lambda` for the functions behind discovered routes.
     pub lambda: bool,
+    /// CloudWatch Metric Streams deliver `AWS/ApiGateway` and `AWS/Lambda`.
+    pub stream: Option<Streamed>,
+}
+
+/// What the metric stream answers instead of GetMetricData.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed {
+    /// Percentiles too (the stream's statistics configuration adds them, and the period is
+    /// one minute); else they are still polled.
+    pub percentiles: bool,
+}
+
+impl Streamed {
+    /// Whether the stream answers `q`: an AWS namespace's metric (not a metric filter's) and
+    /// a statistic every stream carries, or a percentile if configured.
+    pub fn answers(self, q: &Query) -> bool {
+        q.log_group.is_none()
+            && [crate::model::NAMESPACE, crate::model::LAMBDA_NAMESPACE].contains(&&*q.namespace)
+            && (self.percentiles || !matches!(q.stat, Stat::Percentile(_)))
+    }
 }
 
 /// How 429s are read from access logs.
@@ -228,12 +353,20 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                     },
                     labels: Arc::clone(&labels),
                     log_group: log_group.clone(),
+                    streamed: false,
                 });
             }
         }
     }
     if opts.lambda {
         push_lambda(&mut queries, inv);
+    }
+    if let Some(stream) = opts.stream {
+        for q in &mut queries {
+            q.streamed = stream.answers(q);
+        }
+        // Stable: polled queries first, then streamed, each in plan order.
+        queries.sort_by_key(|q| q.streamed);
     }
     queries.append(&mut log_queries);
     TargetPlan {
@@ -270,6 +403,7 @@ fn push_lambda(queries: &mut Vec<Query>, inv: &TargetInventory) {
                     dimensions: vec![("FunctionName", function.clone())],
                     labels: Arc::clone(&labels),
                     log_group: None,
+                    streamed: false,
                 });
             }
         }
@@ -359,6 +493,7 @@ fn push_metrics(
                 dimensions: dimensions.to_vec(),
                 labels: Arc::clone(labels),
                 log_group: None,
+                streamed: false,
             });
         }
     }
@@ -451,6 +586,7 @@ mod tests {
                 Stat::Maximum,
             ],
             access_logs: None,
+            stream: None,
             lambda: false,
         }
     }
@@ -631,5 +767,93 @@ mod tests {
         let c = cost(1000, 2, Duration::from_secs(60), 0.01);
         assert_eq!(c.cycles_per_month, 43_200.0);
         assert!((c.usd_per_month - 432.0).abs() < 1e-9);
+    }
+
+    /// The README's cost table: 100 REST stages (50 APIs × 2 stages, the default latency
+    /// statistics) at 60 s, 70 % of them idle and read every 10 minutes. Prints the figures
+    /// (`cargo test --lib fleet -- --nocapture`) and holds them to the README's.
+    #[test]
+    fn the_hundred_stage_fleet_cost_table() {
+        let apis = (0..50)
+            .map(|i| {
+                api(
+                    &format!("a{i}"),
+                    ApiType::Rest,
+                    &[("prod", false), ("dev", false)],
+                )
+            })
+            .collect();
+        let plan = plan_target(&inv(apis), &opts());
+        let shape = plan.shape();
+        assert_eq!(shape.metric_queries, 1500);
+        // 5 metrics a stage, and the API-level aggregates of 50 APIs.
+        assert_eq!(shape.stage_stream_metrics, 100 * 5 + 50 * 5);
+        let (minute, ten) = (Duration::from_secs(60), Duration::from_secs(600));
+        let c = compare(shape, minute, ten, false);
+        let p = compare(shape, minute, ten, true);
+        let usd = |m: f64| m / 1000.0 * 0.01;
+        let stream = |u: f64| u / 1000.0 * STREAM_PRICE_PER_1000_UPDATES;
+        println!("polling {:.0} ${:.2}", c.polling, usd(c.polling));
+        println!("idle {:.0} ${:.2}", c.idle, usd(c.idle));
+        println!(
+            "stream {:.0} ${:.2} / idle {:.0} ${:.2}; polled {:.0} ${:.2}",
+            c.stream_updates,
+            stream(c.stream_updates),
+            c.stream_updates_idle,
+            stream(c.stream_updates_idle),
+            c.stream_polled,
+            usd(c.stream_polled)
+        );
+        println!(
+            "stream+percentiles {:.0} ${:.2} / idle {:.0} ${:.2}; polled {:.0}",
+            p.stream_updates,
+            stream(p.stream_updates),
+            p.stream_updates_idle,
+            stream(p.stream_updates_idle),
+            p.stream_polled
+        );
+        println!(
+            "yace {:.0} ${:.2} list {:.0}",
+            c.yace,
+            usd(c.yace),
+            c.yace_list_metrics
+        );
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        assert_eq!(round(usd(c.polling)), 648.0);
+        assert_eq!(round(usd(c.idle)), 239.76);
+        assert_eq!(round(stream(c.stream_updates)), 97.2);
+        assert_eq!(round(usd(c.stream_polled)), 95.9);
+        assert_eq!(round(stream(p.stream_updates)), 136.08);
+        assert_eq!(p.stream_polled, 0.0);
+        assert_eq!(round(usd(c.yace)), 972.0);
+    }
+
+    #[test]
+    fn a_stream_answers_every_aws_statistic_but_polled_percentiles_and_batches_never_mix() {
+        let mut o = opts();
+        o.stream = Some(Streamed { percentiles: false });
+        o.access_logs = Some(AccessLogs::MetricFilter {
+            namespace: Arc::from("Custom"),
+            metric: Arc::from("Throttled"),
+        });
+        let apis = (0..40)
+            .map(|i| api(&format!("a{i}"), ApiType::Rest, &[("prod", false)]))
+            .collect();
+        let plan = plan_target(&inv(apis), &o);
+        // 15 queries a stage: 6 percentiles polled, 9 streamed; 2 metric-filter queries polled.
+        assert_eq!(plan.metric_queries(), 40 * 8);
+        assert_eq!(plan.streamed_queries(), 40 * 9);
+        assert_eq!(plan.calls(), 1);
+        for batch in plan.batches() {
+            assert!(batch.iter().all(|q| q.streamed == batch[0].streamed));
+        }
+        assert!(plan.queries.iter().all(|q| q.streamed
+            == (q.namespace.starts_with("AWS/") && !matches!(q.stat, Stat::Percentile(_)))));
+        o.stream = Some(Streamed { percentiles: true });
+        let plan = plan_target(
+            &inv(vec![api("a", ApiType::Http, &[("$default", false)])]),
+            &o,
+        );
+        assert_eq!(plan.metric_queries(), 2);
     }
 }

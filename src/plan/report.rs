@@ -125,6 +125,14 @@ pub fn describe(
                 plan.queries.len() - plan.metric_queries()
             );
         }
+        if opts.stream.is_some() {
+            let _ = writeln!(
+                out,
+                "  metric stream: {} queries answered from the stream, {} polled (GetMetricData: percentiles unless stream.percentiles, metric filters)",
+                plan.streamed_queries(),
+                plan.metric_queries()
+            );
+        }
         let c = cost(
             plan.metric_queries(),
             plan.calls(),
@@ -154,6 +162,64 @@ pub fn describe(
     let _ = writeln!(
         out,
         "cost rule: AWS bills GetMetricData per metric requested; every query (one metric and one statistic) of every call, NextToken pages included, is counted as one, whatever the datapoints returned; a 30-day month; set cost.price_per_1000_metrics for your region"
+    );
+    out
+}
+
+/// The cost comparison `check-config` ends with: the inventory polled every interval, with
+/// idle stages read less, with a metric stream, and as an equivalent YACE job would read it.
+pub fn comparison(
+    plans: &[TargetPlan],
+    interval: Duration,
+    idle_interval: Duration,
+    percentiles_streamed: bool,
+    price_per_1000: f64,
+) -> String {
+    let shape = plans
+        .iter()
+        .map(TargetPlan::shape)
+        .fold(super::Shape::default(), |a, b| a + b);
+    let c = super::compare(shape, interval, idle_interval, percentiles_streamed);
+    let usd = |metrics: f64| metrics / 1000.0 * price_per_1000;
+    let stream_usd = |updates: f64| updates / 1000.0 * super::STREAM_PRICE_PER_1000_UPDATES;
+    let idle = super::IDLE_SHARE * 100.0;
+    let every = humantime::format_duration(interval);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cost comparison, per 30-day month ({} stage queries, {} other; {idle:.0} % of the stages assumed idle, idle stages read every {}):",
+        shape.stage_queries,
+        shape.metric_queries - shape.stage_queries,
+        humantime::format_duration(idle_interval),
+    );
+    let _ = writeln!(
+        out,
+        "  polling every stage every {every}: {:.0} metrics requested, ${:.2}",
+        c.polling,
+        usd(c.polling)
+    );
+    let _ = writeln!(
+        out,
+        "  with poll.idle: {:.0} metrics requested, ${:.2}",
+        c.idle,
+        usd(c.idle)
+    );
+    let _ = writeln!(
+        out,
+        "  with a metric stream (stream.percentiles: {percentiles_streamed}): at most {:.0} metric updates if every metric had data every minute (${:.2}), {:.0} with the idle stages silent (${:.2}); plus {:.0} metrics still polled with poll.idle (${:.2}); plus Firehose",
+        c.stream_updates,
+        stream_usd(c.stream_updates),
+        c.stream_updates_idle,
+        stream_usd(c.stream_updates_idle),
+        c.stream_polled,
+        usd(c.stream_polled),
+    );
+    let _ = writeln!(
+        out,
+        "  an equivalent YACE job scraping every {every}: {:.0} metrics requested (the API-level aggregates too, idle or not), ${:.2}, plus {:.0} ListMetrics requests",
+        c.yace,
+        usd(c.yace),
+        c.yace_list_metrics,
     );
     out
 }

@@ -475,6 +475,7 @@ mod tests {
                 ..crate::model::SeriesLabels::account("1", "r")
             }),
             log_group: Some(Arc::from("g")),
+            streamed: false,
         }
     }
 

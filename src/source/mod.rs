@@ -3,6 +3,7 @@
 
 pub mod cloudwatch;
 pub mod logs;
+pub mod stream;
 
 use async_trait::async_trait;
 
@@ -122,20 +123,28 @@ pub trait MetricSource: Send + Sync {
     async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError>;
 }
 
-/// Sends a batch of access-log queries to the logs source and any other batch to CloudWatch.
-/// The plan never mixes the two in one batch.
+/// Sends a batch of access-log queries to the logs source, a batch of streamed queries to the
+/// metric stream, and any other batch to CloudWatch. The plan never mixes them in one batch.
 pub struct RoutedSource {
     pub metrics: std::sync::Arc<dyn MetricSource>,
     pub logs: std::sync::Arc<dyn MetricSource>,
+    /// `None` when no metric stream is configured (the plan then streams nothing).
+    pub stream: Option<std::sync::Arc<dyn MetricSource>>,
 }
 
 #[async_trait]
 impl MetricSource for RoutedSource {
     async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
-        if queries.first().is_some_and(|q| q.log_group.is_some()) {
-            self.logs.fetch(queries, window).await
-        } else {
-            self.metrics.fetch(queries, window).await
+        match queries.first() {
+            Some(q) if q.log_group.is_some() => self.logs.fetch(queries, window).await,
+            Some(q) if q.streamed => match &self.stream {
+                Some(stream) => stream.fetch(queries, window).await,
+                None => Err(SourceError {
+                    message: "a streamed query, but no metric stream is configured".into(),
+                    throttled: false,
+                }),
+            },
+            _ => self.metrics.fetch(queries, window).await,
         }
     }
 }

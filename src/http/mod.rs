@@ -1,5 +1,8 @@
 //! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready` and a landing page. Handlers only
 //! read the latest snapshot; they never call AWS, so a slow cycle never slows a scrape.
+//! [`firehose`] is the metric stream endpoint, on a port of its own.
+
+pub mod firehose;
 
 use std::convert::Infallible;
 use std::sync::Arc;

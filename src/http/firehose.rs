@@ -1,0 +1,535 @@
+//! The Firehose HTTP endpoint that CloudWatch Metric Streams deliver to (`stream.enabled`),
+//! on a port of its own so that it can sit behind its own HTTPS ingress.
+//!
+//! The protocol, as Amazon Data Firehose documents it: a `POST` with the headers
+//! `X-Amz-Firehose-Request-Id` and `X-Amz-Firehose-Access-Key`, optionally
+//! `Content-Encoding: gzip`, and the JSON body `{requestId, timestamp, records: [{data}]}`
+//! (`data` in base64). The answer is `{requestId, timestamp}` with 200, else an
+//! `errorMessage`: Firehose retries anything but 200 (413 is final), with the same request id,
+//! and times out after 3 minutes, so a request is read completely or not at all and a retry
+//! of one already read is answered 200 without reading it again.
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::clock::Clock;
+use crate::config::AccessKey;
+use crate::selfmetrics::SelfMetrics;
+use crate::source::stream::{StreamBuffer, decode};
+
+/// The largest request body read, as sent (Firehose buffers at most 64 MiB, before base64).
+pub const MAX_BODY: usize = 128 << 20;
+
+/// The largest body after gzip is undone: a small compressed body must not expand without
+/// bound.
+pub const MAX_DECODED: usize = 128 << 20;
+
+/// Deliveries read at once; further ones wait (Firehose waits up to 3 minutes).
+const CONCURRENT_DELIVERIES: usize = 2;
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+const ACCESS_KEY: &str = "x-amz-firehose-access-key";
+const REQUEST_ID: &str = "x-amz-firehose-request-id";
+
+/// What the endpoint needs: where records go, the expected key and the self-metrics.
+pub struct Receiver {
+    buffer: Arc<StreamBuffer>,
+    /// SHA-256 of the access key: comparing digests in constant time tells nothing about the
+    /// key, not even its length.
+    key: [u8; 32],
+    metrics: SelfMetrics,
+    clock: Arc<dyn Clock>,
+    reading: Semaphore,
+}
+
+impl Receiver {
+    pub fn new(
+        buffer: Arc<StreamBuffer>,
+        key: &AccessKey,
+        metrics: SelfMetrics,
+        clock: Arc<dyn Clock>,
+    ) -> Receiver {
+        Receiver {
+            buffer,
+            key: Sha256::digest(key.as_bytes()).into(),
+            metrics,
+            clock,
+            reading: Semaphore::new(CONCURRENT_DELIVERIES),
+        }
+    }
+
+    fn authorized(&self, presented: Option<&HeaderValue>) -> bool {
+        let Some(presented) = presented else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.key).into()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    request_id: String,
+    records: Vec<EnvelopeRecord>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeRecord {
+    data: String,
+}
+
+type Body = Full<Bytes>;
+
+fn answer(
+    status: StatusCode,
+    request_id: &str,
+    now_ms: i64,
+    error: Option<&str>,
+) -> Response<Body> {
+    let mut body = serde_json::json!({ "requestId": request_id, "timestamp": now_ms });
+    if let Some(e) = error {
+        body["errorMessage"] = serde_json::Value::from(e);
+    }
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Why a delivery was refused: its status, the `result` label, and the message.
+struct Refused(StatusCode, &'static str, String);
+
+impl Receiver {
+    /// Answers one request. Never panics; nothing of a refused request is kept.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let now_ms = self.clock.now().saturating_mul(1000);
+        let header_id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let id = header_id.clone().unwrap_or_default();
+        if req.method() == Method::GET && req.uri().path() == "/-/healthy" {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"Healthy\n")));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return r;
+        }
+        if req.method() != Method::POST {
+            let mut r = answer(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &id,
+                now_ms,
+                Some("Firehose delivers with POST"),
+            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+        if !self.authorized(req.headers().get(ACCESS_KEY)) {
+            self.count("unauthorized");
+            return answer(
+                StatusCode::UNAUTHORIZED,
+                &id,
+                now_ms,
+                Some("missing or wrong X-Amz-Firehose-Access-Key"),
+            );
+        }
+        match self.deliver(req, header_id).await {
+            Ok((id, result)) => {
+                self.count(result);
+                answer(StatusCode::OK, &id, now_ms, None)
+            }
+            Err(Refused(status, result, message)) => {
+                self.count(result);
+                warn!(request_id = %id, %status, error = %message, "metric stream delivery refused");
+                answer(status, &id, now_ms, Some(&message))
+            }
+        }
+    }
+
+    fn count(&self, result: &str) {
+        self.metrics
+            .stream_requests
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    /// Reads, checks and keeps one delivery; returns its request id and `result`.
+    async fn deliver<B>(
+        &self,
+        req: Request<B>,
+        header_id: Option<String>,
+    ) -> Result<(String, &'static str), Refused>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let too_large = |what: &str, limit: usize| {
+            Refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("{what} is larger than {} MiB", limit >> 20),
+            )
+        };
+        let invalid = |m: String| Refused(StatusCode::BAD_REQUEST, "invalid", m);
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY) {
+            return Err(too_large("the body", MAX_BODY));
+        }
+        let gzip = match req
+            .headers()
+            .get(CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "identity") => false,
+            Some("gzip") => true,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "Content-Encoding {other:?} is not supported (gzip or none)"
+                )));
+            }
+        };
+        let _reading = self.reading.acquire().await.map_err(|_| {
+            Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "invalid",
+                "shutting down".into(),
+            )
+        })?;
+        let body = Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large("the body", MAX_BODY)
+                } else {
+                    invalid(format!("cannot read the body: {e}"))
+                }
+            })?
+            .to_bytes();
+        let json: Vec<u8> = if gzip {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(MAX_DECODED as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| invalid(format!("the body is not valid gzip: {e}")))?;
+            if out.len() > MAX_DECODED {
+                return Err(too_large("the decompressed body", MAX_DECODED));
+            }
+            out
+        } else {
+            body.to_vec()
+        };
+        drop(body);
+        let envelope: Envelope = serde_json::from_slice(&json)
+            .map_err(|e| invalid(format!("the body is not a Firehose request: {e}")))?;
+        drop(json);
+        let id = header_id.unwrap_or(envelope.request_id);
+        let mut records = Vec::new();
+        for (i, r) in envelope.records.iter().enumerate() {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(r.data.as_bytes())
+                .map_err(|e| invalid(format!("records[{i}].data is not base64: {e}")))?;
+            records.extend(decode(&data).map_err(|e| invalid(format!("records[{i}]: {e}")))?);
+        }
+        // Only a request read completely is remembered, so that a retry of a refused one is
+        // read again.
+        if !self.buffer.first_delivery(&id) {
+            return Ok((id, "duplicate"));
+        }
+        let now = self.clock.now();
+        let n = self.buffer.ingest(records, now);
+        let m = &self.metrics;
+        for (result, count) in [
+            ("accepted", n.accepted),
+            ("late", n.late),
+            ("unchanged", n.unchanged),
+            ("ignored", n.ignored),
+            ("out_of_range", n.out_of_range),
+            ("refused", n.refused),
+        ] {
+            m.stream_records
+                .with_label_values(&[result])
+                .inc_by(count as f64);
+        }
+        if n.refused > 0 {
+            warn!(
+                refused = n.refused,
+                "metric stream: more metrics than the buffer holds; narrow the stream's include filter to AWS/ApiGateway and the Lambda metrics read"
+            );
+        }
+        m.stream_series.set(self.buffer.series() as f64);
+        m.stream_last_delivery.set(now as f64);
+        Ok((id, "accepted"))
+    }
+}
+
+/// Serves Firehose deliveries until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    receiver: Arc<Receiver>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "metric stream endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let receiver = Arc::clone(&receiver);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let receiver = Arc::clone(&receiver);
+                async move { Ok::<_, Infallible>(receiver.handle(req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            // Well within Firehose's 3-minute deadline; a stalled upload frees its slot.
+            match tokio::time::timeout(Duration::from_secs(120), conn).await {
+                Ok(Err(e)) => debug!(%peer, error = %e, "stream connection error"),
+                Err(_) => debug!(%peer, "stream connection timed out"),
+                Ok(Ok(())) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use prometheus::Registry;
+
+    use super::*;
+    use crate::clock::Clock;
+
+    struct Fixed(i64);
+    impl Clock for Fixed {
+        fn now(&self) -> i64 {
+            self.0
+        }
+    }
+
+    const NOW: i64 = 1_700_000_400;
+
+    fn receiver() -> (Receiver, Arc<StreamBuffer>, SelfMetrics) {
+        let buffer = Arc::new(StreamBuffer::new(1800, 600));
+        let metrics = SelfMetrics::new(&Registry::new(), false).unwrap();
+        let key: AccessKey = serde_json::from_str("\"s3cret-key\"").unwrap();
+        let r = Receiver::new(
+            Arc::clone(&buffer),
+            &key,
+            metrics.clone(),
+            Arc::new(Fixed(NOW)),
+        );
+        (r, buffer, metrics)
+    }
+
+    fn line(sum: f64) -> String {
+        format!(
+            r#"{{"account_id":"1","region":"r","namespace":"AWS/ApiGateway","metric_name":"Count","dimensions":{{"ApiName":"a","Stage":"prod"}},"timestamp":{},"value":{{"max":1,"min":1,"sum":{sum},"count":{sum}}},"unit":"Count"}}"#,
+            (NOW - 120) * 1000
+        )
+    }
+
+    fn body(id: &str, lines: &[String]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        serde_json::json!({
+            "requestId": id,
+            "timestamp": NOW * 1000,
+            "records": lines.iter().map(|l| serde_json::json!({"data": b64.encode(l)})).collect::<Vec<_>>(),
+        })
+        .to_string()
+    }
+
+    fn request(key: Option<&str>, id: &str, body: Vec<u8>, gzip: bool) -> Request<Full<Bytes>> {
+        let mut b = Request::post("/").header(REQUEST_ID, id);
+        if let Some(k) = key {
+            b = b.header(ACCESS_KEY, k);
+        }
+        if gzip {
+            b = b.header(CONTENT_ENCODING, "gzip");
+        }
+        b.body(Full::new(Bytes::from(body))).unwrap()
+    }
+
+    async fn status_and_body(r: Response<Body>) -> (StatusCode, serde_json::Value) {
+        let status = r.status();
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn count(m: &SelfMetrics, result: &str) -> f64 {
+        m.stream_requests.with_label_values(&[result]).get()
+    }
+
+    #[tokio::test]
+    async fn keys_bodies_gzip_and_retries() {
+        let (r, buffer, m) = receiver();
+        let ok = body("req-1", &[line(3.0)]);
+        // A wrong, missing or longer key: 401, nothing read.
+        for key in [Some("s3cret-kez"), None, Some("s3cret-key-and-more")] {
+            let (status, b) = status_and_body(
+                r.handle(request(key, "req-1", ok.clone().into_bytes(), false))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(b["requestId"], "req-1");
+        }
+        assert_eq!(count(&m, "unauthorized"), 3.0);
+        assert_eq!(buffer.series(), 0);
+        // Gzip, then the same request again (a retry): read once.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(ok.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        for expected in ["accepted", "duplicate"] {
+            let (status, b) = status_and_body(
+                r.handle(request(Some("s3cret-key"), "req-1", gz.clone(), true))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{b}");
+            assert_eq!(b["requestId"], "req-1");
+            assert_eq!(b["timestamp"], NOW * 1000);
+            assert_eq!(count(&m, expected), 1.0);
+        }
+        assert_eq!(m.stream_records.with_label_values(&["accepted"]).get(), 1.0);
+        assert_eq!(m.stream_last_delivery.get(), NOW as f64);
+        // Bad bodies: 400 with a message, nothing kept, the id not remembered.
+        for (bad, why) in [
+            (b"{not json".to_vec(), "not a Firehose request"),
+            (
+                body("req-2", &["{\"x\":1}".into()]).into_bytes(),
+                "records[0]",
+            ),
+            (
+                br#"{"requestId":"req-2","timestamp":1,"records":[{"data":"@@@"}]}"#.to_vec(),
+                "not base64",
+            ),
+        ] {
+            let (status, b) = status_and_body(
+                r.handle(request(Some("s3cret-key"), "req-2", bad, false))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(b["errorMessage"].as_str().unwrap().contains(why), "{b}");
+        }
+        let (status, _) = status_and_body(
+            r.handle(request(
+                Some("s3cret-key"),
+                "req-2",
+                b"\x1f\x8b\x08garbage".to_vec(),
+                true,
+            ))
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(count(&m, "invalid"), 4.0);
+        // The id of a refused request is read when it comes again, valid.
+        let (status, _) = status_and_body(
+            r.handle(request(
+                Some("s3cret-key"),
+                "req-2",
+                body("req-2", &[line(4.0)]).into_bytes(),
+                false,
+            ))
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(count(&m, "accepted"), 2.0);
+    }
+
+    #[tokio::test]
+    async fn a_gzip_bomb_is_refused_with_413() {
+        let (r, buffer, m) = receiver();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..(MAX_DECODED >> 20) + 1 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 1 << 20, "{}", gz.len());
+        let (status, _) = status_and_body(
+            r.handle(request(Some("s3cret-key"), "bomb", gz, true))
+                .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(count(&m, "too_large"), 1.0);
+        assert_eq!(buffer.series(), 0);
+        // A declared length past the limit is refused before anything is read.
+        let req = Request::post("/")
+            .header(ACCESS_KEY, "s3cret-key")
+            .header(CONTENT_LENGTH, (MAX_BODY + 1).to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(r.handle(req).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn other_methods_and_the_health_path() {
+        let (r, _, _) = receiver();
+        let get = Request::get("/").body(Full::new(Bytes::new())).unwrap();
+        let resp = r.handle(get).await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[ALLOW], "POST");
+        let health = Request::get("/-/healthy")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(r.handle(health).await.status(), StatusCode::OK);
+    }
+}
