@@ -75,7 +75,7 @@ async fn main() {
     let stages = metrics.div_ceil(METRICS.len());
     let start = 1_700_000_000 / 60 * 60;
     let clock = Arc::new(SimClock(AtomicI64::new(start)));
-    let buffer = Arc::new(StreamBuffer::new(25 * 60, 10 * 60));
+    let buffer = Arc::new(StreamBuffer::new(start, 25 * 60, 10 * 60));
     let registry = prometheus::Registry::new();
     let self_metrics = SelfMetrics::new(&registry, false).expect("metrics");
     let key: AccessKey = serde_json::from_str(&format!("{KEY:?}")).expect("key");

@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::clock::{Clock, OffsetClock, SystemClock};
 use crate::config::{AccessLogsMode, Config};
 use crate::demo;
+use crate::http::firehose::Receiver;
 use crate::http::{self, AppState, ReloadRequest};
 use crate::inventory::ApiFilter;
 use crate::inventory::AwsDiscovery;
@@ -24,6 +25,13 @@ use crate::source::RoutedSource;
 use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::logs::AccessLogSource;
 use crate::source::stream::{StreamBuffer, StreamSource};
+
+/// The metric stream endpoint's state, created at start and kept across reloads.
+#[derive(Clone)]
+pub struct Stream {
+    pub buffer: Arc<StreamBuffer>,
+    pub receiver: Arc<Receiver>,
+}
 
 /// Where the data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +93,7 @@ fn ended(result: Result<(), tokio::task::JoinError>) -> String {
 pub async fn aws_targets(
     config: &Config,
     metrics: &SelfMetrics,
-    stream: Option<&Arc<StreamBuffer>>,
+    stream: Option<(&Arc<StreamBuffer>, &Arc<dyn Clock>)>,
 ) -> Result<Vec<Target>, AppError> {
     let mut targets = Vec::new();
     for t in &config.targets {
@@ -105,9 +113,10 @@ pub async fn aws_targets(
                     config.access_logs.statuses.clone(),
                     metrics.clone(),
                 )),
-                stream: stream.map(|buffer| {
+                stream: stream.map(|(buffer, clock)| {
                     Arc::new(StreamSource {
                         buffer: Arc::clone(buffer),
+                        clock: Arc::clone(clock),
                     }) as Arc<dyn crate::source::MetricSource>
                 }),
             });
@@ -166,6 +175,7 @@ pub fn settings(config: &Config) -> PollSettings {
             }),
         },
         tags_as_labels: config.tags_as_labels.clone(),
+        stream_retention: config.stream.enabled.then(|| stream_retention(config)),
     }
 }
 
@@ -242,10 +252,13 @@ pub async fn describe_plan(config: &Config) -> String {
 }
 
 /// How long the metric stream buffer keeps a minute: the lookback every cycle re-reads, plus
-/// the pause of an idle stage, plus a margin for a cycle that runs late.
+/// one interval, plus a margin for cycles that run late. Streamed queries are read every
+/// cycle, idle stages' too (reading them costs nothing); a catch-up that would reach further
+/// back counts the minutes it cannot read as lost.
 pub fn stream_retention(config: &Config) -> i64 {
     const MARGIN: i64 = 15 * 60;
-    config.poll.lookback() + config.poll.idle().map_or(0, |i| i.interval.secs()) + MARGIN
+    let interval = i64::try_from(config.poll.interval().as_secs()).unwrap_or(i64::MAX / 4);
+    config.poll.lookback() + interval + MARGIN
 }
 
 /// How long shutdown waits for the poll task to return. The loop abandons an in-flight cycle
@@ -262,14 +275,14 @@ pub struct Source {
 }
 
 /// The targets and settings a config yields. The metric stream endpoint starts with the
-/// exporter: a reload cannot start it (the plan then polls), and its buffer, like the store,
-/// outlives reloads.
+/// exporter: a reload cannot start it or move it (the plan then polls), but it takes the
+/// new access key and poll settings; its buffer, like the store, outlives reloads.
 async fn build(
     config: &mut Config,
     mode: Mode,
     metrics: &SelfMetrics,
     clock: &Arc<dyn Clock>,
-    stream: Option<&Arc<StreamBuffer>>,
+    stream: Option<&Stream>,
 ) -> Result<(Vec<Target>, PollSettings), AppError> {
     if config.stream.enabled && (stream.is_none() || mode != Mode::Aws) {
         warn!(
@@ -277,8 +290,15 @@ async fn build(
         );
         config.stream.enabled = false;
     }
+    if let Some(s) = stream {
+        s.buffer
+            .set_window(stream_retention(config), config.poll.lookback());
+        if let Some(key) = &config.stream.access_key {
+            s.receiver.set_key(key);
+        }
+    }
     let targets = match mode {
-        Mode::Aws => aws_targets(config, metrics, stream).await?,
+        Mode::Aws => aws_targets(config, metrics, stream.map(|s| (&s.buffer, clock))).await?,
         Mode::Demo { seed, .. } => {
             demo_config(config);
             demo_targets(config, seed, Arc::clone(clock))
@@ -339,23 +359,26 @@ pub async fn run(
                 ))
             })?;
             let buffer = Arc::new(StreamBuffer::new(
+                clock.now(),
                 stream_retention(&config),
                 config.poll.lookback(),
             ));
-            let receiver = Arc::new(crate::http::firehose::Receiver::new(
+            let receiver = Arc::new(Receiver::new(
                 Arc::clone(&buffer),
                 key,
                 metrics.clone(),
                 Arc::clone(&clock),
             ));
+            // Silence is measured from the start until the first delivery.
+            metrics.stream_last_delivery.set(clock.now() as f64);
             info!(%address, "metric stream endpoint listening");
-            Some((buffer, listener, receiver))
+            Some((Stream { buffer, receiver }, listener))
         }
         _ => None,
     };
-    let buffer = stream.as_ref().map(|(b, _, _)| Arc::clone(b));
+    let context = stream.as_ref().map(|(s, _)| s.clone());
     let (targets, poll_settings) =
-        build(&mut config, source.mode, &metrics, &clock, buffer.as_ref()).await?;
+        build(&mut config, source.mode, &metrics, &clock, context.as_ref()).await?;
     // OTLP push: set up before anything runs, so that a setup error fails the start.
     let otlp = if config.otlp.enabled {
         let port = listener.local_addr().ok().map(|a| a.port());
@@ -392,7 +415,7 @@ pub async fn run(
         source.clone(),
         metrics.clone(),
         clock,
-        buffer,
+        context,
         reload_rx,
         apply_tx,
     ));
@@ -408,8 +431,8 @@ pub async fn run(
     let web = http::serve(listener, state, stopped(stop_rx.clone()));
     let firehose = async {
         match stream {
-            Some((_, listener, receiver)) => {
-                crate::http::firehose::serve(listener, receiver, stopped(stop_rx)).await;
+            Some((s, listener)) => {
+                crate::http::firehose::serve(listener, s.receiver, stopped(stop_rx)).await;
             }
             None => std::future::pending().await,
         }
@@ -485,7 +508,7 @@ async fn reloader(
     source: Source,
     metrics: SelfMetrics,
     clock: Arc<dyn Clock>,
-    stream: Option<Arc<StreamBuffer>>,
+    stream: Option<Stream>,
     mut requests: mpsc::Receiver<ReloadRequest>,
     apply: mpsc::Sender<(Vec<Target>, PollSettings)>,
 ) {
@@ -516,7 +539,7 @@ async fn reload(
     source: &Source,
     metrics: &SelfMetrics,
     clock: &Arc<dyn Clock>,
-    stream: Option<&Arc<StreamBuffer>>,
+    stream: Option<&Stream>,
 ) -> Result<(Vec<Target>, PollSettings), String> {
     let Some(path) = &source.path else {
         return Err("no --config.file to reload: the exporter runs on built-in defaults".into());

@@ -551,7 +551,7 @@ pub const EXPORTER_STREAM_RECORDS: Def = def(
     "{record}",
     Exporter,
     &["result"],
-    "Metric stream records (one metric, one minute) by result: accepted, late (older than poll.lookback: counted only if that minute is still read), unchanged (a duplicate or an older aggregate), ignored (a metric the exporter does not read), out_of_range (older than the buffer keeps, or ahead of the clock) or refused (past the limit of metrics held).",
+    "Metric stream records (one metric, one minute) by result: accepted, late (older than poll.lookback: counted only if that minute is still read), unchanged (a duplicate or an older aggregate), ignored (a metric or dimension set the exporter does not read), out_of_range (older than the buffer keeps, from before the start, or ahead of the clock) or refused (past the limit of metrics held).",
 );
 pub const EXPORTER_STREAM_LAST_DELIVERY: Def = def(
     "aws_apigateway_exporter_stream_last_delivery_timestamp_seconds",
@@ -559,7 +559,7 @@ pub const EXPORTER_STREAM_LAST_DELIVERY: Def = def(
     "s",
     Exporter,
     &[],
-    "Unix time of the last accepted Firehose delivery (0 if none since start).",
+    "Unix time of the last accepted Firehose delivery, or of the start while there was none (0 without stream.enabled).",
 );
 pub const EXPORTER_STREAM_SERIES: Def = def(
     "aws_apigateway_exporter_stream_series",

@@ -119,6 +119,7 @@ impl Harness {
                 stream: None,
             },
             tags_as_labels: vec![],
+            stream_retention: None,
         };
         Harness {
             poller: Poller::new(targets, settings, clock.clone(), shared, metrics),
@@ -1087,6 +1088,7 @@ fn poller_with(
             stream: None,
         },
         tags_as_labels: vec![],
+        stream_retention: None,
     };
     (
         Poller::new(vec![target], settings, clock.clone(), shared, metrics),
@@ -1309,6 +1311,7 @@ fn outage_settings(max_backfill: Duration) -> PollSettings {
             stream: None,
         },
         tags_as_labels: vec![],
+        stream_retention: None,
     }
 }
 

@@ -173,26 +173,29 @@ fn otel_records(minutes: &[Minute]) -> Vec<Vec<u8>> {
 }
 
 /// What the exporter should count: per (api dimension, stage, metric), the sum over minutes
-/// of each minute's newest aggregate (the one with most samples), minutes in `skip` left out.
+/// of each minute's newest aggregate (the one with most samples), less, for a minute before
+/// the exporter started (`before` and earlier), its first aggregate: a baseline, as a polled
+/// series' first read.
 fn truth(
     sent: &[Minute],
-    skip: &[i64],
+    before: i64,
 ) -> BTreeMap<(String, &'static str, &'static str), (f64, f64)> {
-    let mut newest: BTreeMap<(String, &'static str, &'static str, i64), (f64, f64)> =
-        BTreeMap::new();
-    for m in sent.iter().filter(|m| !skip.contains(&m.t)) {
-        let e = newest
+    type Minutes = BTreeMap<(String, &'static str, &'static str, i64), ((f64, f64), (f64, f64))>;
+    let mut minutes: Minutes = BTreeMap::new();
+    for m in sent {
+        let e = minutes
             .entry((m.api.1.clone(), m.stage, m.metric, m.t))
-            .or_insert((m.sum, m.count));
-        if m.count > e.1 || (m.count == e.1 && m.sum > e.0) {
-            *e = (m.sum, m.count);
+            .or_insert(((m.sum, m.count), (m.sum, m.count)));
+        if m.count > e.1.1 || (m.count == e.1.1 && m.sum > e.1.0) {
+            e.1 = (m.sum, m.count);
         }
     }
     let mut out = BTreeMap::new();
-    for ((api, stage, metric, _), (sum, count)) in newest {
+    for ((api, stage, metric, t), (first, newest)) in minutes {
+        let base = if t <= before { first } else { (0.0, 0.0) };
         let e: &mut (f64, f64) = out.entry((api, stage, metric)).or_default();
-        e.0 += sum;
-        e.1 += count;
+        e.0 += newest.0 - base.0;
+        e.1 += newest.1 - base.1;
     }
     out
 }
@@ -236,47 +239,62 @@ async fn stream_counters_equal_the_records_sent_with_duplicates_out_of_order_and
     exporter.wait_ready(WAIT);
 
     let minute = |ago: i64| (now_secs() / 60) * 60 - 60 * ago;
-    let rest = |stage, metric, ago, sum: f64, count: f64, max: f64| Minute {
+    // Every minute before this one is before the exporter's start.
+    let before = minute(1);
+    let rest = |stage, metric, t, sum: f64, count: f64, max: f64| Minute {
         api: ("ApiName", rest_name.clone()),
         stage,
         metric,
         namespace: "AWS/ApiGateway",
-        t: minute(ago),
+        t,
         sum,
         count,
         max,
     };
-    let prod = vec![
-        rest("prod", "Count", 3, 10.0, 10.0, 1.0),
-        rest("prod", "Count", 2, 7.0, 7.0, 1.0),
-        rest("prod", "Count", 1, 4.0, 4.0, 1.0),
-        // Nine minutes old: still inside the lookback, counted.
-        rest("prod", "Count", 9, 3.0, 3.0, 1.0),
-        rest("prod", "5XXError", 2, 2.0, 7.0, 1.0),
-        rest("prod", "Latency", 2, 700.0, 7.0, 300.0),
-        rest("prod", "Latency", 1, 400.0, 4.0, 150.0),
-    ];
-    let beta = vec![
-        rest("beta", "Count", 2, 5.0, 5.0, 1.0),
-        rest("beta", "Count", 1, 6.0, 6.0, 1.0),
-    ];
-    let late = rest("beta", "Count", 12, 9.0, 9.0, 1.0);
-    let http = vec![Minute {
+    let http_count = |t, sum: f64| Minute {
         api: ("ApiId", http_id.clone()),
         stage: "$default",
         metric: "Count",
         namespace: "AWS/ApiGateway",
-        t: minute(1),
-        sum: 8.0,
-        count: 8.0,
+        t,
+        sum,
+        count: sum,
         max: 1.0,
-    }];
-    let mut ec2 = http[0].clone();
-    ec2.namespace = "AWS/EC2";
-    ec2.metric = "CPUUtilization";
+    };
+    let requests_family = "aws_apigateway_exporter_stream_requests_total";
+    let records_family = "aws_apigateway_exporter_stream_records_total";
+    let mut sent: Vec<Minute> = Vec::new();
+    let check = |m: &Metrics, sent: &[Minute]| {
+        let want = truth(sent, before);
+        let count = |api: &str, stage, metric| {
+            want.get(&(api.to_string(), stage, metric))
+                .map_or(0.0, |v| v.0)
+        };
+        let latency = want
+            .get(&(rest_name.clone(), "prod", "Latency"))
+            .copied()
+            .unwrap_or_default();
+        requests(m, &rest_id, "prod") == count(&rest_name, "prod", "Count")
+            && requests(m, &rest_id, "beta") == count(&rest_name, "beta", "Count")
+            && requests(m, &http_id, "$default") == count(&http_id, "$default", "Count")
+            && m.value(
+                "aws_apigateway_5xx_errors_total",
+                &[("api_id", &rest_id), ("stage", "prod")],
+            ) == Some(count(&rest_name, "prod", "5XXError"))
+            && m.value(
+                "aws_apigateway_latency_seconds_count",
+                &[("api_id", &rest_id), ("stage", "prod")],
+            ) == Some(latency.1)
+            && m.value(
+                "aws_apigateway_latency_seconds_sum",
+                &[("api_id", &rest_id), ("stage", "prod")],
+            )
+            .is_some_and(|v| (v - latency.0 / 1000.0).abs() < 1e-9)
+    };
 
     // Wrong key and bad bodies first: refused, nothing counted.
-    let (status, body) = deliver(port, "r0", "wrong-key", &json_records(&prod), false);
+    let probe = json_records(&[rest("prod", "Count", minute(0), 1.0, 1.0, 1.0)]);
+    let (status, body) = deliver(port, "r0", "wrong-key", &probe, false);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("\"requestId\":\"r0\""), "{body}");
     let (status, body) = deliver(
@@ -289,81 +307,124 @@ async fn stream_counters_equal_the_records_sent_with_duplicates_out_of_order_and
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("errorMessage"), "{body}");
 
-    // JSON with gzip, OpenTelemetry 1.0, JSON without compression.
+    // Minutes from before the start (1 to 9 minutes ago): their first records are baselines,
+    // as a polled series' first read; what later aggregates add counts. JSON with gzip,
+    // OpenTelemetry 1.0, JSON without compression.
+    let prod_before = vec![
+        rest("prod", "Count", minute(3), 10.0, 10.0, 1.0),
+        rest("prod", "Count", minute(2), 7.0, 7.0, 1.0),
+        rest("prod", "Count", minute(1), 4.0, 4.0, 1.0),
+        rest("prod", "Count", minute(9), 3.0, 3.0, 1.0),
+        rest("prod", "5XXError", minute(2), 2.0, 7.0, 1.0),
+        rest("prod", "Latency", minute(2), 700.0, 7.0, 300.0),
+        rest("prod", "Latency", minute(1), 400.0, 4.0, 150.0),
+    ];
+    let beta_before = vec![
+        rest("beta", "Count", minute(2), 5.0, 5.0, 1.0),
+        rest("beta", "Count", minute(1), 6.0, 6.0, 1.0),
+    ];
+    let mut ec2 = http_count(minute(1), 8.0);
+    ec2.namespace = "AWS/EC2";
+    ec2.metric = "CPUUtilization";
+    // The REST API's own aggregate over its stages: no query reads it.
+    let api_level = rest("", "Count", minute(1), 10.0, 10.0, 1.0);
     for (id, records, gzip) in [
-        ("r1", json_records(&prod), true),
-        ("r2", otel_records(&beta), false),
+        ("r1", json_records(&prod_before), true),
+        ("r2", otel_records(&beta_before), false),
         (
             "r3",
-            json_records(&[http.clone(), vec![ec2.clone()]].concat()),
+            json_records(&[http_count(minute(1), 8.0), ec2, api_level]),
             false,
         ),
     ] {
         let (status, body) = deliver(port, id, KEY, &records, gzip);
         assert_eq!(status, 200, "{id}: {body}");
     }
-    let mut sent: Vec<Minute> = [prod.clone(), beta.clone(), http.clone()].concat();
-    let check = |m: &Metrics, sent: &[Minute]| {
-        let want = truth(sent, &[]);
-        let count = |api: &str, stage, metric| {
-            want.get(&(api.to_string(), stage, metric))
-                .map_or(0.0, |v| v.0)
-        };
-        requests(m, &rest_id, "prod") == count(&rest_name, "prod", "Count")
-            && requests(m, &rest_id, "beta") == count(&rest_name, "beta", "Count")
-            && requests(m, &http_id, "$default") == count(&http_id, "$default", "Count")
-            && m.value(
-                "aws_apigateway_5xx_errors_total",
-                &[("api_id", &rest_id), ("stage", "prod")],
-            ) == Some(count(&rest_name, "prod", "5XXError"))
-            && m.value(
-                "aws_apigateway_latency_seconds_count",
-                &[("api_id", &rest_id), ("stage", "prod")],
-            ) == want
-                .get(&(rest_name.clone(), "prod", "Latency"))
-                .map(|v| v.1)
-            && m.value(
-                "aws_apigateway_latency_seconds_sum",
-                &[("api_id", &rest_id), ("stage", "prod")],
-            )
-            .is_some_and(|v| (v - 1.1).abs() < 1e-9)
-    };
-    let m = exporter.scrape_until(WAIT, |m| check(m, &sent));
-    assert_eq!(requests(&m, &rest_id, "prod"), 24.0);
-    assert_eq!(requests(&m, &rest_id, "beta"), 11.0);
-    assert_eq!(requests(&m, &http_id, "$default"), 8.0);
-
-    // A retried request (same id), the same records under a new id, an older aggregate of a
-    // minute arriving after the newer one: nothing changes. A newer aggregate of minute 3
-    // and a record 12 minutes old (past the lookback: late, not counted) arrive too.
-    let (status, body) = deliver(port, "r1", KEY, &json_records(&prod), true);
-    assert_eq!(status, 200, "{body}");
-    let newer = rest("prod", "Count", 3, 12.0, 12.0, 1.0);
-    let older = rest("prod", "Count", 3, 9.0, 9.0, 1.0);
+    sent.extend(prod_before.iter().cloned());
+    sent.extend(beta_before.iter().cloned());
+    sent.push(http_count(minute(1), 8.0));
+    let m = exporter.scrape_until(WAIT, |m| {
+        stream_count(m, requests_family, "accepted") == 3.0
+    });
+    let seen = m
+        .value("aws_apigateway_exporter_cycle_duration_seconds_count", &[])
+        .unwrap_or(0.0);
+    let m = exporter.scrape_until(WAIT, |n| {
+        n.value("aws_apigateway_exporter_cycle_duration_seconds_count", &[])
+            .unwrap_or(0.0)
+            >= seen + 2.0
+    });
+    assert!(check(&m, &sent));
+    assert_eq!(requests(&m, &rest_id, "prod"), 0.0);
+    // A newer aggregate of minute 3 adds 2; an older one after it, nothing; a record 12
+    // minutes old is late (past the lookback).
+    let newer = rest("prod", "Count", minute(3), 12.0, 12.0, 1.0);
+    let older = rest("prod", "Count", minute(3), 9.0, 9.0, 1.0);
+    let late = rest("beta", "Count", minute(12), 9.0, 9.0, 1.0);
     for (id, records) in [
-        ("r4", json_records(&prod)),
         ("r5", otel_records(std::slice::from_ref(&newer))),
         ("r6", json_records(&[older.clone(), late.clone()])),
     ] {
         let (status, body) = deliver(port, id, KEY, &records, false);
         assert_eq!(status, 200, "{id}: {body}");
     }
-    sent.extend([newer, older]);
+    sent.extend([newer, older, late]);
     let m = exporter.scrape_until(WAIT, |m| check(m, &sent));
-    assert_eq!(requests(&m, &rest_id, "prod"), 26.0);
-    let requests_family = "aws_apigateway_exporter_stream_requests_total";
-    let records_family = "aws_apigateway_exporter_stream_records_total";
+    assert_eq!(requests(&m, &rest_id, "prod"), 2.0);
+
+    // Minutes since the start count in full: duplicates, a retried request, the same
+    // records under a new id, an older aggregate after a newer one.
+    let now = minute(0);
+    let prod_now = vec![
+        rest("prod", "Count", now, 5.0, 5.0, 1.0),
+        rest("prod", "5XXError", now, 1.0, 5.0, 1.0),
+        rest("prod", "Latency", now, 300.0, 3.0, 200.0),
+    ];
+    let beta_now = vec![rest("beta", "Count", now, 4.0, 4.0, 1.0)];
+    for (id, records, gzip) in [
+        ("r8", json_records(&prod_now), true),
+        ("r9", otel_records(&beta_now), false),
+        ("r10", json_records(&[http_count(now, 6.0)]), false),
+        // A retry of r8, answered without reading it.
+        ("r8", json_records(&prod_now), true),
+        ("r11", json_records(&prod_now), false),
+        (
+            "r12",
+            json_records(&[rest("prod", "Count", now, 7.0, 7.0, 1.0)]),
+            false,
+        ),
+        (
+            "r13",
+            otel_records(&[rest("prod", "Count", now, 6.0, 6.0, 1.0)]),
+            false,
+        ),
+    ] {
+        let (status, body) = deliver(port, id, KEY, &records, gzip);
+        assert_eq!(status, 200, "{id}: {body}");
+    }
+    sent.extend(prod_now.iter().cloned());
+    sent.extend(beta_now.iter().cloned());
+    sent.push(http_count(now, 6.0));
+    sent.push(rest("prod", "Count", now, 7.0, 7.0, 1.0));
+    sent.push(rest("prod", "Count", now, 6.0, 6.0, 1.0));
+    let m = exporter.scrape_until(WAIT, |m| check(m, &sent));
+    assert_eq!(requests(&m, &rest_id, "prod"), 9.0);
+    assert_eq!(requests(&m, &rest_id, "beta"), 4.0);
+    assert_eq!(requests(&m, &http_id, "$default"), 6.0);
     assert_eq!(stream_count(&m, requests_family, "unauthorized"), 1.0);
     assert_eq!(stream_count(&m, requests_family, "invalid"), 1.0);
     assert_eq!(stream_count(&m, requests_family, "duplicate"), 1.0);
-    assert_eq!(stream_count(&m, requests_family, "accepted"), 6.0);
-    assert_eq!(stream_count(&m, records_family, "ignored"), 1.0);
+    assert_eq!(stream_count(&m, requests_family, "accepted"), 11.0);
+    assert_eq!(stream_count(&m, records_family, "ignored"), 2.0);
     assert_eq!(stream_count(&m, records_family, "late"), 1.0);
-    // r4 repeats prod's 7 records; r6's older aggregate of minute 3.
-    assert_eq!(stream_count(&m, records_family, "unchanged"), 8.0);
-    assert_eq!(stream_count(&m, records_family, "accepted"), 11.0);
+    // r6's older aggregate; r11's 3 records; r13's older aggregate.
+    assert_eq!(stream_count(&m, records_family, "unchanged"), 5.0);
+    assert_eq!(stream_count(&m, records_family, "accepted"), 17.0);
 
-    // A reload keeps the buffer and the counters; what arrives afterwards is counted.
+    // A reload (with a rotated access key) keeps the buffer and the counters; what arrives
+    // afterwards is counted.
+    let rotated = "firehose-rotated-key-9876543210";
+    exporter.write_config(&config.replace(KEY, rotated));
     exporter.signal("HUP");
     let reloads = |m: &Metrics| {
         m.value(
@@ -373,18 +434,15 @@ async fn stream_counters_equal_the_records_sent_with_duplicates_out_of_order_and
         .unwrap_or(0.0)
     };
     exporter.scrape_until(WAIT, |m| reloads(m) > 0.0);
-    let after = rest("prod", "Count", 0, 5.0, 5.0, 1.0);
-    let (status, body) = deliver(
-        port,
-        "r7",
-        KEY,
-        &json_records(std::slice::from_ref(&after)),
-        true,
-    );
+    let after = rest("prod", "Count", now, 10.0, 10.0, 1.0);
+    let records = json_records(std::slice::from_ref(&after));
+    let (status, body) = deliver(port, "r14", KEY, &records, true);
+    assert_eq!(status, 401, "the old key after the reload: {body}");
+    let (status, body) = deliver(port, "r14", rotated, &records, true);
     assert_eq!(status, 200, "{body}");
     sent.push(after);
     let m = exporter.scrape_until(WAIT, |m| check(m, &sent));
-    assert_eq!(requests(&m, &rest_id, "prod"), 31.0);
+    assert_eq!(requests(&m, &rest_id, "prod"), 12.0);
     // And stays so over further cycles.
     let cycles = |m: &Metrics| {
         m.value("aws_apigateway_exporter_cycle_duration_seconds_count", &[])

@@ -35,12 +35,16 @@ use crate::config::AccessKey;
 use crate::selfmetrics::SelfMetrics;
 use crate::source::stream::{StreamBuffer, decode};
 
-/// The largest request body read, as sent (Firehose buffers at most 64 MiB, before base64).
-pub const MAX_BODY: usize = 128 << 20;
+/// The largest request body read, as sent: Firehose buffers at most 64 MiB, which base64
+/// makes 85.4 MiB, plus the envelope.
+pub const MAX_BODY: usize = 96 << 20;
 
 /// The largest body after gzip is undone: a small compressed body must not expand without
 /// bound.
-pub const MAX_DECODED: usize = 128 << 20;
+pub const MAX_DECODED: usize = 96 << 20;
+
+/// Request ids are UUIDs; anything empty or much longer is not Firehose's.
+const MAX_REQUEST_ID: usize = 256;
 
 /// Deliveries read at once; further ones wait (Firehose waits up to 3 minutes).
 const CONCURRENT_DELIVERIES: usize = 2;
@@ -55,8 +59,8 @@ const REQUEST_ID: &str = "x-amz-firehose-request-id";
 pub struct Receiver {
     buffer: Arc<StreamBuffer>,
     /// SHA-256 of the access key: comparing digests in constant time tells nothing about the
-    /// key, not even its length.
-    key: [u8; 32],
+    /// key, not even its length. A reload may replace it (a rotated Secret).
+    key: std::sync::RwLock<[u8; 32]>,
     metrics: SelfMetrics,
     clock: Arc<dyn Clock>,
     reading: Semaphore,
@@ -71,11 +75,17 @@ impl Receiver {
     ) -> Receiver {
         Receiver {
             buffer,
-            key: Sha256::digest(key.as_bytes()).into(),
+            key: std::sync::RwLock::new(Sha256::digest(key.as_bytes()).into()),
             metrics,
             clock,
             reading: Semaphore::new(CONCURRENT_DELIVERIES),
         }
+    }
+
+    /// Replaces the access key (a reload).
+    pub fn set_key(&self, key: &AccessKey) {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = digest;
     }
 
     fn authorized(&self, presented: Option<&HeaderValue>) -> bool {
@@ -83,7 +93,8 @@ impl Receiver {
             return false;
         };
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        digest.ct_eq(&self.key).into()
+        let key = *self.key.read().unwrap_or_else(|e| e.into_inner());
+        digest.ct_eq(&key).into()
     }
 }
 
@@ -199,6 +210,13 @@ impl Receiver {
             )
         };
         let invalid = |m: String| Refused(StatusCode::BAD_REQUEST, "invalid", m);
+        // A retry of a request already read is answered before its body is read.
+        if let Some(id) = &header_id {
+            check_id(id).map_err(invalid)?;
+            if self.buffer.seen(id) {
+                return Ok((id.clone(), "duplicate"));
+            }
+        }
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -239,31 +257,11 @@ impl Receiver {
                 }
             })?
             .to_bytes();
-        let json: Vec<u8> = if gzip {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .take(MAX_DECODED as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| invalid(format!("the body is not valid gzip: {e}")))?;
-            if out.len() > MAX_DECODED {
-                return Err(too_large("the decompressed body", MAX_DECODED));
-            }
-            out
-        } else {
-            body.to_vec()
-        };
-        drop(body);
-        let envelope: Envelope = serde_json::from_slice(&json)
-            .map_err(|e| invalid(format!("the body is not a Firehose request: {e}")))?;
-        drop(json);
-        let id = header_id.unwrap_or(envelope.request_id);
-        let mut records = Vec::new();
-        for (i, r) in envelope.records.iter().enumerate() {
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(r.data.as_bytes())
-                .map_err(|e| invalid(format!("records[{i}].data is not base64: {e}")))?;
-            records.extend(decode(&data).map_err(|e| invalid(format!("records[{i}]: {e}")))?);
-        }
+        // Decompressing and decoding megabytes is CPU work: off the runtime's threads, so
+        // scrapes and the poll loop keep going meanwhile.
+        let (id, records) = tokio::task::spawn_blocking(move || decode_body(body, gzip, header_id))
+            .await
+            .map_err(|e| invalid(format!("decoding stopped: {e}")))??;
         // Only a request read completely is remembered, so that a retry of a refused one is
         // read again.
         if !self.buffer.first_delivery(&id) {
@@ -294,6 +292,59 @@ impl Receiver {
         m.stream_last_delivery.set(now as f64);
         Ok((id, "accepted"))
     }
+}
+
+/// A request id must be Firehose's: not empty, not huge.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_REQUEST_ID {
+        return Err(format!(
+            "the request id must have 1 to {MAX_REQUEST_ID} bytes, not {}",
+            id.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The request id and the records of a body read completely.
+fn decode_body(
+    body: Bytes,
+    gzip: bool,
+    header_id: Option<String>,
+) -> Result<(String, Vec<crate::source::stream::Record>), Refused> {
+    let invalid = |m: String| Refused(StatusCode::BAD_REQUEST, "invalid", m);
+    let json = if gzip {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .take(MAX_DECODED as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| invalid(format!("the body is not valid gzip: {e}")))?;
+        if out.len() > MAX_DECODED {
+            return Err(Refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the decompressed body is larger than {} MiB",
+                    MAX_DECODED >> 20
+                ),
+            ));
+        }
+        Bytes::from(out)
+    } else {
+        body
+    };
+    let envelope: Envelope = serde_json::from_slice(&json)
+        .map_err(|e| invalid(format!("the body is not a Firehose request: {e}")))?;
+    drop(json);
+    let id = header_id.unwrap_or(envelope.request_id);
+    check_id(&id).map_err(invalid)?;
+    let mut records = Vec::new();
+    for (i, r) in envelope.records.iter().enumerate() {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(r.data.as_bytes())
+            .map_err(|e| invalid(format!("records[{i}].data is not base64: {e}")))?;
+        records.extend(decode(&data).map_err(|e| invalid(format!("records[{i}]: {e}")))?);
+    }
+    Ok((id, records))
 }
 
 /// Serves Firehose deliveries until `shutdown` resolves.
@@ -363,7 +414,7 @@ mod tests {
     const NOW: i64 = 1_700_000_400;
 
     fn receiver() -> (Receiver, Arc<StreamBuffer>, SelfMetrics) {
-        let buffer = Arc::new(StreamBuffer::new(1800, 600));
+        let buffer = Arc::new(StreamBuffer::new(0, 1800, 600));
         let metrics = SelfMetrics::new(&Registry::new(), false).unwrap();
         let key: AccessKey = serde_json::from_str("\"s3cret-key\"").unwrap();
         let r = Receiver::new(
@@ -478,6 +529,50 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(count(&m, "invalid"), 4.0);
+        // A rotated key (a reload): the old one is refused, the new one accepted.
+        r.set_key(&serde_json::from_str("\"rotated-key\"").unwrap());
+        let (status, _) = status_and_body(
+            r.handle(request(
+                Some("s3cret-key"),
+                "req-9",
+                ok.clone().into_bytes(),
+                false,
+            ))
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        r.set_key(&serde_json::from_str("\"s3cret-key\"").unwrap());
+        // A retry of a request already read is answered before its body is read: even a
+        // garbage body.
+        let (status, b) = status_and_body(
+            r.handle(request(
+                Some("s3cret-key"),
+                "req-1",
+                b"garbage".to_vec(),
+                false,
+            ))
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        assert_eq!(count(&m, "duplicate"), 2.0);
+        // An empty request id would make every later empty one a "duplicate": refused.
+        let (status, b) = status_and_body(
+            r.handle(request(
+                Some("s3cret-key"),
+                "",
+                ok.clone().into_bytes(),
+                false,
+            ))
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            b["errorMessage"].as_str().unwrap().contains("request id"),
+            "{b}"
+        );
         // The id of a refused request is read when it comes again, valid.
         let (status, _) = status_and_body(
             r.handle(request(

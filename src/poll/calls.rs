@@ -26,6 +26,8 @@ const BATCH_CONCURRENCY: usize = 4;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Bounds {
     pub(super) limit: i64,
+    /// The same for streamed batches: what the stream buffer still holds.
+    pub(super) stream_limit: i64,
     pub(super) steady_from: i64,
 }
 
@@ -49,7 +51,11 @@ pub(super) fn plan_calls(
     window: Window,
     bounds: Bounds,
 ) -> (Vec<Call>, Option<i64>) {
-    let Bounds { limit, steady_from } = bounds;
+    let Bounds {
+        limit,
+        stream_limit,
+        steady_from,
+    } = bounds;
     let mut calls = Vec::new();
     let mut lost_from: Option<i64> = None;
     // Steady state: the last cycle completed and the window moved on by at most about the
@@ -57,6 +63,11 @@ pub(super) fn plan_calls(
     let steady = caught_up.is_some_and(|k| k >= steady_from);
     for range in plan.batch_ranges() {
         let batch = &plan.queries[range.clone()];
+        let limit = if batch.first().is_some_and(|q| q.streamed) {
+            stream_limit
+        } else {
+            limit
+        };
         let mut w = window;
         if !steady {
             let behind = batch
@@ -175,6 +186,10 @@ pub(super) async fn fetch_target(
                 .queries
                 .iter()
                 .filter(|q| {
+                    // Reading the stream costs nothing: streamed queries are read every cycle.
+                    if q.streamed {
+                        return true;
+                    }
                     let keep = match previous {
                         Some((p, keep)) if same_stage(p, q) => keep,
                         _ => !skip.contains(&stage_of(q)),

@@ -57,6 +57,9 @@ pub struct PollSettings {
     pub refresh_interval: Duration,
     pub plan: PlanOptions,
     pub tags_as_labels: Vec<String>,
+    /// How far back the metric stream buffer keeps minutes (with `stream.enabled`): a
+    /// streamed batch cannot catch up further back.
+    pub stream_retention: Option<i64>,
 }
 
 /// Drives the pipeline.
@@ -190,8 +193,13 @@ impl Poller {
         let period = p.period();
         let window = Window::at(now, period, p.lookback());
         let interval = i64::try_from(p.interval().as_secs()).unwrap_or(i64::MAX);
+        let limit = (now - p.max_backfill()).div_euclid(period) * period;
         let bounds = Bounds {
-            limit: (now - p.max_backfill()).div_euclid(period) * period,
+            limit,
+            stream_limit: self
+                .settings
+                .stream_retention
+                .map_or(limit, |r| limit.max((now - r).div_euclid(period) * period)),
             steady_from: window.keep_from - ((interval + period - 1) / period).max(1) * period,
         };
         let refresh = self.settings.refresh_interval;

@@ -16,6 +16,7 @@
 pub mod formats;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -31,6 +32,10 @@ pub const MAX_STREAM_SERIES: usize = 50_000;
 
 /// Firehose request ids remembered, to answer a retried delivery without reading it again.
 const REQUEST_IDS: usize = 10_000;
+
+/// Records kept under one hold of the lock, so that the poll loop is never kept waiting
+/// long by a large delivery.
+const INGEST_CHUNK: usize = 2_000;
 
 /// Minutes are kept at one-minute resolution, as streams send them.
 const MINUTE: i64 = 60;
@@ -66,6 +71,15 @@ impl Key {
     }
 }
 
+/// One minute of one metric: its newest aggregate, and for a minute before the start, the
+/// baseline (`sum`, `count`) of its first record.
+#[derive(Debug, Clone)]
+struct Minute {
+    t: i64,
+    stats: Stats,
+    base: Option<[f64; 2]>,
+}
+
 /// What became of the records of one delivery.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Ingested {
@@ -75,9 +89,10 @@ pub struct Ingested {
     pub late: u64,
     /// A duplicate, or an older aggregate of a minute already held.
     pub unchanged: u64,
-    /// A namespace or metric the exporter does not read.
+    /// A metric the exporter does not read: another namespace or metric name, or (once the
+    /// poll loop has asked) a dimension set no query reads, like the API-level aggregates.
     pub ignored: u64,
-    /// Older than the buffer keeps, or from the future.
+    /// Older than the buffer keeps, from before the exporter started, or from the future.
     pub out_of_range: u64,
     /// A new metric past [`MAX_STREAM_SERIES`].
     pub refused: u64,
@@ -85,7 +100,10 @@ pub struct Ingested {
 
 #[derive(Debug, Default)]
 struct State {
-    series: HashMap<Key, Vec<(i64, Stats)>>,
+    series: HashMap<Key, Vec<Minute>>,
+    /// The metrics the poll loop asked for, and when it last did: once it has asked, only
+    /// these are kept.
+    wanted: HashMap<Key, i64>,
     ids: HashSet<String>,
     order: VecDeque<String>,
     pruned_at: i64,
@@ -96,10 +114,15 @@ struct State {
 #[derive(Debug)]
 pub struct StreamBuffer {
     state: Mutex<State>,
-    /// Seconds of minutes kept (older ones are dropped).
-    retention: i64,
+    /// Seconds of minutes kept (older ones are dropped); a reload may change it.
+    retention: AtomicI64,
     /// Seconds after which a minute counts as late (`poll.lookback`).
-    lookback: i64,
+    lookback: AtomicI64,
+    /// The minute the exporter started. The first record of an earlier minute is a baseline,
+    /// like a polled series' first read: only what later aggregates add to it counts, since
+    /// a previous process may have counted it (a newer aggregate counted in full would count
+    /// that part again).
+    started: i64,
 }
 
 /// Whether the exporter reads this metric: an API Gateway metric of a family, or a Lambda
@@ -116,20 +139,39 @@ pub fn is_read(namespace: &str, metric_name: &str) -> bool {
 }
 
 impl StreamBuffer {
-    /// A buffer keeping `retention` seconds of minutes; minutes older than `lookback` at
-    /// arrival are late.
-    pub fn new(retention: i64, lookback: i64) -> StreamBuffer {
-        StreamBuffer {
+    /// A buffer started at `now`, keeping `retention` seconds of minutes; minutes older than
+    /// `lookback` at arrival are late.
+    pub fn new(now: i64, retention: i64, lookback: i64) -> StreamBuffer {
+        let b = StreamBuffer {
             state: Mutex::new(State::default()),
-            retention: retention.max(MINUTE),
-            lookback,
-        }
+            retention: AtomicI64::new(0),
+            lookback: AtomicI64::new(0),
+            started: now.div_euclid(MINUTE) * MINUTE,
+        };
+        b.set_window(retention, lookback);
+        b
+    }
+
+    /// Sets how long minutes are kept and when they are late (a reload's poll settings).
+    pub fn set_window(&self, retention: i64, lookback: i64) {
+        self.retention
+            .store(retention.max(MINUTE), Ordering::Relaxed);
+        self.lookback.store(lookback, Ordering::Relaxed);
+    }
+
+    fn retention(&self) -> i64 {
+        self.retention.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing them: keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a Firehose request id was read before (the request is a retry).
+    pub fn seen(&self, request_id: &str) -> bool {
+        self.lock().ids.contains(request_id)
     }
 
     /// Remembers a Firehose request id; `false` if it was seen before (a retry).
@@ -148,19 +190,38 @@ impl StreamBuffer {
         true
     }
 
-    /// Keeps the records of one delivery, at `now`.
+    /// Keeps the records of one delivery, at `now`, a chunk at a time.
     pub fn ingest(&self, records: Vec<Record>, now: i64) -> Ingested {
         let mut out = Ingested::default();
-        let oldest = now - self.retention;
+        self.prune(now);
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<Record> = records.by_ref().take(INGEST_CHUNK).collect();
+            self.ingest_chunk(chunk, now, &mut out);
+        }
+        out
+    }
+
+    /// Drops minutes past the retention, and metrics no longer asked for, once a minute.
+    fn prune(&self, now: i64) {
+        let retention = self.retention();
+        let oldest = now - retention;
         let mut s = self.lock();
         if now - s.pruned_at >= MINUTE {
             s.series.retain(|_, minutes| {
-                let n = minutes.partition_point(|(t, _)| *t < oldest);
+                let n = minutes.partition_point(|m| m.t < oldest);
                 minutes.drain(..n);
                 !minutes.is_empty()
             });
+            s.wanted.retain(|_, asked| now - *asked <= retention);
             s.pruned_at = now;
         }
+    }
+
+    fn ingest_chunk(&self, records: Vec<Record>, now: i64, out: &mut Ingested) {
+        let oldest = now - self.retention();
+        let late = now - self.lookback.load(Ordering::Relaxed);
+        let mut s = self.lock();
         for r in records {
             if !is_read(&r.namespace, &r.metric_name) {
                 out.ignored += 1;
@@ -178,19 +239,31 @@ impl StreamBuffer {
                 metric_name: r.metric_name,
                 dimensions: r.dimensions,
             };
+            if !s.wanted.is_empty() && !s.wanted.contains_key(&key) {
+                out.ignored += 1;
+                continue;
+            }
             if s.series.len() >= MAX_STREAM_SERIES && !s.series.contains_key(&key) {
                 out.refused += 1;
                 continue;
             }
             let minutes = s.series.entry(key).or_default();
             let stats = r.stats;
-            let kept = match minutes.binary_search_by_key(&minute, |(t, _)| *t) {
+            let kept = match minutes.binary_search_by_key(&minute, |m| m.t) {
                 Err(i) => {
-                    minutes.insert(i, (minute, stats));
+                    let base = (minute < self.started).then_some([stats.sum, stats.count]);
+                    minutes.insert(
+                        i,
+                        Minute {
+                            t: minute,
+                            stats,
+                            base,
+                        },
+                    );
                     true
                 }
                 Ok(i) => {
-                    let held = &mut minutes[i].1;
+                    let held = &mut minutes[i].stats;
                     let newer = stats.count > held.count
                         || (stats.count == held.count && stats.sum > held.sum);
                     if newer {
@@ -199,13 +272,12 @@ impl StreamBuffer {
                     newer
                 }
             };
-            match (kept, minute < now - self.lookback) {
+            match (kept, minute < late) {
                 (false, _) => out.unchanged += 1,
                 (true, true) => out.late += 1,
                 (true, false) => out.accepted += 1,
             }
         }
-        out
     }
 
     /// Metrics held.
@@ -214,22 +286,37 @@ impl StreamBuffer {
     }
 
     /// The values of `q` over `window`, per period (minutes summed for `Sum` and
-    /// `SampleCount`, the largest for `Maximum`; percentiles only at one-minute periods).
-    pub fn points(&self, q: &Query, window: &Window) -> Vec<(i64, f64)> {
-        let s = self.lock();
-        let Some(minutes) = s.series.get(&Key::of(q)) else {
+    /// `SampleCount`, the largest for `Maximum`; percentiles only at one-minute periods). A
+    /// minute before the start answers only what it grew beyond its baseline.
+    /// Asking also marks the metric as wanted (see [`Ingested::ignored`]) at `now`.
+    pub fn points(&self, q: &Query, window: &Window, now: i64) -> Vec<(i64, f64)> {
+        let key = Key::of(q);
+        let mut s = self.lock();
+        match s.wanted.get_mut(&key) {
+            Some(asked) => *asked = now,
+            None => {
+                s.wanted.insert(key.clone(), now);
+            }
+        }
+        let Some(minutes) = s.series.get(&key) else {
             return Vec::new();
         };
         let period = window.period.max(MINUTE);
         if matches!(q.stat, Stat::Percentile(_)) && period != MINUTE {
             return Vec::new();
         }
-        let from = minutes.partition_point(|(t, _)| *t < window.start);
+        let from = minutes.partition_point(|m| m.t < window.start);
         let mut out: Vec<(i64, f64)> = Vec::new();
-        for (t, stats) in minutes[from..].iter().take_while(|(t, _)| *t < window.end) {
-            let Some(v) = stats.get(q.stat).filter(|v| v.is_finite()) else {
+        for m in minutes[from..].iter().take_while(|m| m.t < window.end) {
+            let t = m.t;
+            let Some(mut v) = m.stats.get(q.stat).filter(|v| v.is_finite()) else {
                 continue;
             };
+            match (m.base, q.stat) {
+                (Some([sum, _]), Stat::Sum) => v = (v - sum).max(0.0),
+                (Some([_, count]), Stat::SampleCount) => v = (v - count).max(0.0),
+                _ => {}
+            }
             let p = t.div_euclid(period) * period;
             match out.last_mut() {
                 Some((last, acc)) if *last == p => match q.stat {
@@ -247,14 +334,16 @@ impl StreamBuffer {
 /// absent, as GetMetricData leaves out a period without data).
 pub struct StreamSource {
     pub buffer: std::sync::Arc<StreamBuffer>,
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 #[async_trait]
 impl MetricSource for StreamSource {
     async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
+        let now = self.clock.now();
         Ok(queries
             .iter()
-            .map(|q| Outcome::Points(self.buffer.points(q, &window)))
+            .map(|q| Outcome::Points(self.buffer.points(q, &window, now)))
             .collect())
     }
 }
@@ -312,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_minute_keeps_its_newest_aggregate_whatever_the_order_and_duplicates() {
-        let b = StreamBuffer::new(1800, 600);
+        let b = StreamBuffer::new(0, 1800, 600);
         let now = 10_000;
         let r = b.ingest(
             vec![
@@ -332,20 +421,23 @@ mod tests {
         );
         assert_eq!((r.accepted, r.unchanged), (0, 2));
         let w = Window::at(now, 60, 600);
-        assert_eq!(b.points(&query("Count", Stat::Sum), &w), vec![(9_600, 5.0)]);
         assert_eq!(
-            b.points(&query("Count", Stat::Percentile(9900)), &w),
+            b.points(&query("Count", Stat::Sum), &w, now),
+            vec![(9_600, 5.0)]
+        );
+        assert_eq!(
+            b.points(&query("Count", Stat::Percentile(9900)), &w, now),
             vec![(9_600, 2.5)]
         );
         // Another dimension set is another metric.
         let mut q = query("Count", Stat::Sum);
         q.dimensions.push(("Resource", "/".into()));
-        assert!(b.points(&q, &w).is_empty());
+        assert!(b.points(&q, &w, now).is_empty());
     }
 
     #[test]
     fn what_is_kept_is_bounded_and_says_why_not() {
-        let b = StreamBuffer::new(1800, 600);
+        let b = StreamBuffer::new(0, 1800, 600);
         let now = 100_000;
         let mut other = record("CPUUtilization", now, 1.0, 1.0);
         other.namespace = "AWS/EC2".into();
@@ -379,7 +471,7 @@ mod tests {
 
     #[test]
     fn longer_periods_sum_minutes_and_leave_percentiles_to_polling() {
-        let b = StreamBuffer::new(3600, 600);
+        let b = StreamBuffer::new(0, 3600, 600);
         let now = 10_800;
         b.ingest(
             (0..10)
@@ -389,22 +481,22 @@ mod tests {
         );
         let w = Window::at(now, 300, 1200);
         assert_eq!(
-            b.points(&query("Count", Stat::Sum), &w),
+            b.points(&query("Count", Stat::Sum), &w, now),
             vec![(9_900, 10.0), (10_200, 10.0)]
         );
         assert_eq!(
-            b.points(&query("Count", Stat::Maximum), &w),
+            b.points(&query("Count", Stat::Maximum), &w, now),
             vec![(9_900, 2.0), (10_200, 2.0)]
         );
         assert!(
-            b.points(&query("Count", Stat::Percentile(9900)), &w)
+            b.points(&query("Count", Stat::Percentile(9900)), &w, now)
                 .is_empty()
         );
     }
 
     #[test]
     fn a_retried_request_is_recognised_and_ids_are_bounded() {
-        let b = StreamBuffer::new(1800, 600);
+        let b = StreamBuffer::new(0, 1800, 600);
         assert!(b.first_delivery("a"));
         assert!(!b.first_delivery("a"));
         for i in 0..REQUEST_IDS {
@@ -412,5 +504,39 @@ mod tests {
         }
         assert!(b.first_delivery("a"), "the oldest id was forgotten");
         assert!(b.lock().ids.len() <= REQUEST_IDS);
+    }
+
+    #[test]
+    fn once_asked_only_the_metrics_queried_are_kept_and_minutes_before_the_start_are_baselines() {
+        let now = 100_020;
+        let b = StreamBuffer::new(now - 300, 1800, 600);
+        let stage = record("Count", now - 120, 4.0, 4.0);
+        let mut api_level = stage.clone();
+        api_level.dimensions.truncate(1);
+        let before_start = record("Count", now - 420, 9.0, 9.0);
+        // Before the poll loop asks, both dimension sets are kept.
+        let r = b.ingest(vec![stage.clone(), api_level.clone(), before_start], now);
+        assert_eq!(r.accepted, 3);
+        let w = Window::at(now, 60, 600);
+        // A minute before the start is a baseline: 0 until a newer aggregate adds to it.
+        assert_eq!(
+            b.points(&query("Count", Stat::Sum), &w, now),
+            vec![(now - 420, 0.0), (now - 120, 4.0)]
+        );
+        b.ingest(vec![record("Count", now - 420, 11.0, 11.0)], now);
+        assert_eq!(
+            b.points(&query("Count", Stat::Sum), &w, now),
+            vec![(now - 420, 2.0), (now - 120, 4.0)]
+        );
+        // Once it has asked, the API-level aggregate (which no query reads) is ignored.
+        let r = b.ingest(vec![api_level, stage], now + 60);
+        assert_eq!((r.ignored, r.unchanged), (1, 1));
+        // A reload shortens the retention: older minutes go at the next prune.
+        b.set_window(60, 60);
+        b.ingest(Vec::new(), now + 120);
+        assert!(
+            b.points(&query("Count", Stat::Sum), &w, now + 120)
+                .is_empty()
+        );
     }
 }
