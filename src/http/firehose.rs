@@ -9,7 +9,6 @@
 //! and times out after 3 minutes, so a request is read completely or not at all and a retry
 //! of one already read is answered 200 without reading it again.
 
-use std::convert::Infallible;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,18 +16,14 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::clock::Clock;
 use crate::config::AccessKey;
@@ -110,7 +105,7 @@ struct EnvelopeRecord {
     data: String,
 }
 
-type Body = Full<Bytes>;
+use super::Body;
 
 fn answer(
     status: StatusCode,
@@ -353,46 +348,16 @@ pub async fn serve(
     receiver: Arc<Receiver>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => return,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "metric stream endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    // Well within Firehose's 3-minute deadline; a stalled upload frees its slot.
+    let limits = super::Limits {
+        connections: MAX_CONNECTIONS,
+        connection_time: Duration::from_secs(120),
+    };
+    super::serve_with(listener, limits, shutdown, move |req| {
         let receiver = Arc::clone(&receiver);
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let receiver = Arc::clone(&receiver);
-                async move { Ok::<_, Infallible>(receiver.handle(req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            // Well within Firehose's 3-minute deadline; a stalled upload frees its slot.
-            match tokio::time::timeout(Duration::from_secs(120), conn).await {
-                Ok(Err(e)) => debug!(%peer, error = %e, "stream connection error"),
-                Err(_) => debug!(%peer, "stream connection timed out"),
-                Ok(Ok(())) => {}
-            }
-            drop(permit);
-        });
-    }
+        async move { receiver.handle(req).await }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub struct AppState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
-type Body = Full<Bytes>;
+pub type Body = Full<Bytes>;
 
 fn respond(
     status: StatusCode,
@@ -152,7 +152,37 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // A scrape that stalls mid-body must not hold a slot forever.
+    let limits = Limits {
+        connections: MAX_CONNECTIONS,
+        connection_time: Duration::from_secs(60),
+    };
+    serve_with(listener, limits, shutdown, move |req| {
+        let state = Arc::clone(&state);
+        async move { route(&state, req.method(), req.uri().path()).await }
+    })
+    .await;
+}
+
+/// How many connections are served at once, and for how long each at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connections: usize,
+    pub connection_time: Duration,
+}
+
+/// Accepts connections until `shutdown` resolves, at most `limits.connections` at once (more
+/// wait in the accept queue), and serves each over HTTP/1.1 with `handler`.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.connections));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -174,18 +204,17 @@ pub async fn serve(
                 }
             },
         };
-        let state = Arc::clone(&state);
+        let handler = handler.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(route(&state, req.method(), req.uri().path()).await) }
+                let response = handler(req);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service);
-            // A scrape that stalls mid-body must not hold a slot forever.
-            match tokio::time::timeout(Duration::from_secs(60), conn).await {
+            match tokio::time::timeout(limits.connection_time, conn).await {
                 Ok(Err(e)) => debug!(%peer, error = %e, "connection error"),
                 Err(_) => debug!(%peer, "connection timed out"),
                 Ok(Ok(())) => {}
