@@ -322,6 +322,8 @@ fn measure(size: usize, o: &Options) {
         shared: Arc::clone(&world.shared),
         demo: false,
         reload: None,
+        lifecycle: false,
+        web: None,
     });
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     server.spawn(http::serve(listener, state, async {

@@ -266,6 +266,13 @@ pub fn stream_retention(config: &Config) -> i64 {
 /// task that does not answer.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The main listener's web front: `--web.config.file` and `--web.enable-lifecycle`.
+#[derive(Clone, Default)]
+pub struct Web {
+    pub front: Option<Arc<crate::http::web::WebFront>>,
+    pub lifecycle: bool,
+}
+
 /// Where the exporter's config comes from, so it can be read again.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -338,6 +345,7 @@ pub async fn run(
     mut config: Config,
     source: Source,
     listener: TcpListener,
+    web: Web,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
     let demo = matches!(source.mode, Mode::Demo { .. });
@@ -427,6 +435,8 @@ pub async fn run(
         shared: Arc::clone(&shared),
         demo,
         reload: Some(reload_tx),
+        lifecycle: web.lifecycle,
+        web: web.front,
     });
     let web = http::serve(listener, state, stopped(stop_rx.clone()));
     let firehose = async {

@@ -29,6 +29,13 @@ struct Cli {
         default_value = "0.0.0.0:9743"
     )]
     listen_address: String,
+    /// TLS and basic auth for every path of --web.listen-address, in the Prometheus
+    /// exporter-toolkit's web config format; read again when it or its files change.
+    #[arg(long = "web.config.file", value_name = "PATH", global = true)]
+    web_config_file: Option<PathBuf>,
+    /// Let `POST /-/reload` reload the config (without it: 403; SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
     /// Run on the built-in synthetic source: no AWS account needed. The data is not real.
     #[arg(long)]
     demo: bool,
@@ -142,8 +149,30 @@ async fn shutdown_signal() {
     }
 }
 
+/// The web front of `--web.config.file`, if given; the error names the key or file.
+fn web_front(
+    cli: &Cli,
+) -> Result<Option<std::sync::Arc<apigateway_exporter::http::web::WebFront>>, String> {
+    cli.web_config_file
+        .as_deref()
+        .map(|path| {
+            apigateway_exporter::http::web::WebFront::load(path)
+                .map(std::sync::Arc::new)
+                .map_err(|e| format!("--web.config.file {e}"))
+        })
+        .transpose()
+}
+
 async fn check_config(cli: &Cli) -> ExitCode {
+    if let Err(e) = web_front(cli) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_INVALID);
+    }
     let Some(path) = &cli.config_file else {
+        if cli.web_config_file.is_some() {
+            println!("web config: valid");
+            return ExitCode::SUCCESS;
+        }
         eprintln!("check-config: --config.file is required");
         return ExitCode::from(EXIT_INVALID);
     };
@@ -181,6 +210,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    let web = match web_front(&cli) {
+        Ok(front) => app::Web {
+            front,
+            lifecycle: cli.enable_lifecycle,
+        },
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(&cli.listen_address).await {
         Ok(l) => l,
         Err(e) => {
@@ -207,8 +246,12 @@ async fn main() -> ExitCode {
         mode,
         path: cli.config_file.clone(),
     };
-    info!(address = %addr, version = env!("CARGO_PKG_VERSION"), demo = cli.demo, "listening");
-    match app::run(config, source, listener, shutdown_signal()).await {
+    let tls = web
+        .front
+        .as_ref()
+        .is_some_and(|f| f.current().tls.is_some());
+    info!(address = %addr, version = env!("CARGO_PKG_VERSION"), demo = cli.demo, tls, "listening");
+    match app::run(config, source, listener, web, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");

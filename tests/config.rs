@@ -335,4 +335,40 @@ mod random_values {
             }
         }
     }
+
+    /// Every key of the web config file (`--web.config.file`).
+    const WEB_KEYS: &[&str] = &[
+        "tls_server_config.cert_file",
+        "tls_server_config.key_file",
+        "tls_server_config.cert",
+        "tls_server_config.key",
+        "tls_server_config.client_auth_type",
+        "tls_server_config.client_ca_file",
+        "tls_server_config.client_allowed_sans[0]",
+        "tls_server_config.min_version",
+        "tls_server_config.max_version",
+        "tls_server_config.cipher_suites[0]",
+        "tls_server_config.prefer_server_cipher_suites",
+        "tls_server_config.curve_preferences[0]",
+        "http_server_config.http2",
+        "http_server_config.headers.X-Frame-Options",
+        "basic_auth_users.alice",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+        /// No value of any web config key panics, loading or setting up TLS: it is refused
+        /// with an error that names its section, or it is accepted.
+        #[test]
+        fn no_value_of_any_web_config_key_panics(key in proptest::sample::select(WEB_KEYS), value in nasty()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, yaml(key, &value)).unwrap();
+            if let Err(e) = apigateway_exporter::http::web::WebFront::load(&path) {
+                let root = key.split(['.', '[']).next().unwrap_or_default();
+                prop_assert!(e.contains(root) || e.contains("invalid config"), "{key}: {value}\n=> {e}");
+            }
+        }
+    }
 }

@@ -444,9 +444,27 @@ fn check_scrape_endpoint(ep: &Value, ports: &BTreeSet<String>, what: &str) {
             "honorLabels",
             "relabelings",
             "metricRelabelings",
+            "tlsConfig",
+            "basicAuth",
         ],
         what,
     );
+    // HTTPS needs the CA to trust; basic auth needs both halves of the credentials.
+    if ep["scheme"].as_str() == Some("https") {
+        assert!(
+            ep["tlsConfig"]["ca"].is_mapping(),
+            "{what}: scheme https without tlsConfig.ca"
+        );
+    }
+    if !ep["basicAuth"].is_null() {
+        for half in ["username", "password"] {
+            assert!(
+                ep["basicAuth"][half]["name"].is_string()
+                    && ep["basicAuth"][half]["key"].is_string(),
+                "{what}: basicAuth.{half} needs a Secret name and key"
+            );
+        }
+    }
     let port = str_of(&ep["port"], &format!("{what}: port"));
     assert!(
         ports.contains(port),

@@ -30,7 +30,7 @@ fn payments(m: &common::Metrics) -> Option<f64> {
 
 #[test]
 fn reload_applies_a_valid_config_rejects_an_invalid_one_and_keeps_counters() {
-    let exporter = Exporter::start(&demo_config("rest"), &["--demo"]);
+    let exporter = Exporter::start(&demo_config("rest"), &["--demo", "--web.enable-lifecycle"]);
     exporter.wait_ready(WAIT);
     let m = exporter.scrape_until(WAIT, |m| payments(m).is_some_and(|v| v > 0.0));
     assert!(
@@ -73,6 +73,27 @@ fn reload_applies_a_valid_config_rejects_an_invalid_one_and_keeps_counters() {
         "series of APIs no longer selected leave the output"
     );
     assert_eq!(request(exporter.port, "GET", "/-/reload").unwrap().0, 405);
+}
+
+#[test]
+fn post_reload_is_forbidden_without_the_lifecycle_flag_and_sighup_still_reloads() {
+    let exporter = Exporter::start(&demo_config("rest"), &["--demo"]);
+    exporter.wait_ready(WAIT);
+    exporter.write_config(&demo_config("rest, http"));
+    let (status, body) = request(exporter.port, "POST", "/-/reload").unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--web.enable-lifecycle"), "{body}");
+    let m = exporter.scrape();
+    assert!(
+        m.find("aws_apigateway_api_info", &[("api_type", "http")])
+            .is_empty(),
+        "a forbidden reload changed nothing"
+    );
+    exporter.signal("HUP");
+    exporter.scrape_until(WAIT, |m| {
+        !m.find("aws_apigateway_api_info", &[("api_type", "http")])
+            .is_empty()
+    });
 }
 
 #[test]
@@ -190,6 +211,8 @@ fn state() -> AppState {
         shared,
         demo: false,
         reload: None,
+        lifecycle: false,
+        web: None,
     }
 }
 

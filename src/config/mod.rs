@@ -13,6 +13,7 @@ mod poll;
 mod stream;
 mod targets;
 pub mod types;
+pub mod web;
 
 use std::path::Path;
 

@@ -353,7 +353,7 @@ pub async fn serve(
         connections: MAX_CONNECTIONS,
         connection_time: Duration::from_secs(120),
     };
-    super::serve_with(listener, limits, shutdown, move |req| {
+    super::serve_with(listener, limits, None, shutdown, move |req| {
         let receiver = Arc::clone(&receiver);
         async move { receiver.handle(req).await }
     })

@@ -3,6 +3,7 @@
 //! [`firehose`] is the metric stream endpoint, on a port of its own.
 
 pub mod firehose;
+pub mod web;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,6 +40,10 @@ pub struct AppState {
     pub demo: bool,
     /// Where `POST /-/reload` sends its request; `None` disables the endpoint.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// `--web.enable-lifecycle`: without it `POST /-/reload` answers 403 (SIGHUP reloads).
+    pub lifecycle: bool,
+    /// `--web.config.file`: TLS, basic auth and headers.
+    pub web: Option<Arc<web::WebFront>>,
 }
 
 pub type Body = Full<Bytes>;
@@ -57,10 +62,49 @@ fn respond(
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Routes one request: [`handle`], plus `POST /-/reload`, which waits for the reload.
-pub async fn route(state: &AppState, method: &Method, path: &str) -> Response<Body> {
+/// Routes one request as the web config says: basic auth on every path (as exporter-toolkit
+/// does), then [`reload`] or [`handle`], and the configured response headers.
+pub async fn route(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &hyper::HeaderMap,
+) -> Response<Body> {
+    let Some(front) = &state.web else {
+        return reload(state, method, path).await;
+    };
+    let loaded = front.current();
+    let mut r = if front
+        .authorized(&loaded, headers.get(hyper::header::AUTHORIZATION))
+        .await
+    {
+        reload(state, method, path).await
+    } else {
+        let mut r = respond(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized\n");
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic"),
+        );
+        r
+    };
+    for (name, value) in &loaded.headers {
+        r.headers_mut().insert(name.clone(), value.clone());
+    }
+    r
+}
+
+/// [`handle`], plus `POST /-/reload`, which waits for the reload (403 without
+/// `--web.enable-lifecycle`).
+async fn reload(state: &AppState, method: &Method, path: &str) -> Response<Body> {
     if path != "/-/reload" || !matches!(*method, Method::POST | Method::PUT) {
         return handle(state, method, path);
+    }
+    if !state.lifecycle {
+        return respond(
+            StatusCode::FORBIDDEN,
+            TEXT,
+            "Lifecycle API is not enabled: start with --web.enable-lifecycle, or send SIGHUP\n",
+        );
     }
     let Some(reload) = &state.reload else {
         return respond(
@@ -157,9 +201,10 @@ pub async fn serve(
         connections: MAX_CONNECTIONS,
         connection_time: Duration::from_secs(60),
     };
-    serve_with(listener, limits, shutdown, move |req| {
+    let web = state.web.clone();
+    serve_with(listener, limits, web, shutdown, move |req| {
         let state = Arc::clone(&state);
-        async move { route(&state, req.method(), req.uri().path()).await }
+        async move { route(&state, req.method(), req.uri().path(), req.headers()).await }
     })
     .await;
 }
@@ -172,10 +217,12 @@ pub struct Limits {
 }
 
 /// Accepts connections until `shutdown` resolves, at most `limits.connections` at once (more
-/// wait in the accept queue), and serves each over HTTP/1.1 with `handler`.
+/// wait in the accept queue), and serves each over HTTP/1.1 with `handler`; over TLS when the
+/// web config sets it up (read again for each connection).
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     limits: Limits,
+    web: Option<Arc<web::WebFront>>,
     shutdown: impl std::future::Future<Output = ()>,
     handler: H,
 ) where
@@ -205,16 +252,43 @@ pub async fn serve_with<H, F>(
             },
         };
         let handler = handler.clone();
+        let loaded = web.as_ref().map(|w| w.current());
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let response = handler(req);
                 async move { Ok::<_, Infallible>(response.await) }
             });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(limits.connection_time, conn).await {
+            let builder = {
+                let mut b = http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10));
+                b
+            };
+            let served = async {
+                match loaded.as_ref().and_then(|l| l.tls.clone().map(|t| (l, t))) {
+                    None => builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Some((loaded, tls)) => {
+                        let tls = tokio_rustls::TlsAcceptor::from(tls)
+                            .accept(stream)
+                            .await
+                            .map_err(|e| format!("TLS handshake: {e}"))?;
+                        if !web::WebFront::client_allowed(
+                            loaded,
+                            tls.get_ref().1.peer_certificates(),
+                        ) {
+                            return Err("client certificate not in client_allowed_sans".to_string());
+                        }
+                        builder
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                }
+            };
+            match tokio::time::timeout(limits.connection_time, served).await {
                 Ok(Err(e)) => debug!(%peer, error = %e, "connection error"),
                 Err(_) => debug!(%peer, "connection timed out"),
                 Ok(Ok(())) => {}

@@ -294,6 +294,39 @@ impl Exporter {
         exporter
     }
 
+    /// Starts the binary serving TLS (`--web.config.file` in `flags`); waits until its port
+    /// accepts connections, since a plain `/-/healthy` cannot tell.
+    pub fn start_tls(config: &str, flags: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start exporter");
+        let exporter = Exporter {
+            child,
+            port,
+            config_path,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "exporter did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        exporter
+    }
+
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         get(self.port, path)
     }
