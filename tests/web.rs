@@ -162,10 +162,23 @@ fn tls_and_basic_auth_work_with_prometheus_and_curl_and_certificates_rotate_with
     let (ca, cert, key) = server_certs(dir.path(), "one");
     let (other_ca, other_cert, other_key) = server_certs(dir.path(), "two");
     let web = dir.path().join("web.yml");
-    let cert_path = dir.path().join("server-cert.pem");
-    let key_path = dir.path().join("server-key.pem");
-    std::fs::copy(&cert, &cert_path).unwrap();
-    std::fs::copy(&key, &key_path).unwrap();
+    // The certificate as a Kubernetes Secret volume holds it: `tls.crt` → `..data/tls.crt`,
+    // `..data` → a timestamped directory, swapped atomically on renewal.
+    let secret = dir.path().join("secret");
+    let version = |name: &str, cert: &Path, key: &Path| {
+        let d = secret.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(cert, d.join("tls.crt")).unwrap();
+        std::fs::write(d.join("tls.key"), std::fs::read(key).unwrap()).unwrap();
+        let link = secret.join("..data_tmp");
+        std::os::unix::fs::symlink(name, &link).unwrap();
+        std::fs::rename(&link, secret.join("..data")).unwrap();
+    };
+    version("..2026_11_30_a", &cert, &key);
+    let cert_path = secret.join("tls.crt");
+    let key_path = secret.join("tls.key");
+    std::os::unix::fs::symlink("..data/tls.crt", &cert_path).unwrap();
+    std::os::unix::fs::symlink("..data/tls.key", &key_path).unwrap();
     std::fs::write(
         &web,
         format!(
@@ -255,10 +268,9 @@ fn tls_and_basic_auth_work_with_prometheus_and_curl_and_certificates_rotate_with
         }
     }
 
-    // Rotation: the certificate and key files are replaced by one from the other CA; the
-    // next connection is served with it, without a restart.
-    std::fs::copy(&other_key, &key_path).unwrap();
-    std::fs::copy(&other_cert, &cert_path).unwrap();
+    // Rotation: the Secret's `..data` moves to a certificate from the other CA; the next
+    // connection is served with it, without a restart.
+    version("..2026_11_30_b", &other_cert, &other_key);
     let deadline = Instant::now() + WAIT;
     while curl(exporter.port, "/metrics", &other_ca, Some(&user), "GET") != 200 {
         assert!(
@@ -268,12 +280,29 @@ fn tls_and_basic_auth_work_with_prometheus_and_curl_and_certificates_rotate_with
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(curl(exporter.port, "/metrics", &ca, Some(&user), "GET"), 0);
-    // A half-written file keeps the last good setup.
-    std::fs::write(&key_path, "-----BEGIN PRIVATE KEY-----\ntruncated").unwrap();
+    // A half-written key keeps the last good setup.
+    let broken = secret.join("..2026_11_30_c");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(&other_cert, broken.join("tls.crt")).unwrap();
+    std::fs::write(
+        broken.join("tls.key"),
+        "-----BEGIN PRIVATE KEY-----\ntruncated",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_30_c", secret.join("..data_tmp")).unwrap();
+    std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
     assert_eq!(
         curl(exporter.port, "/metrics", &other_ca, Some(&user), "GET"),
         200
     );
+    // A truncated web config would turn TLS and basic auth off: not taken while running.
+    std::fs::write(&web, "").unwrap();
+    assert_eq!(curl(exporter.port, "/metrics", &other_ca, None, "GET"), 401);
+    assert_eq!(
+        curl(exporter.port, "/metrics", &other_ca, Some(&user), "GET"),
+        200
+    );
+    assert!(common::get(exporter.port, "/metrics").is_none_or(|r| r.0 != 200));
 }
 
 #[test]

@@ -25,6 +25,9 @@ pub struct WebConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsServerConfig {
+    /// exporter-toolkit's request rate limit: not supported, refused by name.
+    #[serde(default, deserialize_with = "refuse_rate_limit")]
+    pub rate_limit: Option<()>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     /// The certificate itself (PEM), instead of `cert_file`.
@@ -33,6 +36,8 @@ pub struct TlsServerConfig {
     pub key: Option<String>,
     pub client_auth_type: ClientAuth,
     pub client_ca_file: Option<PathBuf>,
+    /// The CA itself (PEM), instead of `client_ca_file`.
+    pub client_ca: Option<String>,
     pub client_allowed_sans: Vec<String>,
     pub min_version: Option<TlsVersion>,
     pub max_version: Option<TlsVersion>,
@@ -65,9 +70,11 @@ impl<'de> Deserialize<'de> for ClientAuth {
             "" | "NoClientCert" => Ok(ClientAuth::NoClientCert),
             "VerifyClientCertIfGiven" => Ok(ClientAuth::VerifyClientCertIfGiven),
             "RequireAndVerifyClientCert" => Ok(ClientAuth::RequireAndVerifyClientCert),
-            "RequestClientCert" | "RequireAnyClientCert" => Err(serde::de::Error::custom(format!(
-                "{s} is not supported (it accepts client certificates without verifying them): use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
-            ))),
+            "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
+                Err(serde::de::Error::custom(format!(
+                    "{s} is not supported (it accepts client certificates without verifying them): use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+                )))
+            }
             other => Err(serde::de::Error::custom(format!(
                 "{other:?} is not a client_auth_type: NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"
             ))),
@@ -95,6 +102,12 @@ impl<'de> Deserialize<'de> for TlsVersion {
             ))),
         }
     }
+}
+
+fn refuse_rate_limit<'de, D: serde::Deserializer<'de>>(_: D) -> Result<Option<()>, D::Error> {
+    Err(serde::de::Error::custom(
+        "is not supported by this exporter: limit request rates in front of it (an ingress or proxy)",
+    ))
 }
 
 /// The response headers exporter-toolkit lets a web config set.
@@ -162,13 +175,20 @@ impl WebConfig {
                 _ => {}
             }
             let verifies = t.client_auth_type != ClientAuth::NoClientCert;
-            if verifies && t.client_ca_file.is_none() {
+            if t.client_ca_file.is_some() && t.client_ca.is_some() {
+                return Err(invalid(
+                    k("client_ca"),
+                    "set client_ca_file or client_ca, not both",
+                ));
+            }
+            let has_ca = t.client_ca_file.is_some() || t.client_ca.is_some();
+            if verifies && !has_ca {
                 return Err(invalid(
                     k("client_ca_file"),
                     "required to verify client certificates",
                 ));
             }
-            if !verifies && t.client_ca_file.is_some() {
+            if !verifies && has_ca {
                 return Err(invalid(
                     k("client_auth_type"),
                     "client_ca_file is set: use VerifyClientCertIfGiven or RequireAndVerifyClientCert",
@@ -177,7 +197,7 @@ impl WebConfig {
             if !verifies && !t.client_allowed_sans.is_empty() {
                 return Err(invalid(
                     k("client_allowed_sans"),
-                    "needs client certificates: set client_auth_type RequireAndVerifyClientCert",
+                    "needs client certificates: set client_auth_type VerifyClientCertIfGiven or RequireAndVerifyClientCert",
                 ));
             }
             if let (Some(min), Some(max)) = (t.min_version, t.max_version)
@@ -186,14 +206,24 @@ impl WebConfig {
                 return Err(invalid(k("max_version"), "is below min_version"));
             }
         }
-        for name in self.http_server_config.headers.keys() {
-            if !SETTABLE_HEADERS
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name))
-            {
+        for (name, value) in &self.http_server_config.headers {
+            let key = format!("http_server_config.headers.{name}");
+            if !SETTABLE_HEADERS.contains(&name.as_str()) {
                 return Err(invalid(
-                    format!("http_server_config.headers.{name}"),
+                    key,
                     format!("cannot be set; settable: {}", SETTABLE_HEADERS.join(", ")),
+                ));
+            }
+            // The values exporter-toolkit allows for these two.
+            let allowed: &[&str] = match name.as_str() {
+                "X-Frame-Options" => &["deny", "sameorigin"],
+                "X-Content-Type-Options" => &["nosniff"],
+                _ => &[],
+            };
+            if !allowed.is_empty() && !allowed.contains(&value.to_ascii_lowercase().as_str()) {
+                return Err(invalid(
+                    key,
+                    format!("must be one of {}", allowed.join(", ")),
                 ));
             }
         }
@@ -258,5 +288,18 @@ mod tests {
                 .contains("http_server_config.headers.Server")
         );
         assert!(err("tsl_server_config: {}\n").contains("unknown field `tsl_server_config`"));
+        assert!(
+            err("http_server_config: {headers: {X-Frame-Options: allow-from}}\n")
+                .contains("must be one of deny, sameorigin")
+        );
+        assert!(
+            err("http_server_config: {headers: {x-frame-options: deny}}\n")
+                .contains("cannot be set")
+        );
+        assert!(
+            err("tls_server_config: {cert_file: c, key_file: k, rate_limit: {interval: 1s}}\n")
+                .contains("tls_server_config.rate_limit: is not supported")
+        );
+        assert!(err("tls_server_config: {cert_file: c, key_file: k, client_auth_type: RequireClientCert}\n").contains("not supported"));
     }
 }

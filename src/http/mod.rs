@@ -271,9 +271,11 @@ pub async fn serve_with<H, F>(
                         .await
                         .map_err(|e| e.to_string()),
                     Some((loaded, tls)) => {
-                        let tls = tokio_rustls::TlsAcceptor::from(tls)
-                            .accept(stream)
+                        // As slow as a request's headers may be, and no slower.
+                        let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                        let tls = tokio::time::timeout(Duration::from_secs(10), handshake)
                             .await
+                            .map_err(|_| "TLS handshake timed out".to_string())?
                             .map_err(|e| format!("TLS handshake: {e}"))?;
                         if !web::WebFront::client_allowed(
                             loaded,

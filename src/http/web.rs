@@ -3,11 +3,13 @@
 //! new connection looks at the modification times of the file and of the certificate, key
 //! and CA files it names, and rebuilds the TLS setup when one changed, so a rotated
 //! certificate is served without a restart. A change that does not load (a half-written
-//! file) is logged and the last good setup stays.
+//! file) is logged once and the last good setup stays; so does a change that would turn TLS
+//! or basic auth off, which takes a restart (a truncated file must not open the port).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -26,15 +28,30 @@ use crate::config::web::{ClientAuth, TlsServerConfig, TlsVersion, WebConfig};
 /// (tens of milliseconds) every time.
 const AUTH_CACHE: usize = 1024;
 
-/// A file's identity for change detection.
-type Stamp = (PathBuf, Option<SystemTime>, Option<u64>);
+/// bcrypt checks run at once, at most: each takes tens of milliseconds of CPU.
+const BCRYPT_AT_ONCE: usize = 2;
+
+/// A file's identity for change detection: modification time, length and (on Unix) inode
+/// and change time, so that a Kubernetes Secret's symlink swap is seen.
+type Stamp = (PathBuf, Option<SystemTime>, Option<u64>, u64, i64);
 
 fn stamp(path: &Path) -> Stamp {
     let meta = std::fs::metadata(path).ok();
+    #[cfg(unix)]
+    let (inode, ctime) = {
+        use std::os::unix::fs::MetadataExt;
+        meta.as_ref().map_or((0, 0), |m| {
+            (m.ino(), m.ctime_nsec() + m.ctime() * 1_000_000_000)
+        })
+    };
+    #[cfg(not(unix))]
+    let (inode, ctime) = (0, 0);
     (
         path.to_path_buf(),
         meta.as_ref().and_then(|m| m.modified().ok()),
         meta.map(|m| m.len()),
+        inode,
+        ctime,
     )
 }
 
@@ -44,13 +61,19 @@ pub struct Loaded {
     pub tls: Option<Arc<ServerConfig>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     stamps: Vec<Stamp>,
+    /// A hash of the users' highest cost, checked for unknown users so that they take as
+    /// long as known ones.
+    dummy: Option<String>,
 }
 
 /// The web config of the main listener.
 pub struct WebFront {
     path: PathBuf,
     current: RwLock<Arc<Loaded>>,
+    /// The stamps of the last version that did not load, so it is tried (and logged) once.
+    failed: Mutex<Option<Vec<Stamp>>>,
     passed: Mutex<HashSet<[u8; 32]>>,
+    bcrypt: tokio::sync::Semaphore,
 }
 
 impl WebFront {
@@ -60,19 +83,37 @@ impl WebFront {
         Ok(WebFront {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(loaded)),
+            failed: Mutex::new(None),
             passed: Mutex::new(HashSet::new()),
+            bcrypt: tokio::sync::Semaphore::new(BCRYPT_AT_ONCE),
         })
     }
 
     /// The setup to use now: rebuilt if a file changed since.
     pub fn current(&self) -> Arc<Loaded> {
         let held = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
-        let now: Vec<Stamp> = held.stamps.iter().map(|(p, _, _)| stamp(p)).collect();
+        let now: Vec<Stamp> = held.stamps.iter().map(|s| stamp(&s.0)).collect();
         if now == held.stamps {
             return held;
         }
-        match build(&self.path) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.as_ref() == Some(&now) {
+            return held;
+        }
+        let built = build(&self.path).and_then(|loaded| {
+            if held.tls.is_some() && loaded.tls.is_none() {
+                Err("it turns TLS off: that takes a restart".to_string())
+            } else if !held.config.basic_auth_users.is_empty()
+                && loaded.config.basic_auth_users.is_empty()
+            {
+                Err("it turns basic auth off: that takes a restart".to_string())
+            } else {
+                Ok(loaded)
+            }
+        });
+        match built {
             Ok(loaded) => {
+                *failed = None;
                 let loaded = Arc::new(loaded);
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&loaded);
                 self.passed
@@ -82,7 +123,8 @@ impl WebFront {
                 loaded
             }
             Err(e) => {
-                warn!(error = %e, "web config changed but does not load; keeping the last good one");
+                warn!(error = %e, "web config changed but is not taken; keeping the last good one");
+                *failed = Some(now);
                 held
             }
         }
@@ -99,14 +141,17 @@ impl WebFront {
             return false;
         };
         let hash = users.get(&user).cloned();
-        let key: [u8; 32] = Sha256::new()
-            .chain_update(user.as_bytes())
-            .chain_update([0])
-            .chain_update(password.as_bytes())
-            .chain_update([0])
-            .chain_update(hash.as_deref().unwrap_or("").as_bytes())
-            .finalize()
-            .into();
+        // Each field length-prefixed, so no two (user, password, hash) share a key.
+        let mut digest = Sha256::new();
+        for field in [
+            user.as_str(),
+            password.as_str(),
+            hash.as_deref().unwrap_or(""),
+        ] {
+            digest.update((field.len() as u64).to_be_bytes());
+            digest.update(field.as_bytes());
+        }
+        let key: [u8; 32] = digest.finalize().into();
         if hash.is_some()
             && self
                 .passed
@@ -117,10 +162,14 @@ impl WebFront {
             return true;
         }
         // An unknown user costs a bcrypt check too, so timing does not tell users apart.
+        let Ok(_turn) = self.bcrypt.acquire().await else {
+            return false;
+        };
+        let dummy = loaded.dummy.clone();
         let checked = tokio::task::spawn_blocking(move || match &hash {
             Some(h) => bcrypt::verify(&password, h).unwrap_or(false),
             None => {
-                if let Some(dummy) = dummy_hash() {
+                if let Some(dummy) = &dummy {
                     let _ = bcrypt::verify(&password, dummy);
                 }
                 false
@@ -138,7 +187,9 @@ impl WebFront {
         checked
     }
 
-    /// Whether a client certificate is one of `client_allowed_sans` (always, without them).
+    /// Whether a client certificate carries one of `client_allowed_sans` (always, without
+    /// them): a DNS name, URI or IP address equal to one of them, as exporter-toolkit
+    /// compares (no wildcard matching).
     pub fn client_allowed(loaded: &Loaded, peer: Option<&[CertificateDer<'static>]>) -> bool {
         let Some(t) = &loaded.config.tls_server_config else {
             return true;
@@ -153,17 +204,13 @@ impl WebFront {
             return false;
         };
         t.client_allowed_sans.iter().any(|san| {
-            ServerName::try_from(san.as_str())
-                .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+            cert.valid_dns_names().any(|n| n == san)
+                || cert.valid_uri_names().any(|n| n == san)
+                || (san.parse::<std::net::IpAddr>().is_ok()
+                    && ServerName::try_from(san.as_str())
+                        .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok()))
         })
     }
-}
-
-fn dummy_hash() -> Option<&'static str> {
-    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    DUMMY
-        .get_or_init(|| bcrypt::hash("not a password", bcrypt::DEFAULT_COST).ok())
-        .as_deref()
 }
 
 /// The user and password of a `Basic` authorization header.
@@ -183,7 +230,18 @@ fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
 
 fn build(path: &Path) -> Result<Loaded, String> {
     let file = stamp(path);
-    let config = WebConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut config = WebConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // As exporter-toolkit: relative file names are relative to the web config file.
+    if let (Some(dir), Some(t)) = (path.parent(), config.tls_server_config.as_mut()) {
+        for p in [&mut t.cert_file, &mut t.key_file, &mut t.client_ca_file]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+    }
     let mut stamps = vec![file];
     let tls = match &config.tls_server_config {
         None => None,
@@ -211,11 +269,19 @@ fn build(path: &Path) -> Result<Loaded, String> {
             ))
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let cost = config
+        .basic_auth_users
+        .values()
+        .filter_map(|h| bcrypt::HashParts::from_str(h).ok())
+        .map(|h| h.get_cost())
+        .max();
+    let dummy = cost.and_then(|c| bcrypt::hash("not a password", c).ok());
     Ok(Loaded {
         config,
         tls,
         headers,
         stamps,
+        dummy,
     })
 }
 
@@ -286,20 +352,28 @@ fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, String> {
     let provider = Arc::new(provider);
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("{}: {e}", k("min_version")))?;
+        .map_err(|e| {
+            format!(
+                "tls_server_config: versions, cipher suites and curves do not fit together: {e}"
+            )
+        })?;
     let builder = match t.client_auth_type {
         ClientAuth::NoClientCert => builder.with_no_client_auth(),
         auth => {
-            let path = t.client_ca_file.as_deref().unwrap_or(Path::new(""));
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{} {}: {e}", k("client_ca_file"), path.display()))?
-            {
-                let cert =
-                    cert.map_err(|e| format!("{} {}: {e}", k("client_ca_file"), path.display()))?;
+            let cas: Vec<CertificateDer<'static>> = match (&t.client_ca_file, &t.client_ca) {
+                (Some(path), _) => CertificateDer::pem_file_iter(path)
+                    .and_then(|i| i.collect::<Result<_, _>>())
+                    .map_err(|e| format!("{} {}: {e}", k("client_ca_file"), path.display()))?,
+                (None, Some(pem)) => CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{}: {e}", k("client_ca")))?,
+                (None, None) => Vec::new(),
+            };
+            for cert in cas {
                 roots
                     .add(cert)
-                    .map_err(|e| format!("{} {}: {e}", k("client_ca_file"), path.display()))?;
+                    .map_err(|e| format!("{}: {e}", k("client_ca_file")))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if auth == ClientAuth::VerifyClientCertIfGiven {
@@ -338,6 +412,7 @@ fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, String> {
         .map_err(|e| format!("{}: {e}", k("key_file")))?;
     // The exporter serves HTTP/1.1 (`http_server_config.http2` is accepted, not used).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(false);
     Ok(config)
 }
 
