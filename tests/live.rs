@@ -7,68 +7,28 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, free_port};
+use common::{Exporter, Prometheus};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// Prometheus scraping the exporter every second, with the alert rules loaded.
+fn start_prometheus(target_port: u16) -> Prometheus {
+    Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {ROOT}/alerts/apigateway.rules.yml\n\
+         scrape_configs:\n  - job_name: apigateway-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    ))
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Prometheus' HTTP API, as the checks below use it.
+trait Api {
+    fn api(&self, path: &str) -> serde_json::Value;
+    fn query(&self, expr: &str) -> Result<usize, String>;
 }
 
-fn prometheus_binary() -> String {
-    std::env::var("APIGW_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".into())
-}
-
-impl Prometheus {
-    fn start(target_port: u16) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {ROOT}/alerts/apigateway.rules.yml\n\
-                 scrape_configs:\n  - job_name: apigateway-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new(prometheus_binary())
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("prometheus must be installed (scripts/setup-tools.sh installs it)");
-        let p = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while common::get(port, "/-/ready").map(|r| r.0) != Some(200) {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
-    }
-
+impl Api for Prometheus {
     fn api(&self, path: &str) -> serde_json::Value {
         let (status, body) = common::get(self.port, path).expect("prometheus answers");
         let v: serde_json::Value =
@@ -170,7 +130,7 @@ fn every_dashboard_query_and_rule_works_on_a_real_prometheus_scraping_the_demo()
         &["--demo", "--demo.start-time=2026-11-21T16:06:00Z"],
     );
     exporter.wait_ready(Duration::from_secs(20));
-    let prometheus = Prometheus::start(exporter.port);
+    let prometheus = start_prometheus(exporter.port);
     // Enough scrapes for 30 s rate windows to have several samples.
     let deadline = Instant::now() + Duration::from_secs(60);
     while prometheus

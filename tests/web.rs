@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, free_port};
+use common::{Exporter, Prometheus, free_port};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -69,85 +69,47 @@ fn curl(port: u16, path: &str, ca: &Path, user: Option<&str>, method: &str) -> u
         .unwrap_or(0)
 }
 
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    /// Scrapes the exporter every second with three jobs: right credentials and CA, a wrong
-    /// password, and a wrong CA.
-    fn start(target: u16, ca: &Path, other_ca: &Path) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let job = |name: &str, password: &str, ca: &Path| {
-            format!(
-                "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n",
-                ca.display()
-            )
-        };
-        let config = format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
-            job("right", PASSWORD, ca),
-            job("wrong_password", "guess", ca),
-            job("wrong_ca", PASSWORD, other_ca),
-        );
-        let path = dir.path().join("prometheus.yml");
-        std::fs::write(&path, config).unwrap();
-        let port = free_port();
-        let child = Command::new(
-            std::env::var("APIGW_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".into()),
+/// Prometheus scraping the exporter every second with three jobs: right credentials and
+/// CA, a wrong password, and a wrong CA.
+fn start_prometheus(target: u16, ca: &Path, other_ca: &Path) -> Prometheus {
+    let job = |name: &str, password: &str, ca: &Path| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n",
+            ca.display()
         )
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("prometheus must be installed (scripts/setup-tools.sh installs it)");
-        Prometheus {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
+    };
+    Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
+        job("right", PASSWORD, ca),
+        job("wrong_password", "guess", ca),
+        job("wrong_ca", PASSWORD, other_ca),
+    ))
+}
 
-    /// Each job's target health and last error, once every job has been scraped.
-    fn targets(&self) -> Vec<(String, String, String)> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some((200, body)) = common::get(self.port, "/api/v1/targets") {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let targets: Vec<(String, String, String)> = v["data"]["activeTargets"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| {
-                        (
-                            t["labels"]["job"].as_str().unwrap_or_default().to_string(),
-                            t["health"].as_str().unwrap_or_default().to_string(),
-                            t["lastError"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect();
-                if targets.len() == 3 && targets.iter().all(|t| t.1 != "unknown") {
-                    return targets;
-                }
+/// Each job's target health and last error, once every job has been scraped.
+fn targets(prometheus: &Prometheus) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some((200, body)) = common::get(prometheus.port, "/api/v1/targets") {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let targets: Vec<(String, String, String)> = v["data"]["activeTargets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    (
+                        t["labels"]["job"].as_str().unwrap_or_default().to_string(),
+                        t["health"].as_str().unwrap_or_default().to_string(),
+                        t["lastError"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            if targets.len() == 3 && targets.iter().all(|t| t.1 != "unknown") {
+                return targets;
             }
-            assert!(Instant::now() < deadline, "prometheus scraped nothing");
-            std::thread::sleep(Duration::from_millis(300));
         }
+        assert!(Instant::now() < deadline, "prometheus scraped nothing");
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
@@ -248,8 +210,8 @@ fn tls_and_basic_auth_work_with_prometheus_and_curl_and_certificates_rotate_with
     );
 
     // Prometheus: the right job is up; a wrong password is down with 401; a wrong CA is down.
-    let prometheus = Prometheus::start(exporter.port, &ca, &other_ca);
-    let targets = prometheus.targets();
+    let prometheus = start_prometheus(exporter.port, &ca, &other_ca);
+    let targets = targets(&prometheus);
     for (job, health, error) in &targets {
         match job.as_str() {
             "right" => assert_eq!((health.as_str(), error.as_str()), ("up", ""), "{job}"),

@@ -260,6 +260,18 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the binary with `config` (YAML text) and extra flags; waits until it listens.
     pub fn start(config: &str, flags: &[&str]) -> Exporter {
+        Exporter::spawn(config, flags, |port| get(port, "/-/healthy").is_some())
+    }
+
+    /// Starts the binary serving TLS (`--web.config.file` in `flags`); waits until its port
+    /// accepts connections, since a plain `/-/healthy` cannot tell.
+    pub fn start_tls(config: &str, flags: &[&str]) -> Exporter {
+        Exporter::spawn(config, flags, |port| {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    }
+
+    fn spawn(config: &str, flags: &[&str], listening: impl Fn(u16) -> bool) -> Exporter {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
@@ -284,40 +296,7 @@ impl Exporter {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while get(port, "/-/healthy").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "exporter did not start listening on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        exporter
-    }
-
-    /// Starts the binary serving TLS (`--web.config.file` in `flags`); waits until its port
-    /// accepts connections, since a plain `/-/healthy` cannot tell.
-    pub fn start_tls(config: &str, flags: &[&str]) -> Exporter {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config).expect("write config");
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"))
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start exporter");
-        let exporter = Exporter {
-            child,
-            port,
-            config_path,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !listening(port) {
             assert!(
                 Instant::now() < deadline,
                 "exporter did not start listening on {port}"
@@ -681,4 +660,53 @@ pub fn check_config(config: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     stdout
+}
+
+/// A real Prometheus (`APIGW_TEST_PROMETHEUS`, else `prometheus` on PATH) with `config`
+/// (prometheus.yml text), its storage in a temporary directory; killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    pub fn start(config: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).expect("write prometheus.yml");
+        let port = free_port();
+        let child = Command::new(
+            std::env::var("APIGW_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".into()),
+        )
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("prometheus must be installed (scripts/setup-tools.sh installs it)");
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(port, "/-/ready").map(|r| r.0) != Some(200) {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
 }
