@@ -360,6 +360,14 @@ pub const STAGE_INFO: Def = def(
     &["detailed_metrics", "cache_enabled"],
     "Always 1 for each exported stage; labels say whether detailed (per-route) metrics and the cache are enabled. From API Gateway discovery.",
 );
+pub const CANARY_TRAFFIC: Def = def(
+    "aws_apigateway_stage_canary_traffic_percent",
+    Gauge,
+    "%",
+    Stage,
+    &["deployment_id", "use_stage_cache"],
+    "The share of a REST stage's requests its canary release serves (canarySettings.percentTraffic, 0 to 100), for each stage with a canary; deployment_id is the canary's deployment. Absent without a canary. From API Gateway discovery.",
+);
 pub const THROTTLE_RATE_LIMIT: Def = def(
     "aws_apigateway_throttle_rate_limit",
     Gauge,
@@ -639,6 +647,7 @@ pub static ALL: &[&Def] = &[
     &ROUTE_INTEGRATION_LATENCY_MAX,
     &API_INFO,
     &STAGE_INFO,
+    &CANARY_TRAFFIC,
     &THROTTLE_RATE_LIMIT,
     &THROTTLE_BURST_LIMIT,
     &USAGE_PLAN_QUOTA_LIMIT,

@@ -253,6 +253,14 @@ impl Discovery for DemoDiscovery {
                                 } else {
                                     Vec::new()
                                 },
+                                // payments' first stage tries a new deployment on 10 %.
+                                canary: (a.name == "payments" && i == 0).then(|| {
+                                    crate::inventory::Canary {
+                                        percent: 10.0,
+                                        deployment_id: "demo-canary".into(),
+                                        use_stage_cache: false,
+                                    }
+                                }),
                                 // The first route of a limited stage has a tighter limit.
                                 route_throttles: throttle
                                     .zip(a.routes.first())

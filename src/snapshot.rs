@@ -184,6 +184,7 @@ pub fn build(
     for (def, samples) in [
         (&contract::API_INFO, api_info),
         (&contract::STAGE_INFO, stage_info),
+        (&contract::CANARY_TRAFFIC, canary_samples(inventories)),
         (&contract::THROTTLE_RATE_LIMIT, rate),
         (&contract::THROTTLE_BURST_LIMIT, burst),
         (&contract::INTEGRATION_TIMEOUT, timeouts),
@@ -194,6 +195,29 @@ pub fn build(
     }
     families.retain(|f| !f.samples.is_empty());
     Snapshot::new(families)
+}
+
+/// The canary of each REST stage that has one (`stage_canary_traffic_percent`).
+fn canary_samples(inventories: &[&TargetInventory]) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for inv in inventories {
+        for api in &inv.apis {
+            for stage in &api.stages {
+                let Some(c) = &stage.canary else {
+                    continue;
+                };
+                samples.push(Sample {
+                    labels: Arc::new(inv.labels(api, Some(&stage.name))),
+                    extra: vec![
+                        ("deployment_id".into(), c.deployment_id.clone()),
+                        ("use_stage_cache".into(), c.use_stage_cache.to_string()),
+                    ],
+                    value: Value::Single(c.percent),
+                });
+            }
+        }
+    }
+    samples
 }
 
 /// What each method or route integrates with (`integration_info`).

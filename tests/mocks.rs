@@ -68,6 +68,7 @@ fn http_api(id: &str, stages: usize) -> RawApi {
                     route_throttles: vec![],
                     access_log_group: None,
                     access_log_format: None,
+                    canary: None,
                     routes: vec![],
                 })
                 .collect(),

@@ -229,6 +229,8 @@ fn v2_stage(s: &aws_sdk_apigatewayv2::types::Stage, websocket: bool) -> Option<R
         throttle: s.default_route_settings().and_then(v2_throttle),
         access_log_group,
         access_log_format,
+        // HTTP and WebSocket APIs have no canary releases.
+        canary: None,
         // Filled from ListMetrics for stages with detailed metrics.
         routes: Vec::new(),
         route_throttles: s

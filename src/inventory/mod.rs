@@ -86,6 +86,18 @@ pub struct RawStage {
     pub access_log_format: Option<String>,
     /// Methods or routes with detailed metrics, as ListMetrics found them.
     pub routes: Vec<RouteMetrics>,
+    /// A REST stage's canary release, while one is configured.
+    pub canary: Option<Canary>,
+}
+
+/// A REST stage's canary settings (GetStages `canarySettings`): a share of the stage's
+/// requests goes to another deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    /// The share of requests the canary serves, 0 to 100.
+    pub percent: f64,
+    pub deployment_id: String,
+    pub use_stage_cache: bool,
 }
 
 /// A method or route that CloudWatch publishes detailed metrics for: its dimensions beyond
@@ -148,6 +160,7 @@ pub struct Stage {
     pub access_log_group: Option<String>,
     pub access_log_format: Option<String>,
     pub routes: Vec<RouteMetrics>,
+    pub canary: Option<Canary>,
 }
 
 /// REST APIs that CloudWatch cannot tell apart.
@@ -342,6 +355,7 @@ pub fn build(
                     route_throttles: s.route_throttles.clone(),
                     access_log_group: s.access_log_group.clone(),
                     access_log_format: s.access_log_format.clone(),
+                    canary: s.canary.clone(),
                     routes: s.routes.clone(),
                 })
                 .collect();
@@ -409,6 +423,7 @@ mod tests {
                         routes: vec![],
                         access_log_group: None,
                         access_log_format: None,
+                        canary: None,
                     })
                     .collect(),
             ),

@@ -166,6 +166,11 @@ impl AwsDiscovery {
                     throttle: settings.and_then(|m| m.get("*/*")).map(throttle),
                     access_log_group,
                     access_log_format,
+                    canary: s.canary_settings().map(|c| super::Canary {
+                        percent: c.percent_traffic(),
+                        deployment_id: c.deployment_id().unwrap_or_default().to_string(),
+                        use_stage_cache: c.use_stage_cache(),
+                    }),
                     // Filled from ListMetrics for stages with detailed metrics.
                     routes: Vec::new(),
                     route_throttles: settings

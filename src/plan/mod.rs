@@ -569,6 +569,7 @@ mod tests {
                     route_throttles: vec![],
                     access_log_group: None,
                     access_log_format: None,
+                    canary: None,
                     routes: vec![],
                 })
                 .collect(),

@@ -242,6 +242,12 @@ fn signals(stage: &Stage, api_type: ApiType, opts: &PlanOptions) -> String {
         "detailed metrics: off (enable them on the stage for per-route data; AWS bills them)"
             .to_string()
     });
+    if let Some(c) = &stage.canary {
+        parts.push(format!(
+            "canary: {} % of requests to deployment {}",
+            c.percent, c.deployment_id
+        ));
+    }
     parts.push(match &stage.throttle {
         Some(t) => format!(
             "throttle: stage {} rps / burst {}, {} method overrides",
