@@ -124,8 +124,23 @@ ensure_prometheus() {
   promtool --version >/dev/null 2>&1 || die "promtool --version failed"
 }
 
+# curl: the emulator health checks and tests/web.rs (TLS and basic auth checks) use it.
+ensure_curl() {
+  if command -v curl >/dev/null 2>&1; then
+    log "curl: already installed"
+    return
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  log "curl: apt-get install"
+  as_root apt-get install -y -qq --no-install-recommends curl >/dev/null \
+    || { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends curl >/dev/null; } \
+    || die "apt-get install curl failed"
+  INSTALLED+=("curl (deb)")
+}
+
 mkdir -p "$TOOLS"
 
+ensure_curl
 ensure_prometheus
 
 PY313="$(find_python 3.13 "${APIGW_PYTHON313:-}")" \

@@ -175,7 +175,6 @@ pub fn settings(config: &Config) -> PollSettings {
             }),
         },
         tags_as_labels: config.tags_as_labels.clone(),
-        stream_retention: config.stream.enabled.then(|| stream_retention(config)),
     }
 }
 
@@ -236,29 +235,20 @@ pub async fn describe_plan(config: &Config) -> String {
     ));
     if let Some(idle) = config.poll.idle() {
         let (every, idle_every) = (config.poll.interval(), idle.interval.get());
-        let share = every.as_secs_f64() / idle_every.as_secs_f64();
+        let (share, fleet) = crate::plan::idle_factor(every, idle_every);
         out.push_str(&format!(
-            "idle stages (poll.idle): a stage without traffic for {} is read every {} instead of every {}: its API Gateway queries cost {:.1} % of the figures above while it stays idle (a fleet with 70 % of its stages idle pays {:.1} % of those figures); it is back to every {} at most {} after its traffic returns\n",
+            "idle stages (poll.idle): a stage without traffic for {} is read every {} instead of every {}: its API Gateway queries cost {:.1} % of the figures above while it stays idle (a fleet with {:.0} % of its stages idle pays {:.1} % of those figures); it is back to every {} at most {} after its traffic returns\n",
             humantime::format_duration(idle.after.get()),
             humantime::format_duration(idle_every),
             humantime::format_duration(every),
             share * 100.0,
-            (0.3 + 0.7 * share) * 100.0,
+            crate::plan::IDLE_SHARE * 100.0,
+            fleet * 100.0,
             humantime::format_duration(every),
             humantime::format_duration(idle_every + every),
         ));
     }
     out
-}
-
-/// How long the metric stream buffer keeps a minute: the lookback every cycle re-reads, plus
-/// one interval, plus a margin for cycles that run late. Streamed queries are read every
-/// cycle, idle stages' too (reading them costs nothing); a catch-up that would reach further
-/// back counts the minutes it cannot read as lost.
-pub fn stream_retention(config: &Config) -> i64 {
-    const MARGIN: i64 = 15 * 60;
-    let interval = i64::try_from(config.poll.interval().as_secs()).unwrap_or(i64::MAX / 4);
-    config.poll.lookback() + interval + MARGIN
 }
 
 /// How long shutdown waits for the poll task to return. The loop abandons an in-flight cycle
@@ -299,7 +289,7 @@ async fn build(
     }
     if let Some(s) = stream {
         s.buffer
-            .set_window(stream_retention(config), config.poll.lookback());
+            .set_window(config.poll.stream_retention(), config.poll.lookback());
         if let Some(key) = &config.stream.access_key {
             s.receiver.set_key(key);
         }
@@ -368,7 +358,7 @@ pub async fn run(
             })?;
             let buffer = Arc::new(StreamBuffer::new(
                 clock.now(),
-                stream_retention(&config),
+                config.poll.stream_retention(),
                 config.poll.lookback(),
             ));
             let receiver = Arc::new(Receiver::new(

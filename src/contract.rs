@@ -99,7 +99,7 @@ macro_rules! lambda {
     ($text:literal) => {
         concat!(
             $text,
-            " Only for functions behind a discovered API Gateway route (backends.lambda). Polled from CloudWatch AWS/Lambda, not live."
+            " Only for functions behind a discovered API Gateway route (backends.lambda). From CloudWatch AWS/Lambda (polled, or pushed by a metric stream), not live."
         )
     };
 }
@@ -107,7 +107,10 @@ use Type::{Counter, Gauge, Histogram, Summary};
 
 macro_rules! polled {
     ($text:literal) => {
-        concat!($text, " Polled from CloudWatch AWS/ApiGateway, not live.")
+        concat!(
+            $text,
+            " From CloudWatch AWS/ApiGateway (polled, or pushed by a metric stream), not live."
+        )
     };
 }
 
@@ -559,7 +562,7 @@ pub const EXPORTER_STREAM_RECORDS: Def = def(
     "{record}",
     Exporter,
     &["result"],
-    "Metric stream records (one metric, one minute) by result: accepted, late (older than poll.lookback: counted only if that minute is still read), unchanged (a duplicate or an older aggregate), ignored (a metric or dimension set the exporter does not read), out_of_range (older than the buffer keeps, from before the start, or ahead of the clock) or refused (past the limit of metrics held).",
+    "Metric stream records (one metric, one minute) by result: accepted, late (older than poll.lookback: counted only if that minute is still read), unchanged (a duplicate or an older aggregate), ignored (a metric or dimension set the exporter does not read), out_of_range (older than the buffer keeps, or ahead of the clock) or refused (past the limit of metrics held).",
 );
 pub const EXPORTER_STREAM_LAST_DELIVERY: Def = def(
     "aws_apigateway_exporter_stream_last_delivery_timestamp_seconds",
@@ -775,10 +778,8 @@ mod tests {
             ROUTE_LATENCY.unit_of("aws_apigateway_route_latency_seconds_count"),
             "{request}"
         );
-        assert!(
-            REQUESTS
-                .help
-                .ends_with("Polled from CloudWatch AWS/ApiGateway, not live.")
-        );
+        assert!(REQUESTS.help.ends_with(
+            "From CloudWatch AWS/ApiGateway (polled, or pushed by a metric stream), not live."
+        ));
     }
 }

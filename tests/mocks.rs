@@ -120,7 +120,6 @@ impl Harness {
                 stream: None,
             },
             tags_as_labels: vec![],
-            stream_retention: None,
         };
         Harness {
             poller: Poller::new(targets, settings, clock.clone(), shared, metrics),
@@ -1089,7 +1088,6 @@ fn poller_with(
             stream: None,
         },
         tags_as_labels: vec![],
-        stream_retention: None,
     };
     (
         Poller::new(vec![target], settings, clock.clone(), shared, metrics),
@@ -1312,7 +1310,6 @@ fn outage_settings(max_backfill: Duration) -> PollSettings {
             stream: None,
         },
         tags_as_labels: vec![],
-        stream_retention: None,
     }
 }
 

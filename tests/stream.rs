@@ -18,14 +18,6 @@ use common::{
     Exporter, Metrics, create_rest_api, create_v2_api, emulator_config, free_port, now_secs, post,
     unique,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
-use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
-use opentelemetry_proto::tonic::metrics::v1::{
-    Metric, ResourceMetrics, ScopeMetrics, Summary, SummaryDataPoint, metric,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 
 const WAIT: Duration = Duration::from_secs(60);
 const KEY: &str = "firehose-test-key-0123456789";
@@ -71,62 +63,19 @@ impl Minute {
     }
 
     fn otel(&self) -> Vec<u8> {
-        let kv = |k: &str, v: any_value::Value| KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        };
-        let s = |v: &str| any_value::Value::StringValue(v.into());
-        let dims = KeyValueList {
-            values: self.dimensions().iter().map(|(k, v)| kv(k, s(v))).collect(),
-        };
-        let start = self.t as u64 * 1_000_000_000;
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                resource: Some(Resource {
-                    attributes: vec![
-                        kv("cloud.provider", s("aws")),
-                        kv("cloud.account.id", s(ACCOUNT)),
-                        kv("cloud.region", s("us-east-1")),
-                    ],
-                    ..Default::default()
-                }),
-                scope_metrics: vec![ScopeMetrics {
-                    metrics: vec![Metric {
-                        name: format!("amazonaws.com/{}/{}", self.namespace, self.metric),
-                        unit: "{Count}".into(),
-                        data: Some(metric::Data::Summary(Summary {
-                            data_points: vec![SummaryDataPoint {
-                                attributes: vec![
-                                    kv("Namespace", s(self.namespace)),
-                                    kv("MetricName", s(self.metric)),
-                                    kv("Dimensions", any_value::Value::KvlistValue(dims)),
-                                ],
-                                start_time_unix_nano: start,
-                                time_unix_nano: start + 60_000_000_000,
-                                count: self.count as u64,
-                                sum: self.sum,
-                                quantile_values: vec![
-                                    ValueAtQuantile {
-                                        quantile: 0.0,
-                                        value: 0.0,
-                                    },
-                                    ValueAtQuantile {
-                                        quantile: 1.0,
-                                        value: self.max,
-                                    },
-                                ],
-                                flags: 0,
-                            }],
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-        .encode_length_delimited_to_vec()
+        common::metric_stream::otel_record(&common::metric_stream::OtelPoint {
+            account_id: ACCOUNT,
+            region: "us-east-1",
+            namespace: self.namespace,
+            metric_name: self.metric,
+            dimensions: &self.dimensions(),
+            start: self.t as u64,
+            sum: self.sum,
+            count: self.count as u64,
+            min: 0.0,
+            max: self.max,
+            quantiles: &[],
+        })
     }
 }
 

@@ -238,38 +238,54 @@ pub struct Endpoints {
     pub sts: Option<String>,
 }
 
+/// A config file's text; the error names the file.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The YAML document of `text`: an empty file (or one with only comments) is an empty
+/// mapping, "all defaults".
+fn document(text: &str) -> Result<yaml_serde::Value, ConfigError> {
+    let doc: yaml_serde::Value =
+        yaml_serde::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    Ok(if doc.is_null() {
+        yaml_serde::Value::Mapping(yaml_serde::Mapping::new())
+    } else {
+        doc
+    })
+}
+
+/// Deserializes a document; the error names the key it is about.
+fn deserialize<T: serde::de::DeserializeOwned>(doc: yaml_serde::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        // A check across the fields of a section (a `KeyError`) names its field; serde
+        // hands it up as text, `poll.settle: reason`, at the section's path.
+        match reason.split_once(": ") {
+            Some((key, rest)) if path != "." && key.starts_with(&format!("{path}.")) => {
+                invalid(key, rest)
+            }
+            _ if path == "." => ConfigError::Yaml(reason),
+            _ => invalid(path, reason),
+        }
+    })
+}
+
 impl Config {
     /// Reads, expands `${VAR}` from the environment, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Config::parse(&text, |name| std::env::var(name).ok())
+        Config::parse(&read(path)?, |name| std::env::var(name).ok())
     }
 
     /// Parses and validates config text; `env` resolves `${VAR}` inside string values.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut doc: yaml_serde::Value =
-            yaml_serde::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
-        // An empty file (or one with only comments) means "all defaults".
-        if doc.is_null() {
-            doc = yaml_serde::Value::Mapping(yaml_serde::Mapping::new());
-        }
+        let mut doc = document(text)?;
         env::expand(&mut doc, &env)?;
-        let config: Config = serde_path_to_error::deserialize(doc).map_err(|e| {
-            let path = e.path().to_string();
-            let reason = e.into_inner().to_string();
-            // A check across the fields of a section (a `KeyError`) names its field; serde
-            // hands it up as text, `poll.settle: reason`, at the section's path.
-            match reason.split_once(": ") {
-                Some((key, rest)) if path != "." && key.starts_with(&format!("{path}.")) => {
-                    invalid(key, rest)
-                }
-                _ if path == "." => ConfigError::Yaml(reason),
-                _ => invalid(path, reason),
-            }
-        })?;
+        let config: Config = deserialize(doc)?;
         config.validate()?;
         Ok(config)
     }

@@ -275,6 +275,16 @@ impl PollConfig {
         self.lookback.secs()
     }
 
+    /// How long a metric stream's minutes are kept, in seconds: the lookback every cycle
+    /// re-reads, plus one interval, plus a margin for cycles that run late. Streamed queries
+    /// are read every cycle, idle stages' too (reading them costs nothing); a catch-up that
+    /// would reach further back counts the minutes it cannot read as lost.
+    pub fn stream_retention(&self) -> i64 {
+        const MARGIN: i64 = 15 * 60;
+        let interval = i64::try_from(self.interval().as_secs()).unwrap_or(i64::MAX / 4);
+        self.lookback() + interval + MARGIN
+    }
+
     /// How old a period must be to be final, in seconds.
     pub fn settle(&self) -> i64 {
         self.settle.secs()

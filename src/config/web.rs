@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{ConfigError, invalid};
 
 /// The whole web config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,6 +20,9 @@ pub struct WebConfig {
     pub http_server_config: HttpServerConfig,
     /// User name → bcrypt hash of the password.
     pub basic_auth_users: BTreeMap<String, String>,
+    /// exporter-toolkit's request rate limit: not supported, refused by name.
+    #[serde(default, deserialize_with = "refuse_rate_limit")]
+    pub rate_limit: Option<()>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,38 +122,14 @@ pub const SETTABLE_HEADERS: [&str; 5] = [
     "Content-Security-Policy",
 ];
 
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
-}
-
 impl WebConfig {
     /// Reads and checks a web config file. Errors name the key.
     pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        WebConfig::parse(&text)
+        WebConfig::parse(&super::read(path)?)
     }
 
     pub fn parse(text: &str) -> Result<WebConfig, ConfigError> {
-        let mut doc: yaml_serde::Value =
-            yaml_serde::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
-        if doc.is_null() {
-            doc = yaml_serde::Value::Mapping(yaml_serde::Mapping::new());
-        }
-        let config: WebConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
-            let path = e.path().to_string();
-            let reason = e.into_inner().to_string();
-            if path == "." {
-                ConfigError::Yaml(reason)
-            } else {
-                invalid(path, reason)
-            }
-        })?;
+        let config: WebConfig = super::deserialize(super::document(text)?)?;
         config.validate()?;
         Ok(config)
     }
@@ -299,6 +278,9 @@ mod tests {
         assert!(
             err("tls_server_config: {cert_file: c, key_file: k, rate_limit: {interval: 1s}}\n")
                 .contains("tls_server_config.rate_limit: is not supported")
+        );
+        assert!(
+            err("rate_limit: {interval: 1s, burst: 5}\n").contains("rate_limit: is not supported")
         );
         assert!(err("tls_server_config: {cert_file: c, key_file: k, client_auth_type: RequireClientCert}\n").contains("not supported"));
     }

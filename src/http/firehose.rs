@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http_body_util::{BodyExt, Limited};
+use hyper::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -117,11 +117,7 @@ fn answer(
     if let Some(e) = error {
         body["errorMessage"] = serde_json::Value::from(e);
     }
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    super::respond(status, "application/json", body.to_string())
 }
 
 /// Why a delivery was refused: its status, the `result` label, and the message.
@@ -142,10 +138,7 @@ impl Receiver {
             .map(str::to_string);
         let id = header_id.clone().unwrap_or_default();
         if req.method() == Method::GET && req.uri().path() == "/-/healthy" {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"Healthy\n")));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            return r;
+            return super::respond(StatusCode::OK, super::TEXT, "Healthy\n");
         }
         if req.method() != Method::POST {
             let mut r = answer(
@@ -265,14 +258,7 @@ impl Receiver {
         let now = self.clock.now();
         let n = self.buffer.ingest(records, now);
         let m = &self.metrics;
-        for (result, count) in [
-            ("accepted", n.accepted),
-            ("late", n.late),
-            ("unchanged", n.unchanged),
-            ("ignored", n.ignored),
-            ("out_of_range", n.out_of_range),
-            ("refused", n.refused),
-        ] {
+        for (result, count) in n.by_result() {
             m.stream_records
                 .with_label_values(&[result])
                 .inc_by(count as f64);
@@ -362,6 +348,7 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use http_body_util::Full;
     use std::io::Write;
 
     use prometheus::Registry;

@@ -185,7 +185,7 @@ fn landing(demo: bool) -> String {
          <body><h1>API Gateway Exporter</h1>{banner}<p>Version {version}</p>\
          <ul><li><a href=\"/metrics\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
          <li><a href=\"/-/ready\">Readiness</a></li></ul>\
-         <p>Reload the config with <code>POST /-/reload</code> or SIGHUP.</p></body></html>\n",
+         <p>Reload the config with SIGHUP, or with <code>POST /-/reload</code> when started with <code>--web.enable-lifecycle</code>.</p></body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
     )
 }
@@ -252,8 +252,10 @@ pub async fn serve_with<H, F>(
             },
         };
         let handler = handler.clone();
-        let loaded = web.as_ref().map(|w| w.current());
+        let web = web.clone();
         tokio::spawn(async move {
+            // Off the accept loop: a changed web config is rebuilt here.
+            let loaded = web.as_ref().map(|w| w.current());
             let service = service_fn(move |req: Request<Incoming>| {
                 let response = handler(req);
                 async move { Ok::<_, Infallible>(response.await) }

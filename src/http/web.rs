@@ -61,8 +61,8 @@ pub struct Loaded {
     pub tls: Option<Arc<ServerConfig>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     stamps: Vec<Stamp>,
-    /// A hash of the users' highest cost, checked for unknown users so that they take as
-    /// long as known ones.
+    /// The users' costliest hash, checked for unknown users so that they take as long as
+    /// known ones (the result is ignored).
     dummy: Option<String>,
 }
 
@@ -269,13 +269,11 @@ fn build(path: &Path) -> Result<Loaded, String> {
             ))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let cost = config
+    let dummy = config
         .basic_auth_users
         .values()
-        .filter_map(|h| bcrypt::HashParts::from_str(h).ok())
-        .map(|h| h.get_cost())
-        .max();
-    let dummy = cost.and_then(|c| bcrypt::hash("not a password", c).ok());
+        .max_by_key(|h| bcrypt::HashParts::from_str(h).map_or(0, |p| p.get_cost()))
+        .cloned();
     Ok(Loaded {
         config,
         tls,

@@ -101,6 +101,13 @@ impl std::ops::Add for Shape {
     }
 }
 
+/// What an idle stage costs against a busy one (read every `idle_interval` instead of every
+/// `interval`), and what a fleet with [`IDLE_SHARE`] of its stages idle pays, as fractions.
+pub fn idle_factor(interval: Duration, idle_interval: Duration) -> (f64, f64) {
+    let share = (interval.as_secs_f64() / idle_interval.as_secs_f64().max(1.0)).min(1.0);
+    (share, (1.0 - IDLE_SHARE) + IDLE_SHARE * share)
+}
+
 /// The comparison at `interval`, idle stages read every `idle_interval`, percentiles
 /// streamed or not.
 pub fn compare(
@@ -110,8 +117,7 @@ pub fn compare(
     percentiles_streamed: bool,
 ) -> Comparison {
     let cycles = 30.0 * 86_400.0 / interval.as_secs_f64().max(1.0);
-    let share = (interval.as_secs_f64() / idle_interval.as_secs_f64().max(1.0)).min(1.0);
-    let idle_factor = (1.0 - IDLE_SHARE) + IDLE_SHARE * share;
+    let idle_factor = idle_factor(interval, idle_interval).1;
     let with_idle =
         |stage: usize, other: usize| (stage as f64 * idle_factor + other as f64) * cycles;
     let other = s.metric_queries - s.stage_queries;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 mod cost;
 mod report;
 
-pub use cost::{Comparison, Cost, IDLE_SHARE, STREAM_PRICE_PER_1000_UPDATES, Shape, compare, cost};
+pub use cost::{
+    Comparison, Cost, IDLE_SHARE, STREAM_PRICE_PER_1000_UPDATES, Shape, compare, cost, idle_factor,
+};
 pub use report::{comparison, describe};
 
 use crate::inventory::{Api, BackendType, TargetInventory, is_function_name};
@@ -40,21 +42,32 @@ pub struct TargetPlan {
     pub queries: Vec<Query>,
 }
 
-/// Where a query is answered; the plan keeps its queries in this order.
+/// Where a query is answered; the plan keeps its queries in this order, and a batch holds
+/// queries of one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Answer {
+pub enum Answer {
     GetMetricData,
     Stream,
     Logs,
 }
 
-fn answer(q: &Query) -> Answer {
-    if q.log_group.is_some() {
-        Answer::Logs
-    } else if q.streamed {
-        Answer::Stream
-    } else {
-        Answer::GetMetricData
+impl Query {
+    /// Where the query is answered.
+    pub fn answer(&self) -> Answer {
+        if self.log_group.is_some() {
+            Answer::Logs
+        } else if self.streamed {
+            Answer::Stream
+        } else {
+            Answer::GetMetricData
+        }
+    }
+
+    /// A metric of an AWS namespace (`AWS/ApiGateway`, `AWS/Lambda`), not of a metric
+    /// filter's own namespace or an access log.
+    pub fn is_aws_metric(&self) -> bool {
+        self.log_group.is_none()
+            && [crate::model::NAMESPACE, crate::model::LAMBDA_NAMESPACE].contains(&&*self.namespace)
     }
 }
 
@@ -64,8 +77,8 @@ impl TargetPlan {
     fn split(&self) -> (&[Query], &[Query], &[Query]) {
         let polled = self
             .queries
-            .partition_point(|q| answer(q) == Answer::GetMetricData);
-        let logs = self.queries.partition_point(|q| answer(q) != Answer::Logs);
+            .partition_point(|q| q.answer() == Answer::GetMetricData);
+        let logs = self.queries.partition_point(|q| q.answer() != Answer::Logs);
         (
             &self.queries[..polled],
             &self.queries[polled..logs],
@@ -95,9 +108,6 @@ impl TargetPlan {
     /// What the plan's metric queries are, for the cost comparison ([`compare`]).
     pub fn shape(&self) -> Shape {
         use std::collections::{BTreeMap, BTreeSet};
-        let aws = |q: &Query| {
-            [crate::model::NAMESPACE, crate::model::LAMBDA_NAMESPACE].contains(&&*q.namespace)
-        };
         let metric = |q: &&Query| q.log_group.is_none();
         let key = |q: &Query| {
             (
@@ -118,7 +128,7 @@ impl TargetPlan {
             if stage {
                 s.stage_queries += 1;
             }
-            if !aws(q) {
+            if !q.is_aws_metric() {
                 if stage {
                     s.stage_polled_beside_stream += 1;
                 }
@@ -248,9 +258,7 @@ impl Streamed {
     /// Whether the stream answers `q`: an AWS namespace's metric (not a metric filter's) and
     /// a statistic every stream carries, or a percentile if configured.
     pub fn answers(self, q: &Query) -> bool {
-        q.log_group.is_none()
-            && [crate::model::NAMESPACE, crate::model::LAMBDA_NAMESPACE].contains(&&*q.namespace)
-            && (self.percentiles || !matches!(q.stat, Stat::Percentile(_)))
+        q.is_aws_metric() && (self.percentiles || !matches!(q.stat, Stat::Percentile(_)))
     }
 }
 

@@ -14,7 +14,7 @@ use super::target::{Activity, StageId, same_stage, stage_of};
 use crate::config::IdleConfig;
 use crate::plan::MAX_QUERIES_PER_CALL;
 use crate::plan::PlanOptions;
-use crate::plan::{Query, TargetPlan};
+use crate::plan::{Answer, Query, TargetPlan};
 use crate::source::{Outcome, Window};
 use crate::store::{Resume, SeriesKey, Store};
 
@@ -63,7 +63,8 @@ pub(super) fn plan_calls(
     let steady = caught_up.is_some_and(|k| k >= steady_from);
     for range in plan.batch_ranges() {
         let batch = &plan.queries[range.clone()];
-        let limit = if batch.first().is_some_and(|q| q.streamed) {
+        let answer = batch.first().map(Query::answer);
+        let limit = if answer == Some(Answer::Stream) {
             stream_limit
         } else {
             limit
@@ -88,7 +89,7 @@ pub(super) fn plan_calls(
             }
         }
         // Access-log reads have no datapoint limit; GetMetricData calls do.
-        let per_call = if batch.first().is_some_and(|q| q.log_group.is_some()) {
+        let per_call = if answer == Some(Answer::Logs) {
             batch.len().max(1)
         } else {
             w.queries_per_call(MAX_QUERIES_PER_CALL)

@@ -57,9 +57,6 @@ pub struct PollSettings {
     pub refresh_interval: Duration,
     pub plan: PlanOptions,
     pub tags_as_labels: Vec<String>,
-    /// How far back the metric stream buffer keeps minutes (with `stream.enabled`): a
-    /// streamed batch cannot catch up further back.
-    pub stream_retention: Option<i64>,
 }
 
 /// Drives the pipeline.
@@ -196,10 +193,11 @@ impl Poller {
         let limit = (now - p.max_backfill()).div_euclid(period) * period;
         let bounds = Bounds {
             limit,
-            stream_limit: self
-                .settings
-                .stream_retention
-                .map_or(limit, |r| limit.max((now - r).div_euclid(period) * period)),
+            // A streamed batch cannot catch up past what the stream buffer keeps.
+            stream_limit: match self.settings.plan.stream {
+                Some(_) => limit.max((now - p.stream_retention()).div_euclid(period) * period),
+                None => limit,
+            },
             steady_from: window.keep_from - ((interval + period - 1) / period).max(1) * period,
         };
         let refresh = self.settings.refresh_interval;

@@ -8,7 +8,7 @@ pub mod stream;
 use async_trait::async_trait;
 
 use crate::model::{Cause, RouteKey};
-use crate::plan::Query;
+use crate::plan::{Answer, Query};
 
 /// GetMetricData returns at most this many datapoints per call (all queries together).
 pub const MAX_DATAPOINTS_PER_CALL: i64 = 100_800;
@@ -136,8 +136,8 @@ pub struct RoutedSource {
 impl MetricSource for RoutedSource {
     async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
         match queries.first() {
-            Some(q) if q.log_group.is_some() => self.logs.fetch(queries, window).await,
-            Some(q) if q.streamed => match &self.stream {
+            Some(q) if q.answer() == Answer::Logs => self.logs.fetch(queries, window).await,
+            Some(q) if q.answer() == Answer::Stream => match &self.stream {
                 Some(stream) => stream.fetch(queries, window).await,
                 None => Err(SourceError {
                     message: "a streamed query, but no metric stream is configured".into(),

@@ -254,88 +254,34 @@ pub fn decode_otel(data: &[u8]) -> Result<Vec<Record>, FormatError> {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::common::v1::KeyValueList;
-    use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
-    use opentelemetry_proto::tonic::metrics::v1::{
-        Metric, ResourceMetrics, ScopeMetrics, Summary, SummaryDataPoint,
-    };
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-
     use super::*;
 
-    fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
-
-    fn s(v: &str) -> any_value::Value {
-        any_value::Value::StringValue(v.into())
+    /// The tests' own encoder, shared with `tests/stream.rs`.
+    mod metric_stream {
+        include!("../../../tests/common/metric_stream.rs");
     }
 
     /// An `opentelemetry1.0` record as the documentation describes it.
     fn otel_record(r: &Record) -> Vec<u8> {
-        let mut quantiles = vec![
-            ValueAtQuantile {
-                quantile: 0.0,
-                value: r.stats.min,
-            },
-            ValueAtQuantile {
-                quantile: 1.0,
-                value: r.stats.max,
-            },
-        ];
-        quantiles.extend(r.stats.percentiles.iter().map(|(p, v)| ValueAtQuantile {
-            quantile: f64::from(*p) / 10_000.0,
-            value: *v,
-        }));
-        let dims = KeyValueList {
-            values: r.dimensions.iter().map(|(k, v)| kv(k, s(v))).collect(),
-        };
-        let start = u64::try_from(r.timestamp).unwrap() * 1_000_000_000;
-        let request = ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                resource: Some(Resource {
-                    attributes: vec![
-                        kv("cloud.provider", s("aws")),
-                        kv("cloud.account.id", s(&r.account_id)),
-                        kv("cloud.region", s(&r.region)),
-                        kv(
-                            "aws.exporter.arn",
-                            s("arn:aws:cloudwatch:us-east-1:123456789012:metric-stream/apigw"),
-                        ),
-                    ],
-                    ..Default::default()
-                }),
-                scope_metrics: vec![ScopeMetrics {
-                    metrics: vec![Metric {
-                        name: format!("amazonaws.com/{}/{}", r.namespace, r.metric_name),
-                        unit: "{Count}".into(),
-                        data: Some(metric::Data::Summary(Summary {
-                            data_points: vec![SummaryDataPoint {
-                                attributes: vec![
-                                    kv("Namespace", s(&r.namespace)),
-                                    kv("MetricName", s(&r.metric_name)),
-                                    kv("Dimensions", any_value::Value::KvlistValue(dims)),
-                                ],
-                                start_time_unix_nano: start,
-                                time_unix_nano: start + 60_000_000_000,
-                                count: r.stats.count as u64,
-                                sum: r.stats.sum,
-                                quantile_values: quantiles,
-                                flags: 0,
-                            }],
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        request.encode_length_delimited_to_vec()
+        let quantiles: Vec<(f64, f64)> = r
+            .stats
+            .percentiles
+            .iter()
+            .map(|(p, v)| (f64::from(*p) / 10_000.0, *v))
+            .collect();
+        metric_stream::otel_record(&metric_stream::OtelPoint {
+            account_id: &r.account_id,
+            region: &r.region,
+            namespace: &r.namespace,
+            metric_name: &r.metric_name,
+            dimensions: &r.dimensions,
+            start: u64::try_from(r.timestamp).unwrap(),
+            sum: r.stats.sum,
+            count: r.stats.count as u64,
+            min: r.stats.min,
+            max: r.stats.max,
+            quantiles: &quantiles,
+        })
     }
 
     fn record() -> Record {

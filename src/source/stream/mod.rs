@@ -33,6 +33,22 @@ pub const MAX_STREAM_SERIES: usize = 50_000;
 /// Firehose request ids remembered, to answer a retried delivery without reading it again.
 const REQUEST_IDS: usize = 10_000;
 
+impl Ingested {
+    /// The counts under their `aws_apigateway_exporter_stream_records_total` result labels.
+    pub fn by_result(&self) -> [(&'static str, u64); 6] {
+        let [accepted, late, unchanged, ignored, out_of_range, refused] =
+            crate::selfmetrics::STREAM_RECORD_RESULTS;
+        [
+            (accepted, self.accepted),
+            (late, self.late),
+            (unchanged, self.unchanged),
+            (ignored, self.ignored),
+            (out_of_range, self.out_of_range),
+            (refused, self.refused),
+        ]
+    }
+}
+
 /// Records kept under one hold of the lock, so that the poll loop is never kept waiting
 /// long by a large delivery.
 const INGEST_CHUNK: usize = 2_000;
@@ -92,7 +108,7 @@ pub struct Ingested {
     /// A metric the exporter does not read: another namespace or metric name, or (once the
     /// poll loop has asked) a dimension set no query reads, like the API-level aggregates.
     pub ignored: u64,
-    /// Older than the buffer keeps, from before the exporter started, or from the future.
+    /// Older than the buffer keeps, or from the future.
     pub out_of_range: u64,
     /// A new metric past [`MAX_STREAM_SERIES`].
     pub refused: u64,
@@ -146,7 +162,7 @@ impl StreamBuffer {
             state: Mutex::new(State::default()),
             retention: AtomicI64::new(0),
             lookback: AtomicI64::new(0),
-            started: now.div_euclid(MINUTE) * MINUTE,
+            started: now.div_euclid(MINUTE).saturating_mul(MINUTE),
         };
         b.set_window(retention, lookback);
         b
@@ -203,17 +219,21 @@ impl StreamBuffer {
     }
 
     /// Drops minutes past the retention, and metrics no longer asked for, once a minute.
+    /// Metrics kept before the poll loop first asked, which no query reads, go too: they
+    /// would hold places under [`MAX_STREAM_SERIES`] that read metrics need.
     fn prune(&self, now: i64) {
         let retention = self.retention();
         let oldest = now - retention;
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        let s = &mut *guard;
         if now - s.pruned_at >= MINUTE {
-            s.series.retain(|_, minutes| {
+            s.wanted.retain(|_, asked| now - *asked <= retention);
+            let wanted = &s.wanted;
+            s.series.retain(|key, minutes| {
                 let n = minutes.partition_point(|m| m.t < oldest);
                 minutes.drain(..n);
-                !minutes.is_empty()
+                !minutes.is_empty() && (wanted.is_empty() || wanted.contains_key(key))
             });
-            s.wanted.retain(|_, asked| now - *asked <= retention);
             s.pruned_at = now;
         }
     }
@@ -227,7 +247,7 @@ impl StreamBuffer {
                 out.ignored += 1;
                 continue;
             }
-            let minute = r.timestamp.div_euclid(MINUTE) * MINUTE;
+            let minute = r.timestamp.div_euclid(MINUTE).saturating_mul(MINUTE);
             if minute < oldest || minute > now + MAX_AHEAD {
                 out.out_of_range += 1;
                 continue;
@@ -538,5 +558,53 @@ mod tests {
             b.points(&query("Count", Stat::Sum), &w, now + 120)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn unread_metrics_held_before_the_first_cycle_give_way_to_read_ones() {
+        let now = 100_020;
+        let b = StreamBuffer::new(0, 1800, 600);
+        let unread: Vec<Record> = (0..MAX_STREAM_SERIES)
+            .map(|i| {
+                let mut r = record("Count", now - 60, 1.0, 1.0);
+                r.dimensions[1].1 = format!("unread{i}");
+                r
+            })
+            .collect();
+        assert_eq!(b.ingest(unread, now).accepted, MAX_STREAM_SERIES as u64);
+        // The poll loop asks for prod's Count; at the next prune the unread ones go.
+        let w = Window::at(now, 60, 600);
+        assert!(b.points(&query("Count", Stat::Sum), &w, now).is_empty());
+        let r = b.ingest(vec![record("Count", now, 3.0, 3.0)], now + 60);
+        assert_eq!((r.accepted, r.refused), (1, 0));
+        assert_eq!(b.series(), 1);
+    }
+
+    proptest::proptest! {
+        /// No record, however odd its numbers, panics the buffer or its reads.
+        #[test]
+        fn odd_records_never_panic(
+            t in proptest::num::i64::ANY,
+            sum in proptest::num::f64::ANY,
+            count in proptest::num::f64::ANY,
+            now in -1_000_000_000_000i64..1_000_000_000_000,
+            period in proptest::sample::select(vec![60i64, 300, 3600]),
+        ) {
+            let b = StreamBuffer::new(now, 1800, 600);
+            b.ingest(vec![record("Count", t, sum, count), record("Latency", t, count, sum)], now);
+            b.ingest(vec![record("Count", i64::MIN, sum, count), record("Count", i64::MAX, sum, count)], now);
+            for stat in [Stat::Sum, Stat::SampleCount, Stat::Maximum, Stat::Percentile(9900)] {
+                let _ = b.points(&query("Count", stat), &Window::at(now, period, 3600), now);
+            }
+        }
+
+        /// No bytes panic the decoder.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(&data);
+            let mut json = b"{".to_vec();
+            json.extend(&data);
+            let _ = decode(&json);
+        }
     }
 }
