@@ -261,6 +261,33 @@ pub const RESPONSES: Def = def(
     "Responses by HTTP status and API Gateway response type ($context.error.responseType; none when the integration itself answered), counted event by event from the stage's JSON access logs (access_logs.mode filter_log_events; which statuses: access_logs.statuses); polled, not live.",
 );
 
+/// `$context.responseLatency` is the latency the access log carries; the canary's series come
+/// from its own access log group, so they never mix with the stage's CloudWatch series.
+pub const CANARY_RESPONSES: Def = def(
+    "aws_apigateway_canary_responses_total",
+    Counter,
+    "{request}",
+    Stage,
+    &["status", "response_type"],
+    "Every request a REST stage's canary release answered, by HTTP status and API Gateway response type, counted event by event from the canary's own access log group (the stage's group with /Canary appended; access_logs.mode filter_log_events). Canary requests only: the stage's own series may include them too, so never add the two; polled, not live.",
+);
+pub const CANARY_LATENCY: Def = def(
+    "aws_apigateway_canary_latency_seconds",
+    Summary,
+    "s",
+    Stage,
+    &[],
+    "Response latency of a REST stage's canary requests ($context.responseLatency in the canary's access log group). Quantiles are exact over the latest settled period's events (nearest rank), as the stage's latency quantiles are CloudWatch's over the same period; _sum and _count are counters; polled, not live.",
+);
+pub const CANARY_LATENCY_MAX: Def = def(
+    "aws_apigateway_canary_latency_max_seconds",
+    Gauge,
+    "s",
+    Stage,
+    &[],
+    "Maximum response latency of a REST stage's canary requests in the latest settled period, in seconds (canary access log group); polled, not live.",
+);
+
 pub const ROUTE_RESPONSES: Def = route(&RESPONSES, "aws_apigateway_route_responses_total");
 pub const ROUTE_REQUESTS: Def = route(&REQUESTS, "aws_apigateway_route_requests_total");
 pub const ROUTE_ERRORS_4XX: Def = route(&ERRORS_4XX, "aws_apigateway_route_4xx_errors_total");
@@ -632,6 +659,9 @@ pub static ALL: &[&Def] = &[
     &INTEGRATION_LATENCY_MAX,
     &THROTTLED,
     &RESPONSES,
+    &CANARY_RESPONSES,
+    &CANARY_LATENCY,
+    &CANARY_LATENCY_MAX,
     &ROUTE_RESPONSES,
     &ROUTE_REQUESTS,
     &ROUTE_ERRORS_4XX,

@@ -14,6 +14,7 @@
 //! | 40–58 | `reports` (REST) `prod` | integration latency climbs to 98 % of the 29 s timeout |
 //! | 45–55 | `chat` (WebSocket) `production` | integration errors at 20 % of messages, its Lambda function throttled |
 //! | 20–32 | `webhooks` (HTTP) `prod` | the authorizer fails for 3 % of requests (500) |
+//! | 25–45 | `payments` (REST) `prod` canary (10 % of requests) | 8 % of the canary's requests fail (500), its latency nearly doubles; the base stays healthy |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,6 +74,18 @@ pub const AUTHORIZER_FAILURES: Incident = Incident {
     api: "webhooks",
     minutes: 20..32,
 };
+
+/// payments' canary deployment regresses: 8 % of the canary's requests fail and its latency
+/// nearly doubles, while the base stays healthy (ApiGatewayCanary5xxWorseThanBase). The
+/// stage's own series include the canary's requests, so they move a little too.
+pub const CANARY_REGRESSION: Incident = Incident {
+    api: "payments",
+    minutes: 25..45,
+};
+/// The share of payments' `prod` requests its canary release serves, in percent.
+pub const CANARY_PERCENT: f64 = 10.0;
+/// The canary's 5XX share during [`CANARY_REGRESSION`].
+const CANARY_5XX_RATE: f64 = 0.08;
 
 /// One demo API: its traffic level and shape.
 #[derive(Debug, Clone, Copy)]
@@ -256,7 +269,7 @@ impl Discovery for DemoDiscovery {
                                 // payments' first stage tries a new deployment on 10 %.
                                 canary: (a.name == "payments" && i == 0).then(|| {
                                     crate::inventory::Canary {
-                                        percent: 10.0,
+                                        percent: CANARY_PERCENT,
                                         deployment_id: "demo-canary".into(),
                                         use_stage_cache: false,
                                     }
@@ -358,6 +371,9 @@ impl MetricSource for DemoSource {
                     Some(_) => first,
                     None => q.labels.stage.as_deref().unwrap_or(""),
                 };
+                if q.family == Family::CanaryResponses {
+                    return split(self.canary_responses(api, stage, window, now));
+                }
                 if q.family.split() {
                     return split(self.responses(api, stage, window, now));
                 }
@@ -384,7 +400,11 @@ impl MetricSource for DemoSource {
                     .step_by(window.period.max(1) as usize)
                     .filter(|t| *t <= now)
                     .filter_map(|t| {
-                        let mut p = Period::new(self.seed, api, stage, t, self.period);
+                        let mut p = if q.family.canary() {
+                            Period::canary(self.seed, api, stage, t, self.period)
+                        } else {
+                            Period::new(self.seed, api, stage, t, self.period)
+                        };
                         p.requests = (p.requests * share).round();
                         // Counts arrive gradually until a minute after the period ends.
                         let arrived =
@@ -438,6 +458,39 @@ impl DemoSource {
                         Some(RouteKey::from_v2(route, websocket)),
                         (full * share).floor(),
                     );
+                }
+            }
+        }
+        parts
+    }
+}
+
+impl DemoSource {
+    /// Synthetic responses of a stage's canary, every status (its access log group is read
+    /// in full): the errors split into causes as the stage's are, the rest answered 200.
+    fn canary_responses(&self, api: &DemoApi, stage: &str, window: Window, now: i64) -> PartCounts {
+        let mut parts = PartCounts::new();
+        for t in (window.start..window.end)
+            .step_by(window.period.max(1) as usize)
+            .filter(|t| *t <= now)
+        {
+            let p = Period::canary(self.seed, api, stage, t, self.period);
+            let arrived = ((now - t) as f64 / (self.period + 60) as f64).clamp(0.0, 1.0);
+            let causes = causes(&p);
+            let errors: f64 = causes.iter().map(|(_, _, n)| n).sum();
+            let ok = (p.requests - errors).max(0.0);
+            for (status, response_type, full) in causes.into_iter().chain([(200, "none", ok)]) {
+                let n = (full * arrived).floor();
+                if n > 0.0 {
+                    let cause = Cause {
+                        status: status.to_string(),
+                        response_type: response_type.to_string(),
+                    };
+                    *parts
+                        .entry((None, cause))
+                        .or_default()
+                        .entry(t)
+                        .or_default() += n;
                 }
             }
         }
@@ -596,6 +649,29 @@ impl Period {
             p.ws_integration_error_rate = 0.2;
             p.lambda_throttle_rate = 0.06;
         }
+        if active(CANARY_REGRESSION) {
+            // The canary's failures are among the stage's requests too.
+            p.rate_5xx += CANARY_PERCENT / 100.0 * CANARY_5XX_RATE;
+        }
+        p
+    }
+
+    /// The canary release's share of a stage's period: [`CANARY_PERCENT`] of its requests at
+    /// the base's rates, except during [`CANARY_REGRESSION`].
+    fn canary(seed: u64, api: &DemoApi, stage: &str, t: i64, period: i64) -> Period {
+        let base = Period::new(seed, api, stage, t, period);
+        let minute = t.rem_euclid(INCIDENT_CYCLE) / 60;
+        let regressed =
+            api.name == CANARY_REGRESSION.api && CANARY_REGRESSION.minutes.contains(&minute);
+        let mut p = Period {
+            requests: (base.requests * CANARY_PERCENT / 100.0).round(),
+            ..base
+        };
+        if regressed {
+            p.rate_5xx = CANARY_5XX_RATE;
+            p.latency_ms *= 1.9;
+            p.integration_ms *= 1.9;
+        }
         p
     }
 }
@@ -691,7 +767,8 @@ fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
         Family::Throttled => sum(p.requests * p.throttled_rate),
         Family::QuotaExceeded => sum(p.requests * p.quota_rate),
         // Answered per cause by `DemoSource::responses`.
-        Family::Responses => None,
+        Family::Responses | Family::CanaryResponses => None,
+        Family::CanaryLatency => dist(p.latency_ms),
         // The function behind the API: what API Gateway did not reject itself; most 5XX are
         // its errors; a trickle of throttles; its duration a little below the integration's.
         Family::LambdaInvocations => sum(p.requests * (1.0 - p.rate_4xx)),

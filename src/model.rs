@@ -15,8 +15,10 @@ pub const NAMESPACE: &str = "AWS/ApiGateway";
 pub const LAMBDA_NAMESPACE: &str = "AWS/Lambda";
 
 /// The JSON access log format the exporter counts responses from (the README shows it).
-/// `status` is a bare number, so CloudWatch Logs filter patterns can compare it.
-pub const ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId","apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
+/// `status` is a bare number, so CloudWatch Logs filter patterns can compare it;
+/// `responseLatency` (milliseconds) gives a canary release its latency; quoted, so a line
+/// stays JSON whatever API Gateway writes for it.
+pub const ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId","apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseLatency":"$context.responseLatency","responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
 
 /// What a stage's access log format lacks for counting responses, in words (empty: nothing).
 /// Field names are those of [`ACCESS_LOG_FORMAT`]; other fields may come and go.
@@ -69,6 +71,11 @@ pub fn access_log_gaps(format: &str, api_type: ApiType) -> Vec<String> {
                 "\"{field}\":\"$context.{variable}\" (for per-route responses)"
             ));
         }
+    }
+    if api_type == ApiType::Rest && has("responseLatency", "responseLatency").is_none() {
+        gaps.push(
+            "\"responseLatency\":\"$context.responseLatency\" (for a canary's latency)".into(),
+        );
     }
     gaps
 }
@@ -167,6 +174,11 @@ pub enum Family {
     /// Responses by status and response type (access log events). One query per stage
     /// answers many series, per stage and per route: see [`Cause`].
     Responses,
+    /// Every response of a REST stage's canary release, by status and response type (the
+    /// canary's own access log group, read in full). Split like [`Family::Responses`].
+    CanaryResponses,
+    /// Response latency of a REST stage's canary release (the same events).
+    CanaryLatency,
     /// Lambda functions behind discovered routes (`backends.lambda`).
     LambdaInvocations,
     LambdaErrors,
@@ -210,7 +222,7 @@ impl FamilyInfo {
 }
 
 impl Family {
-    pub const ALL: [Family; 20] = [
+    pub const ALL: [Family; 22] = [
         Family::Requests,
         Family::Errors4xx,
         Family::Errors5xx,
@@ -227,6 +239,8 @@ impl Family {
         Family::Throttled,
         Family::QuotaExceeded,
         Family::Responses,
+        Family::CanaryResponses,
+        Family::CanaryLatency,
         Family::LambdaInvocations,
         Family::LambdaErrors,
         Family::LambdaThrottles,
@@ -393,6 +407,18 @@ impl Family {
             logs: true,
             ..counter(&c::RESPONSES, &c::ROUTE_RESPONSES, None, None, None)
         };
+        static CANARY_RESPONSES: FamilyInfo = FamilyInfo {
+            route: None,
+            logs: true,
+            ..counter(&c::CANARY_RESPONSES, &c::CANARY_RESPONSES, None, None, None)
+        };
+        static CANARY_LATENCY: FamilyInfo = FamilyInfo {
+            route: None,
+            logs: true,
+            max: Some((&c::CANARY_LATENCY_MAX, &c::CANARY_LATENCY_MAX)),
+            scale: 0.001,
+            ..counter(&c::CANARY_LATENCY, &c::CANARY_LATENCY, None, None, None)
+        };
         match self {
             Family::Requests => &REQUESTS,
             Family::Errors4xx => &E4XX,
@@ -410,6 +436,8 @@ impl Family {
             Family::Throttled => &THROTTLED,
             Family::QuotaExceeded => &QUOTA,
             Family::Responses => &RESPONSES,
+            Family::CanaryResponses => &CANARY_RESPONSES,
+            Family::CanaryLatency => &CANARY_LATENCY,
             Family::LambdaInvocations => &LAMBDA_INVOCATIONS,
             Family::LambdaErrors => &LAMBDA_ERRORS,
             Family::LambdaThrottles => &LAMBDA_THROTTLES,
@@ -420,7 +448,12 @@ impl Family {
     /// Whether one query answers many series of this family ([`Cause`]s per stage and
     /// route); the query's own series only says where counting stands and is not exported.
     pub fn split(self) -> bool {
-        self == Family::Responses
+        matches!(self, Family::Responses | Family::CanaryResponses)
+    }
+
+    /// Read from a canary release's own access log group, every event of it.
+    pub fn canary(self) -> bool {
+        matches!(self, Family::CanaryResponses | Family::CanaryLatency)
     }
 
     /// The CloudWatch metric name for this family and API type, if AWS publishes one.
@@ -660,7 +693,8 @@ mod tests {
         assert_eq!(gaps.len(), 1, "{gaps:?}");
         assert!(gaps[0].contains("as a number"), "{gaps:?}");
         let gaps = access_log_gaps(quoted, ApiType::Rest);
-        assert_eq!(gaps.len(), 3, "{gaps:?}");
+        assert_eq!(gaps.len(), 4, "{gaps:?}");
+        assert!(gaps[3].contains("responseLatency"), "{gaps:?}");
         let wrong = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.message"}"#;
         let gaps = access_log_gaps(wrong, ApiType::Websocket);
         assert!(
@@ -692,7 +726,9 @@ mod tests {
 
     #[test]
     fn route_names_mirror_stage_names() {
-        for family in Family::ALL {
+        // Families counted per stage only (access-log 429s and the canary's) have no route
+        // names of their own.
+        for family in Family::ALL.into_iter().filter(|f| f.info().route.is_some()) {
             let (stage, route) = (family.name_at(false), family.name_at(true));
             if family.info().reason.is_none() {
                 assert_eq!(

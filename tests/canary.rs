@@ -1,12 +1,20 @@
 //! REST canary releases against LocalStack, which keeps `canarySettings` on a stage (moto
 //! does not): discovery exports the canary's traffic share and deployment while it exists,
-//! and nothing once it is removed (a rollback).
+//! and nothing once it is removed (a rollback); the canary's own series come from its access
+//! log group (the stage's with `/Canary` appended, where AWS writes every canary request),
+//! exactly and apart from the stage's CloudWatch and access-log series.
+//!
+//! Emulator gap: LocalStack routes canary traffic but writes no access logs and publishes no
+//! `AWS/ApiGateway` metrics, so the test writes the events and datapoints API Gateway would:
+//! access log lines in the README's format, and the stage's `Count` and `5XXError`.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Exporter, create_rest_api, emulator_config, unique};
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use common::{Datum, Exporter, Metrics, create_rest_api, emulator_config, now_secs, put, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -100,5 +108,270 @@ async fn a_canary_is_exported_while_it_exists_and_leaves_with_a_rollback() {
             .len(),
         2,
         "both stages stay"
+    );
+}
+
+/// Creates a log group with one stream `s`.
+async fn log_group(name: &str) {
+    let logs = common::logs();
+    logs.create_log_group()
+        .log_group_name(name)
+        .send()
+        .await
+        .expect("CreateLogGroup");
+    logs.create_log_stream()
+        .log_group_name(name)
+        .log_stream_name("s")
+        .send()
+        .await
+        .expect("CreateLogStream");
+}
+
+/// Writes access log lines `(minute start, status, response type, latency)` into `group`.
+async fn put_lines(group: &str, api: &str, lines: &[(i64, u16, &str, &str)]) {
+    let mut lines = lines.to_vec();
+    lines.sort_by_key(|l| l.0);
+    let events: Vec<InputLogEvent> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (at, status, response_type, latency))| {
+            let line = apigateway_exporter::model::ACCESS_LOG_FORMAT
+                .replace("$context.requestId", &format!("r{i}"))
+                .replace("$context.apiId", api)
+                .replace("$context.stage", "prod")
+                .replace("$context.status", &status.to_string())
+                .replace("$context.responseLatency", latency)
+                .replace("$context.error.responseType", response_type)
+                .replace("$context.resourcePath", "/")
+                .replace("$context.httpMethod", "GET")
+                .replace("$context.routeKey", "-");
+            InputLogEvent::builder()
+                .timestamp(at * 1000 + 1_000 + i as i64)
+                .message(line)
+                .build()
+                .expect("log event")
+        })
+        .collect();
+    common::logs()
+        .put_log_events()
+        .log_group_name(group)
+        .log_stream_name("s")
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("PutLogEvents");
+}
+
+/// The canary's responses on `/metrics`, by status.
+fn canary_responses(m: &Metrics, api: &str) -> BTreeMap<String, f64> {
+    m.find("aws_apigateway_canary_responses_total", &[("api_id", api)])
+        .iter()
+        .map(|s| (s.labels["status"].clone(), s.value))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_the_stage() {
+    let tag = unique("cl");
+    let name = format!("canaryl-{tag}");
+    let id = create_rest_api(&name, &["prod"]).await;
+    let gw = common::apigateway();
+    gw.create_deployment()
+        .rest_api_id(&id)
+        .stage_name("prod")
+        .canary_settings(
+            aws_sdk_apigateway::types::DeploymentCanarySettings::builder()
+                .percent_traffic(20.0)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateDeployment with canary settings");
+    let group = format!("/aws/apigateway/canary/{tag}");
+    let canary_group = format!("{group}/Canary");
+    log_group(&group).await;
+    log_group(&canary_group).await;
+    common::patch_stage(
+        &id,
+        "prod",
+        &[
+            (
+                "/accessLogSettings/destinationArn",
+                &format!("arn:aws:logs:us-east-1:000000000000:log-group:{group}"),
+            ),
+            (
+                "/accessLogSettings/format",
+                apigateway_exporter::model::ACCESS_LOG_FORMAT,
+            ),
+        ],
+    )
+    .await;
+    let config = emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n");
+    let plan = common::check_config(&config);
+    assert!(
+        plan.lines().any(|l| l.contains("stage prod:")
+            && l.contains(&format!("compared from every event of {canary_group}"))),
+        "{plan}"
+    );
+    // The stage's two 429 queries and its responses, and the canary's responses and latency
+    // (Sum, SampleCount, Maximum) come from two log groups.
+    assert!(
+        plan.contains("2 log groups read with FilterLogEvents each cycle (plus pages), answering 7 access-log queries"),
+        "{plan}"
+    );
+    // The exporter starts first: what a log group holds before is a baseline, as after a
+    // restart.
+    let exporter = Exporter::start(&config, &[]);
+    exporter.wait_ready(WAIT);
+    exporter.scrape_until(WAIT, |m| {
+        !m.find("aws_apigateway_stage_info", &[("api_id", &id)])
+            .is_empty()
+    });
+
+    // Three minutes up to the current one, the same in each, so the settled minute that the
+    // quantile gauges show has this mix whenever the test scrapes: per minute the canary
+    // answers 17 requests, 3 of them 500s; latencies 10..=160 ms by tens and one of 2.5 s.
+    // The stage's CloudWatch series count 80 requests and 4 5XX a minute, the canary's among
+    // them, and its access log group has every 5XX, the canary's too.
+    let now = (now_secs() / 60) * 60;
+    let minutes = [now - 120, now - 60, now];
+    let mut canary = Vec::new();
+    let mut production = Vec::new();
+    let latencies: Vec<String> = (1..=16).map(|i| (i * 10).to_string()).collect();
+    for &at in &minutes {
+        for (i, ms) in latencies.iter().enumerate() {
+            let (status, response_type) = if i < 3 { (500, "-") } else { (200, "-") };
+            canary.push((at, status, response_type, ms.as_str()));
+        }
+        canary.push((at, 200, "-", "2500"));
+        for _ in 0..3 {
+            production.push((at, 500, "-", "15"));
+        }
+        production.push((at, 504, "INTEGRATION_TIMEOUT", "29000"));
+    }
+    // A canary line whose latency API Gateway left unset still counts as a response.
+    canary.push((now - 60, 404, "-", "-"));
+    put_lines(&canary_group, &id, &canary).await;
+    put_lines(&group, &id, &production).await;
+    let dims = [("ApiName", name.as_str()), ("Stage", "prod")];
+    let mut data = Vec::new();
+    for &at in &minutes {
+        data.push(Datum {
+            metric: "Count",
+            dims: &dims,
+            at,
+            value: 80.0,
+        });
+        data.push(Datum {
+            metric: "5XXError",
+            dims: &dims,
+            at,
+            value: 4.0,
+        });
+    }
+    put(&data).await;
+
+    let want = BTreeMap::from([
+        ("200".to_string(), 3.0 * 14.0),
+        ("404".to_string(), 1.0),
+        ("500".to_string(), 3.0 * 3.0),
+    ]);
+    let m = exporter.scrape_until(WAIT, |m| {
+        canary_responses(m, &id) == want
+            && m.value("aws_apigateway_requests_total", &[("api_id", &id)]) == Some(240.0)
+            && m.value(
+                "aws_apigateway_canary_latency_max_seconds",
+                &[("api_id", &id)],
+            )
+            .is_some()
+    });
+    let one = |name: &str, extra: &[(&str, &str)]| {
+        let mut labels = vec![("api_id", id.as_str()), ("stage", "prod")];
+        labels.extend_from_slice(extra);
+        m.value(name, &labels)
+    };
+    // The canary's latency: 3 × (10 + 20 + … + 160 + 2500) ms, 3 × 17 requests.
+    assert_eq!(
+        one("aws_apigateway_canary_latency_seconds_count", &[]),
+        Some(51.0)
+    );
+    let sum = one("aws_apigateway_canary_latency_seconds_sum", &[]).unwrap_or_default();
+    assert!((sum - 3.0 * (1.36 + 2.5)).abs() < 1e-9, "{sum}");
+    assert_eq!(
+        one("aws_apigateway_canary_latency_max_seconds", &[]),
+        Some(2.5)
+    );
+    // The stage's own series stay what CloudWatch and the stage's log group say: the
+    // canary's counts are never added to them, nor theirs to the canary's.
+    assert_eq!(one("aws_apigateway_5xx_errors_total", &[]), Some(12.0));
+    let stage_500 = one(
+        "aws_apigateway_responses_total",
+        &[("status", "500"), ("response_type", "none")],
+    );
+    assert_eq!(stage_500, Some(9.0));
+    assert_eq!(
+        one(
+            "aws_apigateway_responses_total",
+            &[("status", "504"), ("response_type", "INTEGRATION_TIMEOUT")]
+        ),
+        Some(3.0)
+    );
+    assert!(
+        m.find(
+            "aws_apigateway_responses_total",
+            &[("api_id", &id), ("status", "200")]
+        )
+        .is_empty(),
+        "the stage's group is read with the statuses' filter"
+    );
+
+    // Late canary events in a minute already counted add exactly what they are.
+    put_lines(
+        &canary_group,
+        &id,
+        &[
+            (now - 120, 502, "INTEGRATION_FAILURE", "31"),
+            (now - 120, 200, "-", "12"),
+        ],
+    )
+    .await;
+    let mut want = want;
+    *want.entry("200".into()).or_default() += 1.0;
+    want.insert("502".into(), 1.0);
+    let m = exporter.scrape_until(WAIT, |m| canary_responses(m, &id) == want);
+    assert_eq!(
+        m.value(
+            "aws_apigateway_canary_latency_seconds_count",
+            &[("api_id", &id)]
+        ),
+        Some(53.0)
+    );
+    let decreases: f64 = m
+        .find("aws_apigateway_exporter_period_value_decreases_total", &[])
+        .iter()
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(decreases, 0.0);
+
+    // Percentiles: a reload asks for p50 and p99. The canary's come from its events; the
+    // stage's from CloudWatch, where the emulators answer percentiles with an error (their
+    // gap): the GetMetricData failure stays with the stage, whose counters keep their
+    // values, and the canary goes on.
+    exporter.write_config(&config.replace("statistics: [max]", "statistics: [max, p50, p99]"));
+    exporter.signal("HUP");
+    let quantile = |m: &Metrics, q: &str| {
+        m.value(
+            "aws_apigateway_canary_latency_seconds",
+            &[("api_id", &id), ("quantile", q)],
+        )
+    };
+    let m = exporter.scrape_until(WAIT, |m| quantile(m, "0.99").is_some());
+    // Nearest rank over the settled minute's 17: the 9th is 90 ms, the 17th the 2.5 s one.
+    assert_eq!(quantile(&m, "0.5"), Some(0.09));
+    assert_eq!(quantile(&m, "0.99"), Some(2.5));
+    assert_eq!(canary_responses(&m, &id), want);
+    assert_eq!(
+        m.value("aws_apigateway_requests_total", &[("api_id", &id)]),
+        Some(240.0)
     );
 }

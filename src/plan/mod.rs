@@ -364,6 +364,16 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                     streamed: false,
                 });
             }
+            if log_group.is_some() {
+                push_canary(
+                    &mut log_queries,
+                    &ns,
+                    &metric,
+                    stage,
+                    &labels,
+                    &opts.latency,
+                );
+            }
         }
     }
     if opts.lambda {
@@ -382,6 +392,47 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
         region: inv.region.clone(),
         queries,
     }
+}
+
+/// The canary release of a REST stage that has one, read from the canary's own access log
+/// group: AWS appends `/Canary` to the stage's access log group and writes every canary
+/// request there (the API Gateway Developer Guide, "Set up an API Gateway canary release
+/// deployment"). Only the stage's discovered group counts: the canary has no group of its
+/// own without the stage's access logging.
+fn push_canary(
+    queries: &mut Vec<Query>,
+    namespace: &Arc<str>,
+    metric: &Arc<str>,
+    stage: &crate::inventory::Stage,
+    labels: &Labels,
+    latency: &[Stat],
+) {
+    let (Some(_), Some(group)) = (&stage.canary, &stage.access_log_group) else {
+        return;
+    };
+    let group: Arc<str> = Arc::from(canary_log_group(group));
+    for family in [Family::CanaryResponses, Family::CanaryLatency] {
+        for stat in stats_for(family, latency) {
+            queries.push(Query {
+                namespace: Arc::clone(namespace),
+                family,
+                stat,
+                metric_name: Arc::clone(metric),
+                dimensions: vec![
+                    ("ApiId", labels.api_id.clone()),
+                    ("Stage", stage.name.clone()),
+                ],
+                labels: Arc::clone(labels),
+                log_group: Some(Arc::clone(&group)),
+                streamed: false,
+            });
+        }
+    }
+}
+
+/// The access log group API Gateway writes a stage's canary requests to.
+pub fn canary_log_group(stage_group: &str) -> String {
+    format!("{stage_group}/Canary")
 }
 
 /// The Lambda functions behind the inventory's routes, once each: counters from `Sum`,

@@ -243,8 +243,21 @@ fn signals(stage: &Stage, api_type: ApiType, opts: &PlanOptions) -> String {
             .to_string()
     });
     if let Some(c) = &stage.canary {
+        let source = match (&opts.access_logs, &stage.access_log_group) {
+            (Some(AccessLogs::LogEvents { .. }), Some(g)) => {
+                format!(
+                    "compared from every event of {}",
+                    super::canary_log_group(g)
+                )
+            }
+            (Some(AccessLogs::LogEvents { .. }), None) => {
+                "not compared (the stage writes no access logs, so the canary has none)".to_string()
+            }
+            _ => "not compared (its access logs are read with access_logs.mode filter_log_events)"
+                .to_string(),
+        };
         parts.push(format!(
-            "canary: {} % of requests to deployment {}",
+            "canary: {} % of requests to deployment {}, {source}",
             c.percent, c.deployment_id
         ));
     }

@@ -14,7 +14,7 @@ use tracing::warn;
 use super::{MetricSource, Outcome, PartCounts, SourceError, Window, split};
 use crate::config::{RequestRate, Statuses};
 use crate::inventory::PageTokens;
-use crate::model::{ApiType, CallResult, Cause, Family, RouteKey};
+use crate::model::{ApiType, CallResult, Cause, Family, RouteKey, Stat};
 use crate::plan::{Query, reason_dimension};
 use crate::ratelimit::RateLimiter;
 use crate::sdk::{classify, describe};
@@ -107,6 +107,22 @@ impl Detail {
 /// Event counts of one log group: per (api id, stage), per (detail, period start).
 type GroupCounts = HashMap<(String, String), HashMap<(Detail, i64), f64>>;
 
+/// Response latencies of one period: milliseconds → events. Exact, and bounded by the
+/// distinct values (whole milliseconds), not by the event rate.
+type Latencies = BTreeMap<u64, u64>;
+
+/// What one read of a log group gives: the counts, and for a canary's group (read in full)
+/// the latencies per (api id, stage) and period.
+#[derive(Debug, Default)]
+struct GroupRead {
+    counts: GroupCounts,
+    latency: HashMap<(String, String), HashMap<i64, Latencies>>,
+}
+
+/// The longest response latency taken from a log line, in milliseconds: an hour, far past
+/// any integration timeout. A larger value is not a latency API Gateway wrote.
+const MAX_LATENCY_MS: f64 = 3_600_000.0;
+
 impl AccessLogSource {
     pub fn new(
         client: aws_sdk_cloudwatchlogs::Client,
@@ -124,9 +140,16 @@ impl AccessLogSource {
         }
     }
 
-    /// Counts the events of `group` in `window` per stage, detail and period.
-    async fn count(&self, group: &str, window: Window) -> Result<GroupCounts, SourceError> {
-        let mut counts = GroupCounts::new();
+    /// Counts the events of `group` in `window` per stage, detail and period: those the
+    /// filter pattern selects, or every event of a canary's group (`all`), whose latencies
+    /// are kept too.
+    async fn count(
+        &self,
+        group: &str,
+        window: Window,
+        all: bool,
+    ) -> Result<GroupRead, SourceError> {
+        let mut read = GroupRead::default();
         let mut seen = RecentIds::default();
         let mut tokens = PageTokens::default();
         let mut token: Option<String> = None;
@@ -138,7 +161,7 @@ impl AccessLogSource {
                 .log_group_name(group)
                 .start_time(window.start * 1000)
                 .end_time(window.end * 1000)
-                .filter_pattern(&self.filter_pattern)
+                .set_filter_pattern((!all).then(|| self.filter_pattern.clone()))
                 .set_next_token(token.take())
                 .send()
                 .await;
@@ -167,14 +190,26 @@ impl AccessLogSource {
                 {
                     continue;
                 }
-                let Some((api, stage, detail)) = parse_event(message) else {
+                let Some(line) = parse_line(message) else {
                     continue;
                 };
                 let period = (ts / 1000).div_euclid(window.period) * window.period;
-                *counts
-                    .entry((api, stage))
+                let key = (line.api, line.stage);
+                if all && let Some(ms) = line.latency_ms {
+                    *read
+                        .latency
+                        .entry(key.clone())
+                        .or_default()
+                        .entry(period)
+                        .or_default()
+                        .entry(ms)
+                        .or_default() += 1;
+                }
+                *read
+                    .counts
+                    .entry(key)
                     .or_default()
-                    .entry((detail, period))
+                    .entry((line.detail, period))
                     .or_default() += 1.0;
             }
             token = tokens
@@ -184,7 +219,7 @@ impl AccessLogSource {
                     throttled: false,
                 })?;
             if token.is_none() {
-                return Ok(counts);
+                return Ok(read);
             }
         }
     }
@@ -201,6 +236,20 @@ fn answer(
     let empty = HashMap::new();
     let events = stage.unwrap_or(&empty);
     let in_window = |t: i64| t >= window.start && t < window.end;
+    if q.family == Family::CanaryResponses {
+        // Every response of the canary, whatever its status, for the stage only.
+        let mut parts = PartCounts::new();
+        for ((detail, t), n) in events {
+            if in_window(*t) {
+                *parts
+                    .entry((None, detail.cause()))
+                    .or_default()
+                    .entry(*t)
+                    .or_default() += n;
+            }
+        }
+        return split(parts);
+    }
     if q.family.split() {
         let mut parts = PartCounts::new();
         let mut routes = 0usize;
@@ -244,6 +293,49 @@ fn answer(
         }
     }
     Outcome::Points(points.into_iter().collect())
+}
+
+/// The canary latency statistic `stat` of each period in `window`, in milliseconds (the
+/// store scales it like CloudWatch's): percentiles by nearest rank, the smallest latency
+/// at or above which `q` of the period's requests fall.
+fn latency_answer(
+    stat: Stat,
+    periods: Option<&HashMap<i64, Latencies>>,
+    window: Window,
+) -> Outcome {
+    let Some(periods) = periods else {
+        return Outcome::Points(Vec::new());
+    };
+    let mut points: Vec<(i64, f64)> = periods
+        .iter()
+        .filter(|(t, _)| **t >= window.start && **t < window.end)
+        .filter_map(|(t, values)| latency_stat(stat, values).map(|v| (*t, v)))
+        .collect();
+    points.sort_by_key(|(t, _)| *t);
+    Outcome::Points(points)
+}
+
+/// One statistic of a period's latencies; `None` without events.
+fn latency_stat(stat: Stat, values: &Latencies) -> Option<f64> {
+    let count: u64 = values.values().sum();
+    if count == 0 {
+        return None;
+    }
+    match stat {
+        Stat::Sum => Some(values.iter().map(|(ms, n)| *ms as f64 * *n as f64).sum()),
+        Stat::SampleCount => Some(count as f64),
+        Stat::Maximum => values.keys().next_back().map(|ms| *ms as f64),
+        Stat::Percentile(_) => {
+            let q = stat.quantile()?;
+            // Nearest rank: the ⌈q·N⌉-th smallest value (at least the first).
+            let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+            let mut seen = 0;
+            values.iter().find_map(|(ms, n)| {
+                seen += n;
+                (seen >= rank).then_some(*ms as f64)
+            })
+        }
+    }
 }
 
 /// The order events are taken in: by route first.
@@ -293,11 +385,27 @@ fn throttle_reason(response_type: &str) -> &'static str {
     }
 }
 
-/// The (api id, stage, detail) of a JSON access log line; `None` for a line that is not one
-/// (no JSON, no API or stage, no valid status). Field names are the ones the README's log
-/// format uses. Values API Gateway logs as `-` (unset) count as absent; a response type that
-/// API Gateway does not define becomes `other`, so a stray value cannot make a new series.
+/// One access log line, as counting needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub api: String,
+    pub stage: String,
+    pub detail: Detail,
+    /// `$context.responseLatency` in whole milliseconds, when the line carries a valid one.
+    pub latency_ms: Option<u64>,
+}
+
+/// The (api id, stage, detail) of a JSON access log line; `None` for a line that is not one.
 pub fn parse_event(message: &str) -> Option<(String, String, Detail)> {
+    parse_line(message).map(|l| (l.api, l.stage, l.detail))
+}
+
+/// A JSON access log line; `None` for a line that is not one (no JSON, no API or stage, no
+/// valid status). Field names are the ones the README's log format uses. Values API Gateway
+/// logs as `-` (unset) count as absent; a response type that API Gateway does not define
+/// becomes `other`, so a stray value cannot make a new series; a latency that is not a
+/// number from 0 to an hour is left out, the line still counts.
+pub fn parse_line(message: &str) -> Option<Line> {
     let v: serde_json::Value = serde_json::from_str(message).ok()?;
     let text = |field: &str| -> Option<String> {
         let s = v.get(field)?.as_str()?;
@@ -316,17 +424,25 @@ pub fn parse_event(message: &str) -> Option<(String, String, Detail)> {
         Some(t) if RESPONSE_TYPES.contains(&t.as_str()) => t,
         Some(_) => "other".to_string(),
     };
-    Some((
-        text("apiId")?,
-        text("stage")?,
-        Detail {
+    let latency_ms = match v.get("responseLatency") {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|ms| (0.0..=MAX_LATENCY_MS).contains(ms))
+    .map(|ms| ms.round() as u64);
+    Some(Line {
+        api: text("apiId")?,
+        stage: text("stage")?,
+        detail: Detail {
             status,
             response_type,
             resource: text("resourcePath"),
             method: text("httpMethod"),
             route_key: text("routeKey"),
         },
-    ))
+        latency_ms,
+    })
 }
 
 #[async_trait]
@@ -338,11 +454,15 @@ impl MetricSource for AccessLogSource {
             g.dedup();
             g
         };
-        // One read per log group, shared by all the stages that log to it.
-        let mut by_group: HashMap<Arc<str>, Result<GroupCounts, String>> = HashMap::new();
+        // One read per log group, shared by all the stages that log to it; a canary's group
+        // is read in full.
+        let mut by_group: HashMap<Arc<str>, Result<GroupRead, String>> = HashMap::new();
         for group in groups {
-            let counts = self.count(&group, window).await.map_err(|e| e.message);
-            by_group.insert(group, counts);
+            let all = queries
+                .iter()
+                .any(|q| q.family.canary() && q.log_group.as_ref() == Some(&group));
+            let read = self.count(&group, window, all).await.map_err(|e| e.message);
+            by_group.insert(group, read);
         }
         if !by_group.is_empty() && by_group.values().all(Result::is_err) {
             let message = by_group
@@ -362,14 +482,17 @@ impl MetricSource for AccessLogSource {
                 let Some(counts) = q.log_group.as_ref().and_then(|g| by_group.get(g)) else {
                     return Outcome::Failed("NoLogGroup");
                 };
-                let Ok(counts) = counts else {
+                let Ok(read) = counts else {
                     return Outcome::Failed("LogsError");
                 };
                 let stage = (
                     q.labels.api_id.clone(),
                     q.labels.stage.clone().unwrap_or_default(),
                 );
-                answer(q, &self.statuses, counts.get(&stage), window)
+                if q.family == Family::CanaryLatency {
+                    return latency_answer(q.stat, read.latency.get(&stage), window);
+                }
+                answer(q, &self.statuses, read.counts.get(&stage), window)
             })
             .collect())
     }
@@ -439,9 +562,11 @@ mod tests {
             ("$context.resourcePath", "/x"),
             ("$context.httpMethod", "GET"),
             ("$context.routeKey", "-"),
+            ("$context.responseLatency", "1234"),
         ] {
             written = written.replace(variable, value);
         }
+        assert_eq!(parse_line(&written).unwrap().latency_ms, Some(1234));
         let (_, _, d) = parse_event(&written).unwrap();
         assert_eq!(
             (d.status, d.response_type.as_str()),
@@ -520,6 +645,99 @@ mod tests {
         assert_eq!(
             answer(&query(Family::Throttled), &statuses, Some(&events), window),
             Outcome::Points(vec![])
+        );
+    }
+
+    #[test]
+    fn canary_latency_statistics_are_exact() {
+        // 1..=100 ms, once each, plus a 5 s outlier: 101 requests.
+        let mut values = Latencies::new();
+        for ms in 1..=100 {
+            values.insert(ms, 1);
+        }
+        values.insert(5_000, 1);
+        assert_eq!(latency_stat(Stat::SampleCount, &values), Some(101.0));
+        assert_eq!(latency_stat(Stat::Sum, &values), Some(5_050.0 + 5_000.0));
+        assert_eq!(latency_stat(Stat::Maximum, &values), Some(5_000.0));
+        // Nearest rank: ⌈0.5 · 101⌉ = 51st, ⌈0.99 · 101⌉ = 100th smallest.
+        assert_eq!(latency_stat(Stat::Percentile(5000), &values), Some(51.0));
+        assert_eq!(latency_stat(Stat::Percentile(9900), &values), Some(100.0));
+        assert_eq!(latency_stat(Stat::Percentile(9999), &values), Some(5_000.0));
+        assert_eq!(latency_stat(Stat::Percentile(100), &values), Some(2.0));
+        // Repeated values count with their multiplicity.
+        let heavy = Latencies::from([(10, 98), (900, 2)]);
+        assert_eq!(latency_stat(Stat::Percentile(9800), &heavy), Some(10.0));
+        assert_eq!(latency_stat(Stat::Percentile(9900), &heavy), Some(900.0));
+        assert_eq!(latency_stat(Stat::Sum, &Latencies::new()), None);
+        // Periods outside the window are not answered.
+        let window = Window::at(600, 60, 120);
+        let periods = HashMap::from([(480, heavy.clone()), (0, heavy)]);
+        assert_eq!(
+            latency_answer(Stat::SampleCount, Some(&periods), window),
+            Outcome::Points(vec![(480, 100.0)])
+        );
+        assert_eq!(
+            latency_answer(Stat::Sum, None, window),
+            Outcome::Points(vec![])
+        );
+    }
+
+    #[test]
+    fn a_latency_that_is_not_one_is_left_out_and_the_line_still_counts() {
+        let line = |latency: &str| {
+            parse_line(&format!(
+                r#"{{"apiId":"a","stage":"s","status":200,"responseLatency":{latency}}}"#
+            ))
+            .map(|l| l.latency_ms)
+        };
+        assert_eq!(line(r#""87""#), Some(Some(87)));
+        assert_eq!(line("87"), Some(Some(87)));
+        assert_eq!(line("12.6"), Some(Some(13)));
+        assert_eq!(line("0"), Some(Some(0)));
+        for bad in [
+            r#""-""#, "-1", "1e300", r#""NaN""#, r#""inf""#, "null", "[1]", r#""""#, "3600001",
+        ] {
+            assert_eq!(line(bad), Some(None), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_canary_answers_every_status_for_the_stage_only() {
+        let window = Window::at(600, 60, 600);
+        let mut events = HashMap::new();
+        for (status, n) in [(200, 90.0), (500, 8.0), (404, 2.0)] {
+            let detail = Detail {
+                status,
+                response_type: "none".into(),
+                resource: Some("/x".into()),
+                method: Some("GET".into()),
+                route_key: None,
+            };
+            events.insert((detail, 60), n);
+        }
+        // `statuses` selects 5XX only: the canary still counts every response.
+        let statuses = Statuses::new("5xx").unwrap();
+        let Outcome::Split(parts) = answer(
+            &query(Family::CanaryResponses),
+            &statuses,
+            Some(&events),
+            window,
+        ) else {
+            panic!("a split answer");
+        };
+        assert!(parts.iter().all(|p| p.route.is_none()));
+        let mut got: Vec<(String, Vec<(i64, f64)>)> = parts
+            .into_iter()
+            .map(|p| (p.cause.status, p.points))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("200".to_string(), vec![(60, 90.0)]),
+                ("404".to_string(), vec![(60, 2.0)]),
+                ("500".to_string(), vec![(60, 8.0)]),
+            ]
         );
     }
 }
