@@ -26,6 +26,7 @@ const ALERTS: &[&str] = &[
     "ApiGatewayAuthorizerFailing",
     "ApiGatewayIntegrationFailing",
     "ApiGatewayBackendThrottled",
+    "ApiGatewayCanary5xxWorseThanBase",
     "ApiGatewayExporterDown",
     "ApiGatewayExporterCycleFailing",
     "ApiGatewayExporterDataStale",
