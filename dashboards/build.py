@@ -898,6 +898,73 @@ def api():
         8,
     )
 
+    L.row("Canary against base")
+    by_cause = IDENTITY + ", status, response_type"
+
+    def canary(status_re=None):
+        sel = s if status_re is None else f'{s}, status=~"{status_re}"'
+        return f"sum({rate('aws_apigateway_canary_responses_total', sel, by_cause)})"
+
+    CANARY = (
+        " The canary's series come from every event of its own access log group (the stage's"
+        " group with /Canary appended; access_logs.mode filter_log_events); the stage's from"
+        " CloudWatch, which may include the canary's requests, so the stage's line lies"
+        " between the base's and the canary's. Empty while the stage runs no canary."
+    )
+    L.add(
+        timeseries(
+            "Canary traffic share",
+            "The share of the stage's requests the canary release serves: configured"
+            " (canarySettings.percentTraffic) and measured (canary requests over the stage's)."
+            + CANARY,
+            "percentunit",
+            (f"max(aws_apigateway_stage_canary_traffic_percent{{{s}}}) / 100", "configured"),
+            (f"{canary()} / {total('aws_apigateway_requests_total')}", "measured"),
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Canary 5XX ratio",
+            "Share of requests answered 5XX: the canary's beside the stage's."
+            " ApiGatewayCanary5xxWorseThanBase fires when the canary's is 2 points above the"
+            " stage's with at least 0.5 canary requests/s." + CANARY,
+            "percentunit",
+            (f"({canary('5..')} or vector(0)) / {canary()}", "canary"),
+            (f"{total('aws_apigateway_5xx_errors_total')} / {total('aws_apigateway_requests_total')}", "stage"),
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Canary 4XX ratio",
+            "Share of requests answered 4XX (429 included): the canary's beside the stage's."
+            + CANARY,
+            "percentunit",
+            (f"({canary('4..')} or vector(0)) / {canary()}", "canary"),
+            (f"{total('aws_apigateway_4xx_errors_total')} / {total('aws_apigateway_requests_total')}", "stage"),
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Canary p99 latency",
+            "p99 and average response latency: the canary's ($context.responseLatency, exact"
+            " over each settled period's events) beside the stage's (CloudWatch Latency). The"
+            " p99 lines need p99 in latency.statistics." + CANARY,
+            "s",
+            (f'max(aws_apigateway_canary_latency_seconds{{{s}, quantile="0.99"}})', "canary p99"),
+            (f'max(aws_apigateway_latency_seconds{{{s}, quantile="0.99"}})', "stage p99"),
+            (avg("aws_apigateway_canary_latency_seconds"), "canary average"),
+            (avg("aws_apigateway_latency_seconds"), "stage average"),
+        ),
+        12,
+        8,
+    )
+
     L.row("Latency")
     L.add(
         timeseries(

@@ -190,7 +190,6 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
     let group = format!("/aws/apigateway/canary/{tag}");
     let canary_group = format!("{group}/Canary");
     log_group(&group).await;
-    log_group(&canary_group).await;
     common::patch_stage(
         &id,
         "prod",
@@ -223,10 +222,30 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
     // restart.
     let exporter = Exporter::start(&config, &[]);
     exporter.wait_ready(WAIT);
-    exporter.scrape_until(WAIT, |m| {
+    // The canary's group does not exist until the canary logs: nothing to count, and no
+    // failure either (every cycle succeeds).
+    let m = exporter.scrape_until(WAIT, |m| {
+        let cycles: f64 = m
+            .find("aws_apigateway_exporter_cycle_duration_seconds_count", &[])
+            .iter()
+            .map(|s| s.value)
+            .sum();
+        cycles >= 3.0
+    });
+    assert!(
         !m.find("aws_apigateway_stage_info", &[("api_id", &id)])
             .is_empty()
-    });
+    );
+    assert_eq!(m.value("aws_apigateway_exporter_up", &[]), Some(1.0));
+    assert_eq!(
+        m.value(
+            "aws_apigateway_exporter_aws_requests_total",
+            &[("operation", "FilterLogEvents"), ("result", "error")]
+        ),
+        Some(0.0)
+    );
+    assert!(canary_responses(&m, &id).is_empty());
+    log_group(&canary_group).await;
 
     // Three minutes up to the current one, the same in each, so the settled minute that the
     // quantile gauges show has this mix whenever the test scrapes: per minute the canary

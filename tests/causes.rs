@@ -179,7 +179,7 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
     log_group(&rest_group).await;
     log_group(&http_group).await;
     let arn = |g: &str| format!("arn:aws:logs:us-east-1:000000000000:log-group:{g}");
-    let format = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
+    let format = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseLatency":"$context.responseLatency","responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
     for stage in ["prod", "beta"] {
         common::patch_stage(
             &rest_id,

@@ -147,6 +147,7 @@ async fn over_a_simulated_hour_the_incidents_fire_and_resolve() {
         (vec![], vec![], vec![], vec![]);
     let webhooks = [("api_name", "webhooks"), ("stage", "prod")];
     let mut max_outside: f64 = 0.0;
+    let mut canary_worse = Vec::new();
     for _ in 0..60 {
         sim.clock.advance(60);
         sim.poller.cycle().await;
@@ -213,6 +214,19 @@ async fn over_a_simulated_hour_the_incidents_fire_and_resolve() {
         timeouts.push(cause(&reports, "INTEGRATION_TIMEOUT") > 0.005);
         failing.push(cause(&payments, "INTEGRATION_FAILURE") > 0.01);
         authorizer.push(cause(&webhooks, "AUTHORIZER_FAILURE") > 0.005);
+        // The canary alert's signal: the canary's 5XX ratio (every canary response counted)
+        // minus the stage's, with its traffic guard.
+        let canary_total = |m: &Metrics, status: Option<&str>| {
+            m.find("aws_apigateway_canary_responses_total", &payments)
+                .iter()
+                .filter(|s| status.is_none_or(|p| s.labels["status"].starts_with(p)))
+                .map(|s| s.value)
+                .sum::<f64>()
+        };
+        let canary_requests = canary_total(&now, None) - canary_total(&previous, None);
+        let canary_ratio =
+            (canary_total(&now, Some("5")) - canary_total(&previous, Some("5"))) / canary_requests;
+        canary_worse.push(canary_requests / 60.0 >= 0.5 && canary_ratio - ratio > 0.02);
         let function = [("function_name", "chat-handler")];
         let throttles = delta("aws_lambda_throttles_total", &function);
         lambda_throttled.push(
@@ -262,6 +276,11 @@ async fn over_a_simulated_hour_the_incidents_fire_and_resolve() {
         ("integration failures above 1 %", &failing, 8),
         ("authorizer failures above 0.5 %", &authorizer, 8),
         ("Lambda throttles above 1 %", &lambda_throttled, 6),
+        (
+            "the canary's 5XX ratio 2 points above the stage's",
+            &canary_worse,
+            15,
+        ),
     ] {
         assert!(longest_run(flags) >= at_least, "{name}: {flags:?}");
     }
@@ -274,6 +293,7 @@ async fn over_a_simulated_hour_the_incidents_fire_and_resolve() {
         &failing,
         &authorizer,
         &lambda_throttled,
+        &canary_worse,
     ] {
         assert!(
             flags.iter().filter(|f| !**f).count() >= 20,

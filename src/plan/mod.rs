@@ -823,6 +823,49 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_is_read_from_its_own_access_log_group_and_only_there() {
+        let mut a = api("r", ApiType::Rest, &[("prod", false), ("beta", false)]);
+        for s in &mut a.stages {
+            s.access_log_group = Some(format!("/logs/{}", s.name));
+        }
+        a.stages[0].canary = Some(crate::inventory::Canary {
+            percent: 10.0,
+            deployment_id: "d2".into(),
+            use_stage_cache: false,
+        });
+        let log_events = PlanOptions {
+            access_logs: Some(AccessLogs::LogEvents { log_group: None }),
+            ..opts()
+        };
+        let p = plan_target(&inv(vec![a.clone()]), &log_events);
+        let canary: Vec<&Query> = p.queries.iter().filter(|q| q.family.canary()).collect();
+        // Responses (Sum) and latency (Sum, SampleCount, p50, p90, p99, Maximum), prod only.
+        assert_eq!(canary.len(), 7);
+        assert!(canary.iter().all(|q| {
+            q.log_group.as_deref() == Some("/logs/prod/Canary")
+                && q.labels.stage.as_deref() == Some("prod")
+                && q.answer() == Answer::Logs
+        }));
+        // Every access-log query comes after the metric queries, in one batch.
+        let ranges = p.batch_ranges();
+        assert!(ranges.last().is_some_and(|r| r.end == p.queries.len()));
+        // Without reading events (a metric filter), or without the stage's access logging,
+        // there is nothing to read the canary from.
+        let metric_filter = PlanOptions {
+            access_logs: Some(AccessLogs::MetricFilter {
+                namespace: Arc::from("Logs"),
+                metric: Arc::from("Throttled"),
+            }),
+            ..opts()
+        };
+        let p = plan_target(&inv(vec![a.clone()]), &metric_filter);
+        assert!(!p.queries.iter().any(|q| q.family.canary()));
+        a.stages[0].access_log_group = None;
+        let p = plan_target(&inv(vec![a]), &log_events);
+        assert!(!p.queries.iter().any(|q| q.family.canary()));
+    }
+
+    #[test]
     fn cost_is_metrics_requested_times_price() {
         let c = cost(1000, 2, Duration::from_secs(60), 0.01);
         assert_eq!(c.cycles_per_month, 43_200.0);

@@ -171,6 +171,16 @@ impl AccessLogSource {
                         .aws_call("logs", "FilterLogEvents", CallResult::Success);
                     out
                 }
+                // A canary that has not logged yet may have no group yet: nothing to count.
+                Err(e)
+                    if all
+                        && e.as_service_error()
+                            .is_some_and(|se| se.is_resource_not_found_exception()) =>
+                {
+                    self.metrics
+                        .aws_call("logs", "FilterLogEvents", CallResult::Success);
+                    return Ok(read);
+                }
                 Err(e) => {
                     let class = classify(&e);
                     self.metrics.aws_call("logs", "FilterLogEvents", class);
