@@ -13,7 +13,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use common::{Datum, Exporter, Metrics, create_rest_api, emulator_config, now_secs, put, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -111,27 +110,11 @@ async fn a_canary_is_exported_while_it_exists_and_leaves_with_a_rollback() {
     );
 }
 
-/// Creates a log group with one stream `s`.
-async fn log_group(name: &str) {
-    let logs = common::logs();
-    logs.create_log_group()
-        .log_group_name(name)
-        .send()
-        .await
-        .expect("CreateLogGroup");
-    logs.create_log_stream()
-        .log_group_name(name)
-        .log_stream_name("s")
-        .send()
-        .await
-        .expect("CreateLogStream");
-}
-
 /// Writes access log lines `(minute start, status, response type, latency)` into `group`.
 async fn put_lines(group: &str, api: &str, lines: &[(i64, u16, &str, &str)]) {
     let mut lines = lines.to_vec();
     lines.sort_by_key(|l| l.0);
-    let events: Vec<InputLogEvent> = lines
+    let events: Vec<(i64, String)> = lines
         .iter()
         .enumerate()
         .map(|(i, (at, status, response_type, latency))| {
@@ -145,21 +128,10 @@ async fn put_lines(group: &str, api: &str, lines: &[(i64, u16, &str, &str)]) {
                 .replace("$context.resourcePath", "/")
                 .replace("$context.httpMethod", "GET")
                 .replace("$context.routeKey", "-");
-            InputLogEvent::builder()
-                .timestamp(at * 1000 + 1_000 + i as i64)
-                .message(line)
-                .build()
-                .expect("log event")
+            (at * 1000 + 1_000 + i as i64, line)
         })
         .collect();
-    common::logs()
-        .put_log_events()
-        .log_group_name(group)
-        .log_stream_name("s")
-        .set_log_events(Some(events))
-        .send()
-        .await
-        .expect("PutLogEvents");
+    common::put_events(group, &events).await;
 }
 
 /// The canary's responses on `/metrics`, by status.
@@ -189,7 +161,7 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
         .expect("CreateDeployment with canary settings");
     let group = format!("/aws/apigateway/canary/{tag}");
     let canary_group = format!("{group}/Canary");
-    log_group(&group).await;
+    common::log_group(&group).await;
     common::patch_stage(
         &id,
         "prod",
@@ -245,7 +217,7 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
         Some(0.0)
     );
     assert!(canary_responses(&m, &id).is_empty());
-    log_group(&canary_group).await;
+    common::log_group(&canary_group).await;
 
     // Three minutes up to the current one, the same in each, so the settled minute that the
     // quantile gauges show has this mix whenever the test scrapes: per minute the canary

@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use common::{
     Exporter, Metrics, create_rest_api, create_v2_api, emulator_config, now_secs, unique,
 };
@@ -85,44 +84,16 @@ impl Line {
     }
 }
 
-async fn log_group(name: &str) {
-    let logs = common::logs();
-    logs.create_log_group()
-        .log_group_name(name)
-        .send()
-        .await
-        .unwrap();
-    logs.create_log_stream()
-        .log_group_name(name)
-        .log_stream_name("s1")
-        .send()
-        .await
-        .unwrap();
-}
-
 /// Writes `lines` into `group`, each at its minute (plus a few ms, in order).
 async fn put_lines(group: &str, lines: &[Line], base: i64) {
     let mut lines: Vec<&Line> = lines.iter().collect();
     lines.sort_by_key(|l| l.minute);
-    let events: Vec<InputLogEvent> = lines
+    let events: Vec<(i64, String)> = lines
         .iter()
         .enumerate()
-        .map(|(i, l)| {
-            InputLogEvent::builder()
-                .timestamp((base + l.minute * 60) * 1000 + 1_000 + i as i64)
-                .message(l.json())
-                .build()
-                .unwrap()
-        })
+        .map(|(i, l)| ((base + l.minute * 60) * 1000 + 1_000 + i as i64, l.json()))
         .collect();
-    common::logs()
-        .put_log_events()
-        .log_group_name(group)
-        .log_stream_name("s1")
-        .set_log_events(Some(events))
-        .send()
-        .await
-        .unwrap();
+    common::put_events(group, &events).await;
 }
 
 /// Every responses series of `apis` on `/metrics`, keyed by name and the labels the test
@@ -176,8 +147,8 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
     // Both REST stages log to one group (one read serves both); the HTTP API to its own.
     let rest_group = format!("/aws/apigateway/causes/{tag}");
     let http_group = format!("/aws/apigateway/causes-http/{tag}");
-    log_group(&rest_group).await;
-    log_group(&http_group).await;
+    common::log_group(&rest_group).await;
+    common::log_group(&http_group).await;
     let arn = |g: &str| format!("arn:aws:logs:us-east-1:000000000000:log-group:{g}");
     let format = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseLatency":"$context.responseLatency","responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
     for stage in ["prod", "beta"] {

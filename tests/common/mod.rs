@@ -208,6 +208,45 @@ pub struct Datum<'a> {
     pub value: f64,
 }
 
+/// Creates a CloudWatch Logs group with one stream, `s1`, to write access log lines into.
+pub async fn log_group(name: &str) {
+    let logs = logs();
+    logs.create_log_group()
+        .log_group_name(name)
+        .send()
+        .await
+        .expect("CreateLogGroup");
+    logs.create_log_stream()
+        .log_group_name(name)
+        .log_stream_name("s1")
+        .send()
+        .await
+        .expect("CreateLogStream");
+}
+
+/// Writes `(timestamp in ms, message)` events, in timestamp order, into a group made by
+/// [`log_group`].
+pub async fn put_events(group: &str, events: &[(i64, String)]) {
+    let events: Vec<aws_sdk_cloudwatchlogs::types::InputLogEvent> = events
+        .iter()
+        .map(|(ms, message)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(*ms)
+                .message(message)
+                .build()
+                .expect("log event")
+        })
+        .collect();
+    logs()
+        .put_log_events()
+        .log_group_name(group)
+        .log_stream_name("s1")
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("PutLogEvents");
+}
+
 /// Puts datapoints into `AWS/ApiGateway`.
 pub async fn put(data: &[Datum<'_>]) {
     put_in("AWS/ApiGateway", data).await;
