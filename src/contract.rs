@@ -277,7 +277,7 @@ pub const CANARY_LATENCY: Def = def(
     "s",
     Stage,
     &[],
-    "Response latency of a REST stage's canary requests ($context.responseLatency in the canary's access log group). Quantiles are exact over the latest settled period's events (nearest rank), as the stage's latency quantiles are CloudWatch's over the same period; _sum and _count are counters; polled, not live.",
+    "Response latency of a REST stage's canary requests ($context.responseLatency in the canary's access log group). Quantiles are exact over the latest settled period's events (nearest rank), as the stage's latency quantiles are CloudWatch's over the same period; _sum and _count are counters of the lines that carry a latency; polled, not live.",
 );
 pub const CANARY_LATENCY_MAX: Def = def(
     "aws_apigateway_canary_latency_max_seconds",

@@ -14,7 +14,7 @@
 //! | 40–58 | `reports` (REST) `prod` | integration latency climbs to 98 % of the 29 s timeout |
 //! | 45–55 | `chat` (WebSocket) `production` | integration errors at 20 % of messages, its Lambda function throttled |
 //! | 20–32 | `webhooks` (HTTP) `prod` | the authorizer fails for 3 % of requests (500) |
-//! | 25–45 | `payments` (REST) `prod` canary (10 % of requests) | 8 % of the canary's requests fail (500), its latency nearly doubles; the base stays healthy |
+//! | 25–45 | `payments` (REST) `prod` canary (10 % of requests) | 8 % of the canary's requests fail (mostly 502 from its Lambda), its latency nearly doubles; the base stays healthy |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,8 +76,9 @@ pub const AUTHORIZER_FAILURES: Incident = Incident {
 };
 
 /// payments' canary deployment regresses: 8 % of the canary's requests fail and its latency
-/// nearly doubles, while the base stays healthy (ApiGatewayCanary5xxWorseThanBase). The
-/// stage's own series include the canary's requests, so they move a little too.
+/// nearly doubles, while the base stays healthy (ApiGatewayCanary5xxWorseThanBase). The demo
+/// takes the stage's own series to include the canary's requests (the likelier reading of
+/// AWS's guide), so they move a little too.
 pub const CANARY_REGRESSION: Incident = Incident {
     api: "payments",
     minutes: 25..45,

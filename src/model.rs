@@ -26,21 +26,7 @@ pub fn access_log_gaps(format: &str, api_type: ApiType) -> Vec<String> {
     if !format.trim_start().starts_with('{') {
         return vec!["JSON (the format is not a JSON object: use the README's format)".into()];
     }
-    // `"field": $context.variable` or `"field": "$context.variable"`.
-    let fields: Vec<(String, bool, String)> =
-        regex::Regex::new(r#""([A-Za-z0-9_]+)"\s*:\s*("?)\$context\.([A-Za-z0-9_.]+)"#)
-            .map(|re| {
-                re.captures_iter(format)
-                    .map(|c| (c[1].to_string(), !c[2].is_empty(), c[3].to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-    let has = |field: &str, variable: &str| {
-        fields
-            .iter()
-            .find(|(f, _, v)| f == field && v == variable)
-            .map(|(_, quoted, _)| *quoted)
-    };
+    let has = |field: &str, variable: &str| log_field(format, field, variable);
     let mut gaps = Vec::new();
     for (field, variable) in [
         ("apiId", "apiId"),
@@ -72,12 +58,22 @@ pub fn access_log_gaps(format: &str, api_type: ApiType) -> Vec<String> {
             ));
         }
     }
-    if api_type == ApiType::Rest && has("responseLatency", "responseLatency").is_none() {
-        gaps.push(
-            "\"responseLatency\":\"$context.responseLatency\" (for a canary's latency)".into(),
-        );
-    }
     gaps
+}
+
+/// Whether a JSON access log format has `"field": $context.variable` (`Some(false)`) or
+/// `"field": "$context.variable"` (`Some(true)`, quoted), or not (`None`).
+fn log_field(format: &str, field: &str, variable: &str) -> Option<bool> {
+    let re =
+        regex::Regex::new(r#""([A-Za-z0-9_]+)"\s*:\s*("?)\$context\.([A-Za-z0-9_.]+)"#).ok()?;
+    re.captures_iter(format)
+        .find(|c| &c[1] == field && &c[3] == variable)
+        .map(|c| !c[2].is_empty())
+}
+
+/// Whether a format carries `responseLatency`, which a canary release's latency needs.
+pub fn logs_latency(format: &str) -> bool {
+    log_field(format, "responseLatency", "responseLatency").is_some()
 }
 
 /// The outcome of one AWS call, as the self-metrics' `result` label says it.
@@ -693,8 +689,9 @@ mod tests {
         assert_eq!(gaps.len(), 1, "{gaps:?}");
         assert!(gaps[0].contains("as a number"), "{gaps:?}");
         let gaps = access_log_gaps(quoted, ApiType::Rest);
-        assert_eq!(gaps.len(), 4, "{gaps:?}");
-        assert!(gaps[3].contains("responseLatency"), "{gaps:?}");
+        assert_eq!(gaps.len(), 3, "{gaps:?}");
+        assert!(logs_latency(ACCESS_LOG_FORMAT));
+        assert!(!logs_latency(quoted));
         let wrong = r#"{"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseType":"$context.error.message"}"#;
         let gaps = access_log_gaps(wrong, ApiType::Websocket);
         assert!(

@@ -223,7 +223,8 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
     // quantile gauges show has this mix whenever the test scrapes: per minute the canary
     // answers 17 requests, 3 of them 500s; latencies 10..=160 ms by tens and one of 2.5 s.
     // The stage's CloudWatch series count 80 requests and 4 5XX a minute, the canary's among
-    // them, and its access log group has every 5XX, the canary's too.
+    // them. Its access log group has its own requests (3 500s and a 504 a minute among 200s)
+    // and, as AWS writes them to both groups, every canary request too.
     let now = (now_secs() / 60) * 60;
     let minutes = [now - 120, now - 60, now];
     let mut canary = Vec::new();
@@ -239,9 +240,13 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
             production.push((at, 500, "-", "15"));
         }
         production.push((at, 504, "INTEGRATION_TIMEOUT", "29000"));
+        for _ in 0..5 {
+            production.push((at, 200, "-", "40"));
+        }
     }
     // A canary line whose latency API Gateway left unset still counts as a response.
     canary.push((now - 60, 404, "-", "-"));
+    production.extend(canary.iter().cloned());
     put_lines(&canary_group, &id, &canary).await;
     put_lines(&group, &id, &production).await;
     let dims = [("ApiName", name.as_str()), ("Stage", "prod")];
@@ -292,14 +297,18 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
         one("aws_apigateway_canary_latency_max_seconds", &[]),
         Some(2.5)
     );
-    // The stage's own series stay what CloudWatch and the stage's log group say: the
-    // canary's counts are never added to them, nor theirs to the canary's.
+    // The stage's own series stay what CloudWatch and the stage's log group say (its 500s
+    // and the canary's, 9 each): the canary's counts are never added to them again, nor
+    // theirs to the canary's.
     assert_eq!(one("aws_apigateway_5xx_errors_total", &[]), Some(12.0));
-    let stage_500 = one(
-        "aws_apigateway_responses_total",
-        &[("status", "500"), ("response_type", "none")],
-    );
-    assert_eq!(stage_500, Some(9.0));
+    let stage = |status: &str| {
+        one(
+            "aws_apigateway_responses_total",
+            &[("status", status), ("response_type", "none")],
+        )
+    };
+    assert_eq!(stage("500"), Some(18.0));
+    assert_eq!(stage("404"), Some(1.0));
     assert_eq!(
         one(
             "aws_apigateway_responses_total",
@@ -317,15 +326,12 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
     );
 
     // Late canary events in a minute already counted add exactly what they are.
-    put_lines(
-        &canary_group,
-        &id,
-        &[
-            (now - 120, 502, "INTEGRATION_FAILURE", "31"),
-            (now - 120, 200, "-", "12"),
-        ],
-    )
-    .await;
+    let late = [
+        (now - 120, 502, "INTEGRATION_FAILURE", "31"),
+        (now - 120, 200, "-", "12"),
+    ];
+    put_lines(&canary_group, &id, &late).await;
+    put_lines(&group, &id, &late).await;
     let mut want = want;
     *want.entry("200".into()).or_default() += 1.0;
     want.insert("502".into(), 1.0);
@@ -364,5 +370,40 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
     assert_eq!(
         m.value("aws_apigateway_requests_total", &[("api_id", &id)]),
         Some(240.0)
+    );
+
+    // A rollback removes the canary settings: the canary's series leave with the next
+    // discovery, the stage's stay.
+    common::apigateway()
+        .update_stage()
+        .rest_api_id(&id)
+        .stage_name("prod")
+        .patch_operations(
+            aws_sdk_apigateway::types::PatchOperation::builder()
+                .op(aws_sdk_apigateway::types::Op::Remove)
+                .path("/canarySettings")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateStage remove /canarySettings");
+    let m = exporter.scrape_until(WAIT, |m| {
+        m.find(
+            "aws_apigateway_canary_latency_seconds_count",
+            &[("api_id", &id)],
+        )
+        .is_empty()
+    });
+    assert!(canary_responses(&m, &id).is_empty());
+    assert_eq!(
+        m.value(
+            "aws_apigateway_responses_total",
+            &[
+                ("api_id", &id),
+                ("status", "500"),
+                ("response_type", "none")
+            ]
+        ),
+        Some(18.0)
     );
 }

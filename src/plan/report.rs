@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{AccessLogs, PlanOptions, TargetPlan, cost};
 use crate::inventory::{Stage, TargetInventory};
-use crate::model::{ApiType, access_log_gaps};
+use crate::model::{ApiType, access_log_gaps, logs_latency};
 
 /// The human-readable plan `check-config` prints.
 pub fn describe(
@@ -245,16 +245,21 @@ fn signals(stage: &Stage, api_type: ApiType, opts: &PlanOptions) -> String {
     if let Some(c) = &stage.canary {
         let source = match (&opts.access_logs, &stage.access_log_group) {
             (Some(AccessLogs::LogEvents { .. }), Some(g)) => {
+                let latency = match &stage.access_log_format {
+                    Some(f) if !logs_latency(f) => {
+                        " (no latency: the format lacks \"responseLatency\":\"$context.responseLatency\")"
+                    }
+                    _ => "",
+                };
                 format!(
-                    "compared from every event of {}",
+                    "compared from every event of {}{latency}",
                     super::canary_log_group(g)
                 )
             }
             (Some(AccessLogs::LogEvents { .. }), None) => {
                 "not compared (the stage writes no access logs, so the canary has none)".to_string()
             }
-            _ => "not compared (its access logs are read with access_logs.mode filter_log_events)"
-                .to_string(),
+            _ => "not compared (needs access_logs.mode filter_log_events)".to_string(),
         };
         parts.push(format!(
             "canary: {} % of requests to deployment {}, {source}",

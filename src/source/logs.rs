@@ -37,6 +37,8 @@ pub struct AccessLogSource {
     statuses: Statuses,
     metrics: SelfMetrics,
     pace: RateLimiter,
+    /// Canary log groups found missing, each logged once until it appears.
+    missing: std::sync::Mutex<HashSet<String>>,
 }
 
 /// The event ids of the last [`RecentIds::CAPACITY`] events read: a duplicate can only come
@@ -111,12 +113,35 @@ type GroupCounts = HashMap<(String, String), HashMap<(Detail, i64), f64>>;
 /// distinct values (whole milliseconds), not by the event rate.
 type Latencies = BTreeMap<u64, u64>;
 
+/// The latencies of one period. Sum and count make the counters of every period read; the
+/// values themselves (for the quantile and maximum gauges, which the store keeps only from
+/// the window's `keep_from`) are kept only for those periods, so a catch-up read over hours
+/// holds three numbers for each older period.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct PeriodLatency {
+    sum_ms: f64,
+    count: u64,
+    max_ms: u64,
+    values: Option<Latencies>,
+}
+
+impl PeriodLatency {
+    fn add(&mut self, ms: u64, keep_value: bool) {
+        self.sum_ms += ms as f64;
+        self.count += 1;
+        self.max_ms = self.max_ms.max(ms);
+        if keep_value {
+            *self.values.get_or_insert_default().entry(ms).or_default() += 1;
+        }
+    }
+}
+
 /// What one read of a log group gives: the counts, and for a canary's group (read in full)
 /// the latencies per (api id, stage) and period.
 #[derive(Debug, Default)]
 struct GroupRead {
     counts: GroupCounts,
-    latency: HashMap<(String, String), HashMap<i64, Latencies>>,
+    latency: HashMap<(String, String), HashMap<i64, PeriodLatency>>,
 }
 
 /// The longest response latency taken from a log line, in milliseconds: an hour, far past
@@ -137,17 +162,20 @@ impl AccessLogSource {
             statuses,
             metrics,
             pace: RateLimiter::new(rate),
+            missing: std::sync::Mutex::default(),
         }
     }
 
     /// Counts the events of `group` in `window` per stage, detail and period: those the
-    /// filter pattern selects, or every event of a canary's group (`all`), whose latencies
-    /// are kept too.
+    /// filter pattern selects, or every event (`all`: a canary reads it), whose latencies are
+    /// kept too. A group only canaries read (`canary`) that does not exist yet holds nothing
+    /// to count.
     async fn count(
         &self,
         group: &str,
         window: Window,
         all: bool,
+        canary: bool,
     ) -> Result<GroupRead, SourceError> {
         let mut read = GroupRead::default();
         let mut seen = RecentIds::default();
@@ -172,13 +200,21 @@ impl AccessLogSource {
                     out
                 }
                 // A canary that has not logged yet may have no group yet: nothing to count.
+                // Logged once, as the group may also never come (API Gateway's logging role
+                // cannot create it).
                 Err(e)
-                    if all
+                    if canary
                         && e.as_service_error()
                             .is_some_and(|se| se.is_resource_not_found_exception()) =>
                 {
                     self.metrics
                         .aws_call("logs", "FilterLogEvents", CallResult::Success);
+                    if self.note_missing(group, true) {
+                        warn!(
+                            log_group = group,
+                            "the canary's access log group does not exist (yet): nothing to count until API Gateway writes a canary request there"
+                        );
+                    }
                     return Ok(read);
                 }
                 Err(e) => {
@@ -206,14 +242,12 @@ impl AccessLogSource {
                 let period = (ts / 1000).div_euclid(window.period) * window.period;
                 let key = (line.api, line.stage);
                 if all && let Some(ms) = line.latency_ms {
-                    *read
-                        .latency
+                    read.latency
                         .entry(key.clone())
                         .or_default()
                         .entry(period)
                         .or_default()
-                        .entry(ms)
-                        .or_default() += 1;
+                        .add(ms, period >= window.keep_from);
                 }
                 *read
                     .counts
@@ -229,8 +263,26 @@ impl AccessLogSource {
                     throttled: false,
                 })?;
             if token.is_none() {
+                if canary {
+                    self.note_missing(group, false);
+                }
                 return Ok(read);
             }
+        }
+    }
+}
+
+impl AccessLogSource {
+    /// Records whether `group` is missing; true when it just went missing.
+    fn note_missing(&self, group: &str, missing: bool) -> bool {
+        let Ok(mut set) = self.missing.lock() else {
+            return false;
+        };
+        if missing {
+            set.insert(group.to_string())
+        } else {
+            set.remove(group);
+            false
         }
     }
 }
@@ -310,7 +362,7 @@ fn answer(
 /// at or above which `q` of the period's requests fall.
 fn latency_answer(
     stat: Stat,
-    periods: Option<&HashMap<i64, Latencies>>,
+    periods: Option<&HashMap<i64, PeriodLatency>>,
     window: Window,
 ) -> Outcome {
     let Some(periods) = periods else {
@@ -325,22 +377,24 @@ fn latency_answer(
     Outcome::Points(points)
 }
 
-/// One statistic of a period's latencies; `None` without events.
-fn latency_stat(stat: Stat, values: &Latencies) -> Option<f64> {
-    let count: u64 = values.values().sum();
-    if count == 0 {
+/// One statistic of a period's latencies; `None` without events, and for a gauge of a
+/// period whose values were not kept.
+fn latency_stat(stat: Stat, p: &PeriodLatency) -> Option<f64> {
+    if p.count == 0 {
         return None;
     }
     match stat {
-        Stat::Sum => Some(values.iter().map(|(ms, n)| *ms as f64 * *n as f64).sum()),
-        Stat::SampleCount => Some(count as f64),
-        Stat::Maximum => values.keys().next_back().map(|ms| *ms as f64),
-        Stat::Percentile(_) => {
-            let q = stat.quantile()?;
-            // Nearest rank: the ⌈q·N⌉-th smallest value (at least the first).
-            let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+        Stat::Sum => Some(p.sum_ms),
+        Stat::SampleCount => Some(p.count as f64),
+        Stat::Maximum => p.values.as_ref().map(|_| p.max_ms as f64),
+        Stat::Percentile(hundredths) => {
+            // Nearest rank: the ⌈q·N⌉-th smallest value (at least the first), in integers
+            // (q is in hundredths of a percent), so no rank is off by rounding.
+            let rank = (u64::from(hundredths) * p.count)
+                .div_ceil(10_000)
+                .clamp(1, p.count);
             let mut seen = 0;
-            values.iter().find_map(|(ms, n)| {
+            p.values.as_ref()?.iter().find_map(|(ms, n)| {
                 seen += n;
                 (seen >= rank).then_some(*ms as f64)
             })
@@ -468,10 +522,19 @@ impl MetricSource for AccessLogSource {
         // is read in full.
         let mut by_group: HashMap<Arc<str>, Result<GroupRead, String>> = HashMap::new();
         for group in groups {
-            let all = queries
-                .iter()
-                .any(|q| q.family.canary() && q.log_group.as_ref() == Some(&group));
-            let read = self.count(&group, window, all).await.map_err(|e| e.message);
+            // A canary's group is read in full; usually only canary queries read it (AWS
+            // names it after the stage's), but a stage may log there too.
+            let readers = || {
+                queries
+                    .iter()
+                    .filter(|q| q.log_group.as_ref() == Some(&group))
+            };
+            let all = readers().any(|q| q.family.canary());
+            let canary = readers().all(|q| q.family.canary());
+            let read = self
+                .count(&group, window, all, canary)
+                .await
+                .map_err(|e| e.message);
             by_group.insert(group, read);
         }
         if !by_group.is_empty() && by_group.values().all(Result::is_err) {
@@ -661,11 +724,18 @@ mod tests {
     #[test]
     fn canary_latency_statistics_are_exact() {
         // 1..=100 ms, once each, plus a 5 s outlier: 101 requests.
-        let mut values = Latencies::new();
-        for ms in 1..=100 {
-            values.insert(ms, 1);
-        }
-        values.insert(5_000, 1);
+        let period = |values: &[(u64, u64)], keep: bool| {
+            let mut p = PeriodLatency::default();
+            for (ms, n) in values {
+                for _ in 0..*n {
+                    p.add(*ms, keep);
+                }
+            }
+            p
+        };
+        let mut spread: Vec<(u64, u64)> = (1..=100).map(|ms| (ms, 1)).collect();
+        spread.push((5_000, 1));
+        let values = period(&spread, true);
         assert_eq!(latency_stat(Stat::SampleCount, &values), Some(101.0));
         assert_eq!(latency_stat(Stat::Sum, &values), Some(5_050.0 + 5_000.0));
         assert_eq!(latency_stat(Stat::Maximum, &values), Some(5_000.0));
@@ -675,10 +745,20 @@ mod tests {
         assert_eq!(latency_stat(Stat::Percentile(9999), &values), Some(5_000.0));
         assert_eq!(latency_stat(Stat::Percentile(100), &values), Some(2.0));
         // Repeated values count with their multiplicity.
-        let heavy = Latencies::from([(10, 98), (900, 2)]);
+        let heavy = period(&[(10, 98), (900, 2)], true);
         assert_eq!(latency_stat(Stat::Percentile(9800), &heavy), Some(10.0));
         assert_eq!(latency_stat(Stat::Percentile(9900), &heavy), Some(900.0));
-        assert_eq!(latency_stat(Stat::Sum, &Latencies::new()), None);
+        assert_eq!(latency_stat(Stat::Sum, &PeriodLatency::default()), None);
+        // A rank a float product would miss: p1.7 of 3,000 is exactly the 51st.
+        let ranks = period(&(1..=3_000).map(|ms| (ms, 1)).collect::<Vec<_>>(), true);
+        assert_eq!(latency_stat(Stat::Percentile(170), &ranks), Some(51.0));
+        // A period before the window's keep_from keeps its sum and count, no gauges.
+        let old = period(&[(10, 98), (900, 2)], false);
+        assert_eq!(old.values, None);
+        assert_eq!(latency_stat(Stat::Sum, &old), Some(980.0 + 1_800.0));
+        assert_eq!(latency_stat(Stat::SampleCount, &old), Some(100.0));
+        assert_eq!(latency_stat(Stat::Maximum, &old), None);
+        assert_eq!(latency_stat(Stat::Percentile(9900), &old), None);
         // Periods outside the window are not answered.
         let window = Window::at(600, 60, 120);
         let periods = HashMap::from([(480, heavy.clone()), (0, heavy)]);
