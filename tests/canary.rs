@@ -33,6 +33,23 @@ fn canary(m: &common::Metrics, api_id: &str) -> Vec<(String, String, f64)> {
     .collect()
 }
 
+/// Rolls a canary back: removes the stage's canary settings.
+async fn roll_back(api_id: &str, stage: &str) {
+    common::apigateway()
+        .update_stage()
+        .rest_api_id(api_id)
+        .stage_name(stage)
+        .patch_operations(
+            aws_sdk_apigateway::types::PatchOperation::builder()
+                .op(aws_sdk_apigateway::types::Op::Remove)
+                .path("/canarySettings")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateStage remove /canarySettings");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_is_exported_while_it_exists_and_leaves_with_a_rollback() {
     let tag = unique("cn");
@@ -89,18 +106,7 @@ async fn a_canary_is_exported_while_it_exists_and_leaves_with_a_rollback() {
     assert_eq!(s.labels.get("api_type").map(String::as_str), Some("rest"));
 
     // Rolling back removes the canary settings; the series leaves with the next discovery.
-    gw.update_stage()
-        .rest_api_id(&id)
-        .stage_name("prod")
-        .patch_operations(
-            aws_sdk_apigateway::types::PatchOperation::builder()
-                .op(aws_sdk_apigateway::types::Op::Remove)
-                .path("/canarySettings")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("UpdateStage remove /canarySettings");
+    roll_back(&id, "prod").await;
     let m = exporter.scrape_until(WAIT, |m| canary(m, &id).is_empty());
     assert_eq!(
         m.find("aws_apigateway_stage_info", &[("api_id", &id)])
@@ -374,19 +380,7 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
 
     // A rollback removes the canary settings: the canary's series leave with the next
     // discovery, the stage's stay.
-    common::apigateway()
-        .update_stage()
-        .rest_api_id(&id)
-        .stage_name("prod")
-        .patch_operations(
-            aws_sdk_apigateway::types::PatchOperation::builder()
-                .op(aws_sdk_apigateway::types::Op::Remove)
-                .path("/canarySettings")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("UpdateStage remove /canarySettings");
+    roll_back(&id, "prod").await;
     let m = exporter.scrape_until(WAIT, |m| {
         m.find(
             "aws_apigateway_canary_latency_seconds_count",
