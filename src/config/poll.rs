@@ -180,7 +180,7 @@ impl PollConfig {
         settle: Settle,
         max_backfill: Backfill,
     ) -> Result<PollConfig, KeyError> {
-        if period.as_secs() % 60 != 0 || period.subsec_nanos() != 0 {
+        if !period.as_secs().is_multiple_of(60) || period.subsec_nanos() != 0 {
             return Err(KeyError::new(
                 "poll.period",
                 format!(

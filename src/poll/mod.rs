@@ -240,12 +240,12 @@ impl Poller {
                             match outcome {
                                 Outcome::Points(points) => {
                                     // Traffic keeps a stage out of idle polling.
-                                    if is_traffic(q) && points.iter().any(|(_, v)| *v > 0.0) {
-                                        if let Some(a) =
+                                    if is_traffic(q)
+                                        && points.iter().any(|(_, v)| *v > 0.0)
+                                        && let Some(a) =
                                             target.activity.get_mut(&target::stage_of(q))
-                                        {
-                                            a.traffic = now;
-                                        }
+                                    {
+                                        a.traffic = now;
                                     }
                                     let key = SeriesKey {
                                         family: q.family,
