@@ -29,7 +29,7 @@ use crate::source::stream::{StreamBuffer, StreamSource};
 /// The metric stream endpoint's state, created at start and kept across reloads.
 #[derive(Clone)]
 pub struct Stream {
-    pub buffer: Arc<StreamBuffer>,
+    /// Holds the buffer the poll loop reads ([`Receiver::buffer`]).
     pub receiver: Arc<Receiver>,
 }
 
@@ -288,14 +288,22 @@ async fn build(
         config.stream.enabled = false;
     }
     if let Some(s) = stream {
-        s.buffer
+        s.receiver
+            .buffer()
             .set_window(config.poll.stream_retention(), config.poll.lookback());
         if let Some(key) = &config.stream.access_key {
             s.receiver.set_key(key);
         }
     }
     let targets = match mode {
-        Mode::Aws => aws_targets(config, metrics, stream.map(|s| (&s.buffer, clock))).await?,
+        Mode::Aws => {
+            aws_targets(
+                config,
+                metrics,
+                stream.map(|s| (s.receiver.buffer(), clock)),
+            )
+            .await?
+        }
         Mode::Demo { seed, .. } => {
             demo_config(config);
             demo_targets(config, seed, Arc::clone(clock))
@@ -362,7 +370,7 @@ pub async fn run(
                 config.poll.lookback(),
             ));
             let receiver = Arc::new(Receiver::new(
-                Arc::clone(&buffer),
+                buffer,
                 key,
                 metrics.clone(),
                 Arc::clone(&clock),
@@ -370,7 +378,7 @@ pub async fn run(
             // Silence is measured from the start until the first delivery.
             metrics.stream_last_delivery.set(clock.now() as f64);
             info!(%address, "metric stream endpoint listening");
-            Some((Stream { buffer, receiver }, listener))
+            Some((Stream { receiver }, listener))
         }
         _ => None,
     };

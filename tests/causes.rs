@@ -374,7 +374,7 @@ async fn responses_equal_the_access_log_events_per_stage_and_route_late_events_i
         "statuses below 400 are not counted by default"
     );
     assert_eq!(
-        m.value("aws_apigateway_exporter_counter_decreases_total", &[])
+        m.value("aws_apigateway_exporter_period_value_decreases_total", &[])
             .unwrap_or(0.0),
         0.0
     );

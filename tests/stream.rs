@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use base64::Engine;
 use common::{
     Exporter, Metrics, create_rest_api, create_v2_api, emulator_config, free_port, now_secs, post,
     unique,
@@ -81,14 +80,8 @@ impl Minute {
 
 /// A Firehose delivery of `records` (each one Firehose record's data).
 fn deliver(port: u16, id: &str, key: &str, records: &[Vec<u8>], gzip: bool) -> (u16, String) {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let body = serde_json::json!({
-        "requestId": id,
-        "timestamp": now_secs() * 1000,
-        "records": records.iter().map(|r| serde_json::json!({"data": b64.encode(r)})).collect::<Vec<_>>(),
-    })
-    .to_string()
-    .into_bytes();
+    let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let body = common::metric_stream::firehose_body(id, now_secs() * 1000, &records).into_bytes();
     let mut headers = vec![
         ("X-Amz-Firehose-Request-Id", id),
         ("X-Amz-Firehose-Access-Key", key),

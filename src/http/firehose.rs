@@ -77,6 +77,11 @@ impl Receiver {
         }
     }
 
+    /// The buffer deliveries go to, which the poll loop reads.
+    pub fn buffer(&self) -> &Arc<StreamBuffer> {
+        &self.buffer
+    }
+
     /// Replaces the access key (a reload).
     pub fn set_key(&self, key: &AccessKey) {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
@@ -348,6 +353,12 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    /// The tests' own Firehose envelope, shared with `tests/stream.rs`.
+    #[allow(dead_code)]
+    mod metric_stream {
+        include!("../../tests/common/metric_stream.rs");
+    }
+
     use http_body_util::Full;
     use std::io::Write;
 
@@ -386,13 +397,8 @@ mod tests {
     }
 
     fn body(id: &str, lines: &[String]) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        serde_json::json!({
-            "requestId": id,
-            "timestamp": NOW * 1000,
-            "records": lines.iter().map(|l| serde_json::json!({"data": b64.encode(l)})).collect::<Vec<_>>(),
-        })
-        .to_string()
+        let records: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        metric_stream::firehose_body(id, NOW * 1000, &records)
     }
 
     fn request(key: Option<&str>, id: &str, body: Vec<u8>, gzip: bool) -> Request<Full<Bytes>> {

@@ -33,9 +33,16 @@ const BCRYPT_AT_ONCE: usize = 2;
 
 /// A file's identity for change detection: modification time, length and (on Unix) inode
 /// and change time, so that a Kubernetes Secret's symlink swap is seen.
-type Stamp = (PathBuf, Option<SystemTime>, Option<u64>, u64, i64);
+type Identity = (Option<SystemTime>, Option<u64>, u64, i64);
+
+/// A file and its identity when it was read.
+type Stamp = (PathBuf, Identity);
 
 fn stamp(path: &Path) -> Stamp {
+    (path.to_path_buf(), identity(path))
+}
+
+fn identity(path: &Path) -> Identity {
     let meta = std::fs::metadata(path).ok();
     #[cfg(unix)]
     let (inode, ctime) = {
@@ -47,7 +54,6 @@ fn stamp(path: &Path) -> Stamp {
     #[cfg(not(unix))]
     let (inode, ctime) = (0, 0);
     (
-        path.to_path_buf(),
         meta.as_ref().and_then(|m| m.modified().ok()),
         meta.map(|m| m.len()),
         inode,
@@ -92,10 +98,11 @@ impl WebFront {
     /// The setup to use now: rebuilt if a file changed since.
     pub fn current(&self) -> Arc<Loaded> {
         let held = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
-        let now: Vec<Stamp> = held.stamps.iter().map(|s| stamp(&s.0)).collect();
-        if now == held.stamps {
+        // Every request asks: the unchanged case allocates nothing.
+        if held.stamps.iter().all(|(p, id)| identity(p) == *id) {
             return held;
         }
+        let now: Vec<Stamp> = held.stamps.iter().map(|s| stamp(&s.0)).collect();
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         if failed.as_ref() == Some(&now) {
             return held;
@@ -359,16 +366,7 @@ fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, String> {
         ClientAuth::NoClientCert => builder.with_no_client_auth(),
         auth => {
             let mut roots = rustls::RootCertStore::empty();
-            let cas: Vec<CertificateDer<'static>> = match (&t.client_ca_file, &t.client_ca) {
-                (Some(path), _) => CertificateDer::pem_file_iter(path)
-                    .and_then(|i| i.collect::<Result<_, _>>())
-                    .map_err(|e| format!("{} {}: {e}", k("client_ca_file"), path.display()))?,
-                (None, Some(pem)) => CertificateDer::pem_slice_iter(pem.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("{}: {e}", k("client_ca")))?,
-                (None, None) => Vec::new(),
-            };
-            for cert in cas {
+            for cert in pem_certs(&t.client_ca_file, &t.client_ca, "client_ca")? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{}: {e}", k("client_ca_file")))?;
@@ -386,15 +384,7 @@ fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, String> {
             )
         }
     };
-    let certs: Vec<CertificateDer<'static>> = match (&t.cert_file, &t.cert) {
-        (Some(path), _) => CertificateDer::pem_file_iter(path)
-            .and_then(|i| i.collect::<Result<_, _>>())
-            .map_err(|e| format!("{} {}: {e}", k("cert_file"), path.display()))?,
-        (None, Some(pem)) => CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", k("cert")))?,
-        (None, None) => Vec::new(),
-    };
+    let certs = pem_certs(&t.cert_file, &t.cert, "cert")?;
     if certs.is_empty() {
         return Err(format!("{}: no certificate found", k("cert_file")));
     }
@@ -412,6 +402,24 @@ fn server_config(t: &TlsServerConfig) -> Result<ServerConfig, String> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(false);
     Ok(config)
+}
+
+/// The PEM certificates of `tls_server_config.<key>_file`, or of `<key>` inline; none
+/// without either. Errors name the key.
+fn pem_certs(
+    file: &Option<PathBuf>,
+    inline: &Option<String>,
+    key: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    match (file, inline) {
+        (Some(path), _) => CertificateDer::pem_file_iter(path)
+            .and_then(|i| i.collect::<Result<_, _>>())
+            .map_err(|e| format!("tls_server_config.{key}_file {}: {e}", path.display())),
+        (None, Some(pem)) => CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("tls_server_config.{key}: {e}")),
+        (None, None) => Ok(Vec::new()),
+    }
 }
 
 #[cfg(test)]

@@ -116,12 +116,11 @@ type Latencies = BTreeMap<u64, u64>;
 /// The latencies of one period. Sum and count make the counters of every period read; the
 /// values themselves (for the quantile and maximum gauges, which the store keeps only from
 /// the window's `keep_from`) are kept only for those periods, so a catch-up read over hours
-/// holds three numbers for each older period.
+/// holds two numbers for each older period.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct PeriodLatency {
     sum_ms: f64,
     count: u64,
-    max_ms: u64,
     values: Option<Latencies>,
 }
 
@@ -129,7 +128,6 @@ impl PeriodLatency {
     fn add(&mut self, ms: u64, keep_value: bool) {
         self.sum_ms += ms as f64;
         self.count += 1;
-        self.max_ms = self.max_ms.max(ms);
         if keep_value {
             *self.values.get_or_insert_default().entry(ms).or_default() += 1;
         }
@@ -142,6 +140,33 @@ impl PeriodLatency {
 struct GroupRead {
     counts: GroupCounts,
     latency: HashMap<(String, String), HashMap<i64, PeriodLatency>>,
+}
+
+/// Who reads a log group, which says how: stages read the events their filter pattern
+/// selects; a canary reads every event, and its group may not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readers {
+    Stages,
+    Canaries,
+    /// A canary's group that a stage logs to as well: read in full, and must exist.
+    Both,
+}
+
+impl Readers {
+    fn of<'a>(mut queries: impl Iterator<Item = &'a Query>) -> Readers {
+        let first = queries.next().is_some_and(|q| q.family.canary());
+        let mixed = queries.any(|q| q.family.canary() != first);
+        match (first, mixed) {
+            (_, true) => Readers::Both,
+            (true, false) => Readers::Canaries,
+            (false, false) => Readers::Stages,
+        }
+    }
+
+    /// Every event is read (and its latency kept), not only the filter pattern's.
+    fn all(self) -> bool {
+        self != Readers::Stages
+    }
 }
 
 /// The longest response latency taken from a log line, in milliseconds: an hour, far past
@@ -167,16 +192,17 @@ impl AccessLogSource {
     }
 
     /// Counts the events of `group` in `window` per stage, detail and period: those the
-    /// filter pattern selects, or every event (`all`: a canary reads it), whose latencies are
-    /// kept too. A group only canaries read (`canary`) that does not exist yet holds nothing
-    /// to count.
+    /// filter pattern selects, or every event when a canary reads the group, whose latencies
+    /// are kept too. A group only canaries read that does not exist yet holds nothing to
+    /// count.
     async fn count(
         &self,
         group: &str,
         window: Window,
-        all: bool,
-        canary: bool,
+        readers: Readers,
     ) -> Result<GroupRead, SourceError> {
+        let all = readers.all();
+        let canary = readers == Readers::Canaries;
         let mut read = GroupRead::default();
         let mut seen = RecentIds::default();
         let mut tokens = PageTokens::default();
@@ -270,9 +296,7 @@ impl AccessLogSource {
             }
         }
     }
-}
 
-impl AccessLogSource {
     /// Records whether `group` is missing; true when it just went missing.
     fn note_missing(&self, group: &str, missing: bool) -> bool {
         let Ok(mut set) = self.missing.lock() else {
@@ -386,7 +410,7 @@ fn latency_stat(stat: Stat, p: &PeriodLatency) -> Option<f64> {
     match stat {
         Stat::Sum => Some(p.sum_ms),
         Stat::SampleCount => Some(p.count as f64),
-        Stat::Maximum => p.values.as_ref().map(|_| p.max_ms as f64),
+        Stat::Maximum => p.values.as_ref()?.keys().next_back().map(|ms| *ms as f64),
         Stat::Percentile(hundredths) => {
             // Nearest rank: the ⌈q·N⌉-th smallest value (at least the first), in integers
             // (q is in hundredths of a percent), so no rank is off by rounding.
@@ -524,15 +548,13 @@ impl MetricSource for AccessLogSource {
         for group in groups {
             // A canary's group is read in full; usually only canary queries read it (AWS
             // names it after the stage's), but a stage may log there too.
-            let readers = || {
+            let readers = Readers::of(
                 queries
                     .iter()
-                    .filter(|q| q.log_group.as_ref() == Some(&group))
-            };
-            let all = readers().any(|q| q.family.canary());
-            let canary = readers().all(|q| q.family.canary());
+                    .filter(|q| q.log_group.as_ref() == Some(&group)),
+            );
             let read = self
-                .count(&group, window, all, canary)
+                .count(&group, window, readers)
                 .await
                 .map_err(|e| e.message);
             by_group.insert(group, read);
@@ -770,6 +792,17 @@ mod tests {
             latency_answer(Stat::Sum, None, window),
             Outcome::Points(vec![])
         );
+    }
+
+    #[test]
+    fn a_group_is_read_in_full_when_a_canary_reads_it() {
+        let (stage, canary) = (query(Family::Responses), query(Family::CanaryResponses));
+        let readers = |qs: &[&Query]| Readers::of(qs.iter().copied());
+        assert_eq!(readers(&[&stage, &stage]), Readers::Stages);
+        assert_eq!(readers(&[&canary, &canary]), Readers::Canaries);
+        assert_eq!(readers(&[&stage, &canary]), Readers::Both);
+        assert_eq!(readers(&[&canary, &stage]), Readers::Both);
+        assert!(!Readers::Stages.all() && Readers::Canaries.all() && Readers::Both.all());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 // Metric stream records as AWS documents the `opentelemetry1.0` format, written by the tests
 // rather than by the code under test: shared by `tests/stream.rs` and the decoder's unit
 // tests (`src/source/stream/formats.rs` includes this file by path), so both read records
-// built one way, independently of the decoder.
+// built one way, independently of the decoder; and the Firehose request envelope, shared by
+// `tests/stream.rs` and the endpoint's unit tests (`src/http/firehose.rs`).
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
@@ -104,4 +105,17 @@ pub fn otel_record(p: &OtelPoint) -> Vec<u8> {
         }],
     }
     .encode_length_delimited_to_vec()
+}
+
+/// A Firehose HTTP endpoint request body (the documented JSON envelope): each of `records`
+/// is one Firehose record's data, base64-encoded, under request id `id`.
+pub fn firehose_body(id: &str, timestamp_ms: i64, records: &[&[u8]]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    serde_json::json!({
+        "requestId": id,
+        "timestamp": timestamp_ms,
+        "records": records.iter().map(|r| serde_json::json!({"data": b64.encode(r)})).collect::<Vec<_>>(),
+    })
+    .to_string()
 }
