@@ -557,7 +557,7 @@ pub const EXPORTER_PERIODS_LOST: Def = def(
     "{period}",
     Exporter,
     &["account_id", "region"],
-    "CloudWatch periods that could not be read before they passed poll.max_backfill (an outage longer than that): the counters of this account and region miss what happened in them.",
+    "CloudWatch periods that could not be read before they passed poll.max_backfill (an outage longer than that), or for streamed series the stream buffer's retention (a poll loop stalled longer than that): the counters of this account and region miss what happened in them.",
 );
 pub const EXPORTER_COUNTER_DECREASES: Def = def(
     "aws_apigateway_exporter_period_value_decreases_total",

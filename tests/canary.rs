@@ -183,7 +183,12 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
         ],
     )
     .await;
-    let config = emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n");
+    // CloudWatch Logs behind a gate, to cut it off like an outage.
+    let gate = common::Gate::start(&common::localstack());
+    let config = emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n").replace(
+        &format!("logs: {}", common::localstack()),
+        &format!("logs: {}", gate.url()),
+    );
     let plan = common::check_config(&config);
     assert!(
         plan.lines().any(|l| l.contains("stage prod:")
@@ -356,6 +361,50 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
         .sum();
     assert_eq!(decreases, 0.0);
 
+    // An outage of CloudWatch Logs: the canary's counters keep their values and the stage's
+    // CloudWatch series go on; the first good cycle counts what the canary logged meanwhile,
+    // once.
+    gate.block(true);
+    let up = |m: &Metrics| m.value("aws_apigateway_exporter_up", &[]);
+    let cycles = |m: &Metrics| {
+        m.find("aws_apigateway_exporter_cycle_duration_seconds_count", &[])
+            .iter()
+            .map(|s| s.value)
+            .sum::<f64>()
+    };
+    let m = exporter.scrape_until(WAIT, |m| up(m) == Some(0.0));
+    let during = [(now - 120, 500, "-", "50"), (now - 120, 200, "-", "20")];
+    put_lines(&canary_group, &id, &during).await;
+    put_lines(&group, &id, &during).await;
+    let seen = cycles(&m);
+    let m = exporter.scrape_until(WAIT, |n| cycles(n) >= seen + 3.0);
+    assert_eq!(canary_responses(&m, &id), want, "nothing lost or reset");
+    assert_eq!(up(&m), Some(0.0));
+    assert_eq!(
+        m.value("aws_apigateway_requests_total", &[("api_id", &id)]),
+        Some(240.0)
+    );
+    gate.block(false);
+    *want.entry("200".into()).or_default() += 1.0;
+    *want.entry("500".into()).or_default() += 1.0;
+    let m = exporter.scrape_until(WAIT, |m| {
+        canary_responses(m, &id) == want && up(m) == Some(1.0)
+    });
+    let seen = cycles(&m);
+    let m = exporter.scrape_until(WAIT, |n| cycles(n) >= seen + 3.0);
+    assert_eq!(
+        canary_responses(&m, &id),
+        want,
+        "the catch-up counted nothing twice"
+    );
+    assert_eq!(
+        m.value(
+            "aws_apigateway_canary_latency_seconds_count",
+            &[("api_id", &id)]
+        ),
+        Some(55.0)
+    );
+
     // Percentiles: a reload asks for p50 and p99. The canary's come from its events; the
     // stage's from CloudWatch, where the emulators answer percentiles with an error (their
     // gap): the GetMetricData failure stays with the stage, whose counters keep their
@@ -379,7 +428,7 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
     );
 
     // A rollback removes the canary settings: the canary's series leave with the next
-    // discovery, the stage's stay.
+    // discovery, the stage's stay (its 500s: 9 of its own, 10 of the canary's).
     roll_back(&id, "prod").await;
     let m = exporter.scrape_until(WAIT, |m| {
         m.find(
@@ -398,6 +447,6 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
                 ("response_type", "none")
             ]
         ),
-        Some(18.0)
+        Some(19.0)
     );
 }

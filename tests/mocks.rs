@@ -1618,3 +1618,121 @@ async fn an_idle_stage_read_after_a_pause_longer_than_the_lookback_counts_everyt
         "{with} queries vs {without} without poll.idle"
     );
 }
+
+/// A metric source that is never asked: every query of the stream test is streamed.
+struct Unused;
+
+#[async_trait]
+impl apigateway_exporter::source::MetricSource for Unused {
+    async fn fetch(
+        &self,
+        _: &[apigateway_exporter::plan::Query],
+        _: apigateway_exporter::source::Window,
+    ) -> Result<Vec<apigateway_exporter::source::Outcome>, apigateway_exporter::source::SourceError>
+    {
+        panic!("only the metric stream is read");
+    }
+}
+
+/// Invariant 3 for streamed series. Emulator gap: no emulator runs CloudWatch Metric Streams,
+/// so the buffer takes records as the endpoint would, decoded from AWS's JSON format. A poll
+/// loop that stalls past what the stream buffer keeps loses exactly the minutes the buffer
+/// dropped, and counts them lost; a stall within it loses nothing.
+#[tokio::test]
+async fn a_stalled_poll_loop_loses_only_what_the_stream_buffer_dropped_and_counts_it() {
+    use apigateway_exporter::plan::Streamed;
+    use apigateway_exporter::source::RoutedSource;
+    use apigateway_exporter::source::stream::{StreamBuffer, StreamSource, decode};
+    let (registry, shared, metrics) = app::exposition(false).unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut settings = outage_settings(Duration::from_secs(3 * 3600));
+    settings.plan.stream = Some(Streamed { percentiles: false });
+    let retention = settings.poll.stream_retention();
+    let buffer = Arc::new(StreamBuffer::new(NOW, retention, settings.poll.lookback()));
+    let source = RoutedSource {
+        metrics: Arc::new(Unused),
+        logs: Arc::new(Unused),
+        stream: Some(Arc::new(StreamSource {
+            buffer: Arc::clone(&buffer),
+            clock: clock.clone(),
+        })),
+    };
+    let target = Target::new(
+        "eu-west-1".into(),
+        ApiFilter::new(&ApiSelection::default()),
+        Arc::new(FakeDiscovery(vec![http_api("h1", 1)])),
+        Arc::new(source),
+    );
+    let mut poller = Poller::new(vec![target], settings, clock.clone(), shared, metrics);
+    // Firehose delivers each minute's Count (1 request) a minute after it ends.
+    let deliver = |minute: i64| {
+        let line = format!(
+            r#"{{"account_id":"111122223333","region":"eu-west-1","namespace":"AWS/ApiGateway","metric_name":"Count","dimensions":{{"ApiId":"h1","Stage":"s0"}},"timestamp":{},"value":{{"max":1,"min":1,"sum":1,"count":1}},"unit":"Count"}}"#,
+            minute * 1000
+        );
+        buffer.ingest(decode(line.as_bytes()).unwrap(), clock.now());
+    };
+    let requests = || {
+        rendered(
+            &registry,
+            &format!("aws_apigateway_requests_total{{{LABELS}}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let lost = || rendered(&registry, LOST).unwrap_or(0.0);
+    let minute = |t: i64| t - t % PERIOD;
+    // Each step: a minute passes and Firehose delivers a finished minute.
+    let delivered = std::cell::Cell::new(0.0);
+    let step = || {
+        clock.advance(PERIOD);
+        deliver(minute(clock.now()) - 2 * PERIOD);
+        delivered.set(delivered.get() + 1.0);
+    };
+    for _ in 0..5 {
+        step();
+        assert!(poller.cycle().await.complete());
+    }
+    let (counted, at) = (requests(), delivered.get());
+    assert!(counted > 0.0, "streamed minutes are counted");
+    // Stalled for 20 minutes, within the buffer's retention: nothing lost.
+    assert!(20 * PERIOD < retention);
+    for _ in 0..20 {
+        step();
+    }
+    step();
+    assert!(poller.cycle().await.complete());
+    assert_eq!(
+        requests() - counted,
+        delivered.get() - at,
+        "every minute of the stall counted"
+    );
+    assert_eq!(lost(), 0.0);
+    // Stalled for an hour, past it: the minutes the buffer dropped are counted lost (about
+    // 34: the hour less the 26 minutes kept), and none twice. `periods_lost` counts periods
+    // never read: the last cycle before the stall read the newest minutes once, before
+    // Firehose delivered them (2 minutes late), so those few are neither counted nor lost.
+    let (counted, at) = (requests(), delivered.get());
+    assert!(60 * PERIOD > retention);
+    for _ in 0..60 {
+        step();
+    }
+    step();
+    assert!(poller.cycle().await.complete());
+    let gone = lost();
+    assert!(
+        gone >= 30.0,
+        "the minutes past the retention are counted lost: {gone}"
+    );
+    let missing = delivered.get() - at - (requests() - counted + gone);
+    assert!((0.0..=3.0).contains(&missing), "{missing}");
+    for _ in 0..3 {
+        step();
+        assert!(poller.cycle().await.complete());
+    }
+    assert_eq!(lost(), gone, "nothing counted lost twice");
+    assert_eq!(
+        delivered.get() - at - (requests() - counted + gone),
+        missing,
+        "each minute since counted once"
+    );
+}

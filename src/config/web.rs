@@ -193,6 +193,9 @@ impl WebConfig {
                     format!("cannot be set; settable: {}", SETTABLE_HEADERS.join(", ")),
                 ));
             }
+            if value.is_empty() {
+                return Err(invalid(key, "is empty: leave the header out instead"));
+            }
             // The values exporter-toolkit allows for these two.
             let allowed: &[&str] = match name.as_str() {
                 "X-Frame-Options" => &["deny", "sameorigin"],
@@ -216,7 +219,7 @@ impl WebConfig {
             if bcrypt::HashParts::from_str(hash).is_err() {
                 return Err(invalid(
                     format!("basic_auth_users.{user}"),
-                    "is not a bcrypt hash (such as `htpasswd -nBC 10 \"\" | tr -d ':'` prints)",
+                    "is not a bcrypt hash (such as `htpasswd -nBC 10 \"\" | tr -d ':\\n'` prints)",
                 ));
             }
         }
@@ -274,6 +277,10 @@ mod tests {
         assert!(
             err("http_server_config: {headers: {x-frame-options: deny}}\n")
                 .contains("cannot be set")
+        );
+        assert!(
+            err("http_server_config: {headers: {Strict-Transport-Security: \"\"}}\n")
+                .contains("http_server_config.headers.Strict-Transport-Security: is empty")
         );
         assert!(
             err("tls_server_config: {cert_file: c, key_file: k, rate_limit: {interval: 1s}}\n")

@@ -43,21 +43,23 @@ pub(super) struct Call {
 /// batch's series have not counted everything since an earlier cycle (an outage, a failed
 /// call), over a window reaching back to the oldest period not final, at most `max_backfill`
 /// back. A catch-up window may hold more datapoints than one call returns: such a batch is
-/// split. Also returns the oldest period any batch needed but could not reach.
+/// split. Also returns the periods some batch needed but could not reach: from the oldest,
+/// up to the furthest limit (`max_backfill`, or for streamed batches what the stream buffer
+/// still holds).
 pub(super) fn plan_calls(
     plan: &TargetPlan,
     caught_up: Option<i64>,
     store: &Store,
     window: Window,
     bounds: Bounds,
-) -> (Vec<Call>, Option<i64>) {
+) -> (Vec<Call>, Option<Lost>) {
     let Bounds {
         limit,
         stream_limit,
         steady_from,
     } = bounds;
     let mut calls = Vec::new();
-    let mut lost_from: Option<i64> = None;
+    let mut lost: Option<Lost> = None;
     // Steady state: the last cycle completed and the window moved on by at most about the
     // interval, so the periods before this window were read for their last time then.
     let steady = caught_up.is_some_and(|k| k >= steady_from);
@@ -83,7 +85,16 @@ pub(super) fn plan_calls(
             if let Some(r) = behind.filter(|r| r.floor < steady_from) {
                 // Periods never read that are now past the limit are lost.
                 if r.read_end < limit {
-                    lost_from = Some(lost_from.map_or(r.read_end, |l| l.min(r.read_end)));
+                    lost = Some(lost.map_or(
+                        Lost {
+                            from: r.read_end,
+                            until: limit,
+                        },
+                        |l| Lost {
+                            from: l.from.min(r.read_end),
+                            until: l.until.max(limit),
+                        },
+                    ));
                 }
                 w = window.reaching_back_to(r.floor.max(limit));
             }
@@ -104,7 +115,14 @@ pub(super) fn plan_calls(
             start = end;
         }
     }
-    (calls, lost_from)
+    (calls, lost)
+}
+
+/// Periods `[from, until)` a catch-up could no longer read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Lost {
+    pub(super) from: i64,
+    pub(super) until: i64,
 }
 
 /// The stages to leave out of this cycle (`poll.idle`): those without traffic for
@@ -168,7 +186,7 @@ pub(super) async fn fetch_target(
         return Fetched {
             ok: false,
             calls: Vec::new(),
-            lost_from: None,
+            lost: None,
             plan: None,
             idle: 0,
             skipped: HashSet::new(),
@@ -206,7 +224,7 @@ pub(super) async fn fetch_target(
     let plan = filtered.as_ref().unwrap_or(&t.plan);
     // A stage read after a pause is behind: no steady-state shortcut while any stage is idle.
     let caught_up = if idle_count > 0 { None } else { t.caught_up };
-    let (calls, lost_from) = plan_calls(plan, caught_up, store, window, bounds);
+    let (calls, lost) = plan_calls(plan, caught_up, store, window, bounds);
     let mut pending = Vec::new();
     for call in calls {
         let source = Arc::clone(&t.source);
@@ -226,7 +244,7 @@ pub(super) async fn fetch_target(
     Fetched {
         ok: true,
         calls,
-        lost_from,
+        lost,
         plan: filtered,
         idle: idle_count,
         skipped: skip,
@@ -237,8 +255,9 @@ pub(super) async fn fetch_target(
 pub(super) struct Fetched {
     pub(super) ok: bool,
     pub(super) calls: Vec<(Call, Result<Vec<Outcome>, String>)>,
-    /// The oldest period a catch-up could not reach (beyond `poll.max_backfill`).
-    pub(super) lost_from: Option<i64>,
+    /// The periods a catch-up could not reach (beyond `poll.max_backfill`, or for streamed
+    /// series beyond what the stream buffer keeps).
+    pub(super) lost: Option<Lost>,
     /// The plan the calls index into, when idle stages were left out (else the target's).
     pub(super) plan: Option<TargetPlan>,
     /// Stages without traffic for `poll.idle.after`.

@@ -193,11 +193,9 @@ impl Poller {
         let limit = (now - p.max_backfill()).div_euclid(period) * period;
         let bounds = Bounds {
             limit,
-            // A streamed batch cannot catch up past what the stream buffer keeps.
-            stream_limit: match self.settings.plan.stream {
-                Some(_) => limit.max((now - p.stream_retention()).div_euclid(period) * period),
-                None => limit,
-            },
+            // A streamed batch cannot catch up past what the stream buffer keeps (without a
+            // stream there is no streamed batch to limit).
+            stream_limit: limit.max((now - p.stream_retention()).div_euclid(period) * period),
             steady_from: window.keep_from - ((interval + period - 1) / period).max(1) * period,
         };
         let refresh = self.settings.refresh_interval;
@@ -318,16 +316,16 @@ impl Poller {
                         .with_label_values(&labels)
                         .set(inv.conflicted_apis() as f64);
                 }
-                // Periods that fell behind the backfill limit unread: counted once each.
+                // Periods that fell behind what can still be read, unread: counted once each.
                 let lost = self.metrics.periods_lost.with_label_values(&labels);
-                if let Some(from) = fetched.lost_from {
+                if let Some(calls::Lost { from, until }) = fetched.lost {
                     let from = from.max(target.lost_through);
-                    if from < bounds.limit {
-                        let n = (bounds.limit - from) / period;
+                    if from < until {
+                        let n = (until - from) / period;
                         lost.inc_by(n as f64);
-                        warn!(account_id = %account, region = %target.region, periods = n, "an outage outlasted poll.max_backfill: these periods can no longer be read and are missing from the counters");
+                        warn!(account_id = %account, region = %target.region, periods = n, "an outage outlasted what can still be read (poll.max_backfill; for streamed series, the stream buffer's retention): these periods are missing from the counters");
                     }
-                    target.lost_through = target.lost_through.max(bounds.limit);
+                    target.lost_through = target.lost_through.max(until);
                 }
             }
         }
