@@ -14,8 +14,7 @@ use crate::config::{AccessLogsMode, Config};
 use crate::demo;
 use crate::http::firehose::Receiver;
 use crate::http::{self, AppState, ReloadRequest};
-use crate::inventory::ApiFilter;
-use crate::inventory::AwsDiscovery;
+use crate::inventory::{ApiFilter, AwsDiscovery, DiscoveryContext, Pace};
 use crate::plan::AccessLogs;
 use crate::poll::{PollSettings, Poller, Target};
 use crate::render::Exposition;
@@ -89,13 +88,16 @@ fn ended(result: Result<(), tokio::task::JoinError>) -> String {
 }
 
 /// One AWS target per (target entry, region), sharing the standard credential chain; with a
-/// metric stream, its streamed queries are answered from `stream`.
+/// metric stream, its streamed queries are answered from `stream`. Their discovery shares
+/// `context`: one budget per account, and what each target knew under the previous config.
 pub async fn aws_targets(
     config: &Config,
     metrics: &SelfMetrics,
     stream: Option<(&Arc<StreamBuffer>, &Arc<dyn Clock>)>,
+    context: &DiscoveryContext,
 ) -> Result<Vec<Target>, AppError> {
     let mut targets = Vec::new();
+    let mut keys = Vec::new();
     for t in &config.targets {
         let filter = ApiFilter::new(&t.apis).with_shard(config.shard);
         for region in &t.regions {
@@ -126,17 +128,27 @@ pub async fn aws_targets(
                 t.role_arn.as_deref().unwrap_or("default credentials"),
                 t.external_id.as_deref().unwrap_or("")
             );
+            let pace = Pace {
+                region: region.clone(),
+                rate: config.discovery.max_requests_per_second().get(),
+                shard: config.shard.map_or((0, 1), |s| (s.index(), s.total())),
+                full_refresh: config.discovery.full_refresh_interval(),
+                budgets: Arc::clone(&context.budgets),
+                known: context.known(&key),
+            };
+            keys.push(key.clone());
             targets.push(
                 Target::new(
                     region.clone(),
                     filter.clone(),
-                    Arc::new(AwsDiscovery::new(clients, metrics.clone())),
+                    Arc::new(AwsDiscovery::new(clients, metrics.clone(), pace)),
                     source,
                 )
                 .with_key(key),
             );
         }
     }
+    context.retain(&keys);
     Ok(targets)
 }
 
@@ -156,7 +168,7 @@ pub fn exposition(
 pub fn settings(config: &Config) -> PollSettings {
     PollSettings {
         poll: config.poll,
-        refresh_interval: config.discovery.refresh_interval.get(),
+        refresh_interval: config.discovery.refresh_interval(),
         plan: crate::plan::PlanOptions {
             latency: config.latency.stats(),
             access_logs: match config.access_logs.mode {
@@ -189,7 +201,7 @@ pub async fn describe_plan(config: &Config) -> String {
         Ok(m) => m,
         Err(e) => return format!("cannot set up metrics: {e}\n"),
     };
-    let targets = match aws_targets(config, &metrics, None).await {
+    let targets = match aws_targets(config, &metrics, None, &DiscoveryContext::default()).await {
         Ok(t) => t,
         Err(e) => return format!("{e}\n"),
     };
@@ -198,9 +210,10 @@ pub async fn describe_plan(config: &Config) -> String {
         settings(config),
         Arc::new(SystemClock),
         SharedSnapshot::new(),
-        metrics,
+        metrics.clone(),
     );
     let results = poller.refresh_all().await;
+    let discovery_calls = crate::plan::DiscoveryCalls(metrics.discovery_calls());
     let mut out = String::new();
     let (mut inventories, mut plans) = (Vec::new(), Vec::new());
     for (target, result) in poller.targets().iter().zip(results) {
@@ -222,6 +235,14 @@ pub async fn describe_plan(config: &Config) -> String {
         &settings(config).plan,
         config.cost.price_per_1000_metrics.get(),
     ));
+    if !inventories.is_empty() {
+        out.push_str(&crate::plan::discovery_cost(
+            &discovery_calls,
+            config.discovery.max_requests_per_second().get(),
+            config.shard.map_or(1, |s| s.total()),
+            config.discovery.refresh_interval(),
+        ));
+    }
     let idle_interval = config
         .poll
         .idle()
@@ -280,6 +301,7 @@ async fn build(
     metrics: &SelfMetrics,
     clock: &Arc<dyn Clock>,
     stream: Option<&Stream>,
+    discovery: &DiscoveryContext,
 ) -> Result<(Vec<Target>, PollSettings), AppError> {
     if config.stream.enabled && (stream.is_none() || mode != Mode::Aws) {
         warn!(
@@ -301,6 +323,7 @@ async fn build(
                 config,
                 metrics,
                 stream.map(|s| (s.receiver.buffer(), clock)),
+                discovery,
             )
             .await?
         }
@@ -383,8 +406,17 @@ pub async fn run(
         _ => None,
     };
     let context = stream.as_ref().map(|(s, _)| s.clone());
-    let (targets, poll_settings) =
-        build(&mut config, source.mode, &metrics, &clock, context.as_ref()).await?;
+    // Kept across reloads: each account's discovery budget, and what discovery knew.
+    let discovery = Arc::new(DiscoveryContext::default());
+    let (targets, poll_settings) = build(
+        &mut config,
+        source.mode,
+        &metrics,
+        &clock,
+        context.as_ref(),
+        &discovery,
+    )
+    .await?;
     // OTLP push: set up before anything runs, so that a setup error fails the start.
     let otlp = if config.otlp.enabled {
         let port = listener.local_addr().ok().map(|a| a.port());
@@ -422,6 +454,7 @@ pub async fn run(
         metrics.clone(),
         clock,
         context,
+        discovery,
         reload_rx,
         apply_tx,
     ));
@@ -517,11 +550,12 @@ async fn reloader(
     metrics: SelfMetrics,
     clock: Arc<dyn Clock>,
     stream: Option<Stream>,
+    discovery: Arc<DiscoveryContext>,
     mut requests: mpsc::Receiver<ReloadRequest>,
     apply: mpsc::Sender<(Vec<Target>, PollSettings)>,
 ) {
     while let Some(request) = requests.recv().await {
-        let result = match reload(&source, &metrics, &clock, stream.as_ref()).await {
+        let result = match reload(&source, &metrics, &clock, stream.as_ref(), &discovery).await {
             Ok(built) => match apply.send(built).await {
                 Ok(()) => {
                     metrics.config_reload_ok.set(1.0);
@@ -548,12 +582,13 @@ async fn reload(
     metrics: &SelfMetrics,
     clock: &Arc<dyn Clock>,
     stream: Option<&Stream>,
+    discovery: &DiscoveryContext,
 ) -> Result<(Vec<Target>, PollSettings), String> {
     let Some(path) = &source.path else {
         return Err("no --config.file to reload: the exporter runs on built-in defaults".into());
     };
     let mut config = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    build(&mut config, source.mode, metrics, clock, stream)
+    build(&mut config, source.mode, metrics, clock, stream, discovery)
         .await
         .map_err(|e| e.to_string())
 }

@@ -639,6 +639,38 @@ pub const EXPORTER_OTLP_EXPORTS: Def = def(
     &["result"],
     "OTLP metric exports, by result (success or error).",
 );
+pub const EXPORTER_DISCOVERY_WAITING: Def = def(
+    "aws_apigateway_exporter_discovery_calls_waiting",
+    Gauge,
+    "{call}",
+    Exporter,
+    &[],
+    "Discovery calls (API Gateway management calls and route ListMetrics) waiting for their turn under discovery.max_requests_per_second, now.",
+);
+pub const EXPORTER_DISCOVERY_DURATION: Def = def(
+    "aws_apigateway_exporter_discovery_duration_seconds",
+    Gauge,
+    "s",
+    Exporter,
+    &["account_id", "region"],
+    "Wall-clock duration of the last completed discovery of this account and region (its calls paced by discovery.max_requests_per_second).",
+);
+pub const EXPORTER_DISCOVERY_LAST_SUCCESS: Def = def(
+    "aws_apigateway_exporter_discovery_last_success_timestamp_seconds",
+    Gauge,
+    "s",
+    Exporter,
+    &["account_id", "region"],
+    "Unix time the last discovery of this account and region completed (every listing read to its end).",
+);
+pub const EXPORTER_DISCOVERY_API_FAILURES: Def = def(
+    "aws_apigateway_exporter_discovery_api_failures",
+    Gauge,
+    "{refresh}",
+    Exporter,
+    &["account_id", "region", "api_id", "api_type"],
+    "Discoveries in a row whose reads of this API failed (it keeps its last known stages and integrations meanwhile); the series is there only while they fail.",
+);
 
 /// Every family of the contract.
 pub static ALL: &[&Def] = &[
@@ -715,6 +747,10 @@ pub static ALL: &[&Def] = &[
     &EXPORTER_RELOAD_OK,
     &EXPORTER_RELOAD_TIME,
     &EXPORTER_OTLP_EXPORTS,
+    &EXPORTER_DISCOVERY_WAITING,
+    &EXPORTER_DISCOVERY_DURATION,
+    &EXPORTER_DISCOVERY_LAST_SUCCESS,
+    &EXPORTER_DISCOVERY_API_FAILURES,
 ];
 
 /// The family of a Prometheus series name (`_sum`, `_count`, `_bucket` resolved).

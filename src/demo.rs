@@ -255,6 +255,7 @@ impl Discovery for DemoDiscovery {
                                 .map(|(rate, burst)| Throttle { rate, burst });
                             RawStage {
                                 name: (*name).into(),
+                                deployment_id: Some(format!("{}-live", a.id)),
                                 detailed_metrics: *detailed,
                                 cache_enabled: *cache,
                                 throttle,

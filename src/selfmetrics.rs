@@ -67,6 +67,10 @@ pub struct SelfMetrics {
     pub stream_records: CounterVec,
     pub stream_last_delivery: Gauge,
     pub stream_series: Gauge,
+    pub discovery_waiting: Gauge,
+    pub discovery_duration: GaugeVec,
+    pub discovery_last_success: GaugeVec,
+    pub discovery_api_failures: GaugeVec,
 }
 
 fn opts(def: &Def) -> Opts {
@@ -113,6 +117,10 @@ impl SelfMetrics {
             stream_records: counters(&c::EXPORTER_STREAM_RECORDS)?,
             stream_last_delivery: gauge(&c::EXPORTER_STREAM_LAST_DELIVERY)?,
             stream_series: gauge(&c::EXPORTER_STREAM_SERIES)?,
+            discovery_waiting: gauge(&c::EXPORTER_DISCOVERY_WAITING)?,
+            discovery_duration: gauges(&c::EXPORTER_DISCOVERY_DURATION)?,
+            discovery_last_success: gauges(&c::EXPORTER_DISCOVERY_LAST_SUCCESS)?,
+            discovery_api_failures: gauges(&c::EXPORTER_DISCOVERY_API_FAILURES)?,
         };
         registry.register(Box::new(m.build_info.clone()))?;
         registry.register(Box::new(m.otlp_exports.clone()))?;
@@ -138,6 +146,10 @@ impl SelfMetrics {
         registry.register(Box::new(m.stream_records.clone()))?;
         registry.register(Box::new(m.stream_last_delivery.clone()))?;
         registry.register(Box::new(m.stream_series.clone()))?;
+        registry.register(Box::new(m.discovery_waiting.clone()))?;
+        registry.register(Box::new(m.discovery_duration.clone()))?;
+        registry.register(Box::new(m.discovery_last_success.clone()))?;
+        registry.register(Box::new(m.discovery_api_failures.clone()))?;
 
         m.build_info
             .with_label_values(&[
@@ -179,6 +191,40 @@ impl SelfMetrics {
             .inc();
     }
 
+    /// The management calls discovery made so far (every result), by operation: API Gateway's
+    /// and route ListMetrics.
+    pub fn discovery_calls(&self) -> Vec<(&'static str, u64)> {
+        let total = |get: &dyn Fn(&str) -> f64| -> u64 {
+            CallResult::ALL
+                .iter()
+                .map(|r| get(r.as_str()))
+                .sum::<f64>()
+                .round() as u64
+        };
+        let mut calls: Vec<(&'static str, u64)> = Vec::new();
+        for (service, operation) in AWS_OPERATIONS {
+            if !service.starts_with("apigateway") {
+                continue;
+            }
+            let n = total(&|r| {
+                self.aws_requests
+                    .with_label_values(&[service, operation, r])
+                    .get()
+            });
+            match calls.iter_mut().find(|(op, _)| *op == operation) {
+                Some((_, m)) => *m += n,
+                None => calls.push((operation, n)),
+            }
+        }
+        let listed = total(&|r| {
+            self.cloudwatch_requests
+                .with_label_values(&["ListMetrics", r])
+                .get()
+        });
+        calls.push(("ListMetrics", listed));
+        calls
+    }
+
     pub fn aws_call(&self, service: &str, operation: &str, result: CallResult) {
         self.aws_requests
             .with_label_values(&[service, operation, result.as_str()])
@@ -199,9 +245,17 @@ mod tests {
         let m = SelfMetrics::new(&registry, false).unwrap();
         // Vectors show in `gather()` once they have a series.
         m.otlp_exports.with_label_values(&["success"]);
-        for v in [&m.target_up, &m.rest_name_conflicts, &m.idle_stages] {
+        for v in [
+            &m.target_up,
+            &m.rest_name_conflicts,
+            &m.idle_stages,
+            &m.discovery_duration,
+            &m.discovery_last_success,
+        ] {
             v.with_label_values(&["1", "r"]);
         }
+        m.discovery_api_failures
+            .with_label_values(&["1", "r", "a1", "http"]);
         m.periods_lost.with_label_values(&["1", "r"]);
         let gathered = registry.gather();
         let exporter: Vec<&Def> = c::ALL

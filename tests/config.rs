@@ -66,10 +66,12 @@ fn full_fixture_sets_every_key() {
         (idle.after.get(), idle.interval.get()),
         (Duration::from_secs(3600), Duration::from_secs(600))
     );
+    assert_eq!(c.discovery.refresh_interval(), Duration::from_secs(1800));
     assert_eq!(
-        c.discovery.refresh_interval.get(),
-        Duration::from_secs(1800)
+        c.discovery.full_refresh_interval(),
+        Duration::from_secs(2 * 86_400)
     );
+    assert_eq!(c.discovery.max_requests_per_second().get(), 1.5);
     assert_eq!(c.targets.len(), 2);
     assert_eq!(c.targets[0].external_id.as_deref(), Some("ext-123"));
     assert_eq!(
@@ -218,6 +220,8 @@ mod random_values {
         "poll.idle.after",
         "poll.idle.interval",
         "discovery.refresh_interval",
+        "discovery.full_refresh_interval",
+        "discovery.max_requests_per_second",
         "latency.statistics[0]",
         "otlp.enabled",
         "otlp.endpoint",

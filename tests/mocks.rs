@@ -11,10 +11,10 @@ use std::time::Duration;
 use apigateway_exporter::app;
 use apigateway_exporter::clock::{Clock as _, ManualClock};
 use apigateway_exporter::config::{ApiSelection, IdleConfig, Interval, PollConfig, RequestRate};
-use apigateway_exporter::inventory::AwsDiscovery;
 use apigateway_exporter::inventory::{
     ApiFilter, Discovered, Discovery, DiscoveryError, RawApi, RawStage,
 };
+use apigateway_exporter::inventory::{AwsDiscovery, Pace};
 use apigateway_exporter::model::{ApiType, Stat};
 use apigateway_exporter::plan::PlanOptions;
 use apigateway_exporter::poll::{PollSettings, Poller, Target};
@@ -62,6 +62,7 @@ fn http_api(id: &str, stages: usize) -> RawApi {
             (0..stages)
                 .map(|i| RawStage {
                     name: format!("s{i}"),
+                    deployment_id: None,
                     detailed_metrics: false,
                     cache_enabled: false,
                     throttle: None,
@@ -498,7 +499,7 @@ async fn calls_per_cycle_are_the_ceiling_of_queries_over_500() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn discovery_follows_every_page() {
     use apigateway_exporter::inventory::{RouteKey, Throttle};
     use aws_sdk_apigateway::operation::get_rest_apis::GetRestApisOutput;
@@ -761,7 +762,11 @@ async fn discovery_follows_every_page() {
         ),
     };
     let registry = Registry::new();
-    let discovery = AwsDiscovery::new(clients, SelfMetrics::new(&registry, false).unwrap());
+    let discovery = AwsDiscovery::new(
+        clients,
+        SelfMetrics::new(&registry, false).unwrap(),
+        Pace::standalone("us-east-1", 10.0, Duration::from_secs(86_400)),
+    );
     assert_eq!(discovery.account_id().await.unwrap(), "444455556666");
     let filter = ApiFilter::new(&ApiSelection::default());
     let found = discovery.discover(&filter).await.unwrap();
@@ -932,7 +937,7 @@ async fn discovery_follows_every_page() {
 /// whose token comes back (here every GetRestApis page, and an apigatewayv2 GetApis cycle
 /// a → b → a) must fail discovery, keeping the last good inventory, rather than end quietly
 /// with a short list (what the SDK's paginators do) or loop for ever.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_repeated_page_token_fails_discovery_instead_of_truncating_it() {
     use aws_sdk_apigateway::operation::get_rest_apis::GetRestApisOutput;
     use aws_sdk_apigateway::types::RestApi;
@@ -981,7 +986,11 @@ async fn a_repeated_page_token_fails_discovery_instead_of_truncating_it() {
         logs,
     };
     let registry = Registry::new();
-    let discovery = AwsDiscovery::new(clients, SelfMetrics::new(&registry, false).unwrap());
+    let discovery = AwsDiscovery::new(
+        clients,
+        SelfMetrics::new(&registry, false).unwrap(),
+        Pace::standalone("us-east-1", 10.0, Duration::from_secs(86_400)),
+    );
     // Each listing alone: the error names it and the page that repeated a token.
     let discover_only = |api_type: ApiType| {
         let selection = ApiSelection {

@@ -856,6 +856,7 @@ async fn three_shard_replicas_export_each_series_exactly_once() {
             )
         })
         .collect();
+    // Each discovery to its end (the shards take turns on one budget).
     for e in std::iter::once(&whole).chain(&shards) {
         e.wait_ready(WAIT);
     }

@@ -80,6 +80,7 @@ pub fn fleet(n: usize) -> Vec<RawApi> {
                         .iter()
                         .map(|s| RawStage {
                             name: s.to_string(),
+                            deployment_id: None,
                             detailed_metrics: false,
                             cache_enabled: false,
                             throttle: None,

@@ -7,6 +7,7 @@
 //! is checked by [`Config::validate`].
 //! Every error names the key it is about, so `check-config` can point at the problem.
 
+mod discovery;
 mod env;
 mod otlp;
 mod poll;
@@ -20,11 +21,11 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::model::Stat;
-pub use otlp::{OtlpConfig, OtlpProtocol, check_header};
-pub use poll::{
-    Backfill, IdleConfig, Interval, Lookback, Period, PollConfig, RefreshInterval, Settle,
-    ShardConfig,
+pub use discovery::{
+    DiscoveryConfig, FullRefreshInterval, MANAGEMENT_QUOTA, ManagementRate, RefreshInterval,
 };
+pub use otlp::{OtlpConfig, OtlpProtocol, check_header};
+pub use poll::{Backfill, IdleConfig, Interval, Lookback, Period, PollConfig, Settle, ShardConfig};
 pub use stream::{AccessKey, StreamConfig};
 use targets::validate_target;
 pub use targets::{ApiSelection, DetailedMetrics, StageSelection, TargetConfig};
@@ -84,21 +85,6 @@ pub struct BackendsConfig {
     /// Poll `AWS/Lambda` for the functions that back discovered routes.
     #[serde(deserialize_with = "types::number_or_text")]
     pub lambda: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DiscoveryConfig {
-    pub refresh_interval: RefreshInterval,
-}
-
-impl Default for DiscoveryConfig {
-    fn default() -> Self {
-        const REFRESH: RefreshInterval = RefreshInterval::from_secs(600);
-        DiscoveryConfig {
-            refresh_interval: REFRESH,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

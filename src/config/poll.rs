@@ -17,8 +17,6 @@ pub type Lookback = DurationIn<60, 10_800>;
 pub type Settle = DurationIn<0, 10_800>;
 /// `poll.max_backfill`: up to what CloudWatch keeps of the coarsest period (455 days).
 pub type Backfill = DurationIn<60, 39_312_000>;
-/// `discovery.refresh_interval`: 1 s to a week.
-pub type RefreshInterval = DurationIn<1, 604_800>;
 
 /// Replica `index` of `total` exports the APIs whose id hashes to `index` (a stable FNV-1a
 /// hash, so every replica agrees without talking to the others).

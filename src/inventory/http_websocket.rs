@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
+use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, no_retries, tags, timeout_seconds};
 use super::integrations::{Integration, backend, lambda_home};
-use super::pages::bounded;
 use super::{ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, access_log};
 use crate::model::ApiType;
 
@@ -13,55 +12,43 @@ use crate::model::ApiType;
 const HTTP_DEFAULT_TIMEOUT_MS: i32 = 30_000;
 
 impl AwsDiscovery {
-    /// Every HTTP and WebSocket API of the wanted types, with the stages (when any are
-    /// selected) and integration timeouts of those the filter wants.
-    pub(super) async fn v2_apis(&self, filter: &ApiFilter) -> Result<Vec<RawApi>, DiscoveryError> {
-        let mut apis = self
-            .list(
-                "apigatewayv2",
-                "GetApis",
-                |token| {
-                    self.clients
-                        .apigatewayv2
-                        .get_apis()
-                        .max_results("500")
-                        .set_next_token(token)
-                        .send()
-                },
-                |out| {
-                    let apis = out
-                        .items()
-                        .iter()
-                        .filter_map(|api| v2_api(api, filter))
-                        .collect();
-                    (apis, out.next_token().map(str::to_string))
-                },
-            )
-            .await?;
-        // Stages (when any are selected) and timeouts of every wanted API, in one pass.
-        let wanted: Vec<usize> = (0..apis.len())
-            .filter(|&i| filter.wants(&apis[i].id, &apis[i].name, apis[i].api_type, &apis[i].tags))
-            .collect();
-        let needs_stages = filter.needs_stages();
-        let details = bounded(wanted, |i| {
-            let (id, ws) = (apis[i].id.clone(), apis[i].api_type == ApiType::Websocket);
-            async move {
-                let stages = match needs_stages {
-                    true => Some(self.v2_stages(&id, ws).await?),
-                    false => None,
-                };
-                Ok((i, stages, self.v2_integrations(&id, ws).await?))
-            }
-        })
-        .await?;
-        for (i, stages, integrations) in details {
-            apis[i].stages = stages;
-            apis[i].integrations = integrations;
-        }
-        Ok(apis)
+    /// Every HTTP and WebSocket API of the wanted types (GetApis, 500 to a page), without
+    /// stages or integrations.
+    pub(super) async fn v2_listing(
+        &self,
+        filter: &ApiFilter,
+    ) -> Result<Vec<RawApi>, DiscoveryError> {
+        self.list(
+            "apigatewayv2",
+            "GetApis",
+            |token| {
+                self.clients
+                    .apigatewayv2
+                    .get_apis()
+                    .max_results("500")
+                    .set_next_token(token)
+                    .customize()
+                    .config_override(no_retries!(aws_sdk_apigatewayv2))
+                    .send()
+            },
+            |out| {
+                let apis = out
+                    .items()
+                    .iter()
+                    .filter_map(|api| v2_api(api, filter))
+                    .collect();
+                (apis, out.next_token().map(str::to_string))
+            },
+        )
+        .await
     }
 
-    async fn v2_stages(&self, id: &str, websocket: bool) -> Result<Vec<RawStage>, DiscoveryError> {
+    /// The stages of an HTTP or WebSocket API, with the deployment each serves.
+    pub(super) async fn v2_stages(
+        &self,
+        id: &str,
+        websocket: bool,
+    ) -> Result<Vec<RawStage>, DiscoveryError> {
         self.list(
             "apigatewayv2",
             "GetStages",
@@ -71,6 +58,8 @@ impl AwsDiscovery {
                     .get_stages()
                     .api_id(id)
                     .set_next_token(token)
+                    .customize()
+                    .config_override(no_retries!(aws_sdk_apigatewayv2))
                     .send()
             },
             |out| {
@@ -87,7 +76,7 @@ impl AwsDiscovery {
 
     /// The integration of every route: GetRoutes joined to GetIntegrations through the
     /// route target (`integrations/<id>`).
-    async fn v2_integrations(
+    pub(super) async fn v2_integrations(
         &self,
         id: &str,
         websocket: bool,
@@ -107,6 +96,8 @@ impl AwsDiscovery {
                         .get_integrations()
                         .api_id(id)
                         .set_next_token(token)
+                        .customize()
+                        .config_override(no_retries!(aws_sdk_apigatewayv2))
                         .send()
                 },
                 |out| {
@@ -155,6 +146,8 @@ impl AwsDiscovery {
                         .get_routes()
                         .api_id(id)
                         .set_next_token(token)
+                        .customize()
+                        .config_override(no_retries!(aws_sdk_apigatewayv2))
                         .send()
                 },
                 |out| {
@@ -224,6 +217,7 @@ fn v2_stage(s: &aws_sdk_apigatewayv2::types::Stage, websocket: bool) -> Option<R
     );
     Some(RawStage {
         name: s.stage_name()?.to_string(),
+        deployment_id: s.deployment_id().map(str::to_string),
         detailed_metrics: detailed,
         cache_enabled: false,
         throttle: s.default_route_settings().and_then(v2_throttle),

@@ -2,10 +2,14 @@
 //!
 //! Discovery (AWS calls, behind the [`Discovery`] trait) returns raw facts; [`build`] is the
 //! pure part that filters them and joins REST APIs to the names CloudWatch keys them by.
+//! Discovery spends the account's API Gateway management quota, shared with the account's own
+//! deployments: its calls are paced by a budget ([`crate::ratelimit::Budget`]) and a refresh
+//! reads again only what a new deployment may have changed ([`Known`]).
 
 mod discovery;
 mod http_websocket;
 mod integrations;
+mod known;
 mod pages;
 mod rest;
 mod rest_names;
@@ -20,8 +24,9 @@ use crate::config::{ApiSelection, DetailedMetrics, Pattern, ShardConfig, StageSe
 use crate::model::{ApiType, SeriesLabels};
 
 pub use crate::model::RouteKey;
-pub use discovery::AwsDiscovery;
+pub use discovery::{AwsDiscovery, DiscoveryContext, Pace};
 pub use integrations::{BackendType, Integration, is_function_name};
+pub use known::Known;
 pub use pages::PageTokens;
 pub use rest_names::cloudwatch_rest_name;
 
@@ -73,6 +78,9 @@ pub struct RawApi {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawStage {
     pub name: String,
+    /// The deployment the stage serves: what tells a refresh whether its integrations and
+    /// routes may have changed.
+    pub deployment_id: Option<String>,
     pub detailed_metrics: bool,
     pub cache_enabled: bool,
     /// The stage's default throttle (REST `*/*` method settings, v2 default route settings).
@@ -318,6 +326,13 @@ pub trait Discovery: Send + Sync {
     /// Every API of the selected types. Stages are fetched for the APIs the filter wants and
     /// for REST APIs that share a CloudWatch name with one of them (to detect conflicts).
     async fn discover(&self, filter: &ApiFilter) -> Result<Discovered, DiscoveryError>;
+
+    /// While [`Discovery::discover`] runs: what it has read so far, when that changed since
+    /// version `seen` (which it then updates). Each API in it is whole; `None` where the
+    /// discovery has no such view.
+    fn progress(&self, _seen: &mut u64) -> Option<Discovered> {
+        None
+    }
 }
 
 /// Filters raw APIs into the exported inventory and marks what CloudWatch cannot attribute.
@@ -416,6 +431,7 @@ mod tests {
                     .iter()
                     .map(|s| RawStage {
                         name: s.to_string(),
+                        deployment_id: None,
                         detailed_metrics: false,
                         cache_enabled: false,
                         throttle: None,

@@ -1,15 +1,15 @@
 //! How discovery walks the management APIs: every listing to its last page, and per-API calls
-//! a few at a time.
+//! a few at a time (the budget, not this, sets how many go out per second).
 
 use std::collections::HashSet;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::DiscoveryError;
 
-/// Calls in flight per target for per-API listings (the management API allows about 10
-/// requests per second).
-const CONCURRENCY: usize = 4;
+/// Per-API reads in flight per target. The account's budget paces them, not this: enough
+/// are in flight to keep the budget busy while REST APIs wait for GetResources' own pace.
+const CONCURRENCY: usize = 16;
 
 /// Pages of one listing at most: 5 million items at 500 to a page, far past any account.
 const MAX_PAGES: usize = 10_000;
@@ -79,17 +79,18 @@ where
     }
 }
 
-/// Runs `call` on every item with at most [`CONCURRENCY`] in flight; the first error wins.
-pub(super) async fn bounded<I, T, F, Fut>(items: Vec<I>, call: F) -> Result<Vec<T>, DiscoveryError>
+/// Runs `call` on every item with at most [`CONCURRENCY`] in flight. Each item's failure is
+/// its own ([`super::known::Known::failed`]): none holds the others back.
+pub(super) async fn each_bounded<I, F, Fut>(items: Vec<I>, call: F)
 where
     F: FnMut(I) -> Fut,
-    Fut: Future<Output = Result<T, DiscoveryError>>,
+    Fut: Future<Output = ()>,
 {
     futures::stream::iter(items)
         .map(call)
         .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await
+        .collect::<()>()
+        .await;
 }
 
 #[cfg(test)]

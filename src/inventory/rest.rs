@@ -1,81 +1,42 @@
 //! REST APIs (the `apigateway` service): GetRestApis, GetStages, and GetResources with
 //! embedded methods for integration timeouts.
 
-use std::collections::BTreeSet;
-
-use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, tags, timeout_seconds};
+use super::discovery::{AwsDiscovery, DEFAULT_TIMEOUT_MS, no_retries, tags, timeout_seconds};
 use super::integrations::{Integration, backend, lambda_home};
-use super::pages::bounded;
-use super::{
-    ApiFilter, DiscoveryError, RawApi, RawStage, RouteKey, Throttle, access_log,
-    cloudwatch_rest_name,
-};
+use super::{DiscoveryError, RawApi, RawStage, RouteKey, Throttle, access_log};
 use aws_sdk_apigateway::types::{ConnectionType, ResponseTransferMode};
 
 use crate::model::ApiType;
 
 impl AwsDiscovery {
-    /// Every REST API, with the stages of those the filter wants (and of any REST API sharing
-    /// a CloudWatch name with one of them) and their integration timeouts.
-    pub(super) async fn rest_apis(
-        &self,
-        filter: &ApiFilter,
-    ) -> Result<Vec<RawApi>, DiscoveryError> {
-        let mut apis = self
-            .list(
-                "apigateway",
-                "GetRestApis",
-                |position| {
-                    self.clients
-                        .apigateway
-                        .get_rest_apis()
-                        .limit(500)
-                        .set_position(position)
-                        .send()
-                },
-                |out| {
-                    let apis = out.items().iter().filter_map(rest_api).collect();
-                    (apis, out.position().map(str::to_string))
-                },
-            )
-            .await?;
-        let wanted: Vec<usize> = (0..apis.len())
-            .filter(|&i| filter.wants(&apis[i].id, &apis[i].name, ApiType::Rest, &apis[i].tags))
-            .collect();
-        if filter.needs_stages() {
-            // Stages of the wanted APIs, and of any REST API sharing a CloudWatch name with one.
-            let wanted_names: BTreeSet<String> = wanted
-                .iter()
-                .map(|&i| cloudwatch_rest_name(&apis[i].name, &apis[i].id))
-                .collect();
-            let need: Vec<usize> = (0..apis.len())
-                .filter(|&i| {
-                    wanted_names.contains(&cloudwatch_rest_name(&apis[i].name, &apis[i].id))
-                })
-                .collect();
-            let stages = bounded(need, |i| {
-                let id = apis[i].id.clone();
-                async move { Ok((i, self.rest_stages(&id).await?)) }
-            })
-            .await?;
-            for (i, stages) in stages {
-                apis[i].stages = Some(stages);
-            }
-        }
-        // Integrations belong to the API, whatever stages are selected.
-        let integrations = bounded(wanted, |i| {
-            let id = apis[i].id.clone();
-            async move { Ok((i, self.rest_integrations(&id).await?)) }
-        })
-        .await?;
-        for (i, integrations) in integrations {
-            apis[i].integrations = integrations;
-        }
-        Ok(apis)
+    /// Every REST API (GetRestApis, 500 to a page), without stages or integrations.
+    pub(super) async fn rest_listing(&self) -> Result<Vec<RawApi>, DiscoveryError> {
+        self.list(
+            "apigateway",
+            "GetRestApis",
+            |position| {
+                self.clients
+                    .apigateway
+                    .get_rest_apis()
+                    .limit(500)
+                    .set_position(position)
+                    .customize()
+                    .config_override(no_retries!(aws_sdk_apigateway))
+                    .send()
+            },
+            |out| {
+                let apis = out.items().iter().filter_map(rest_api).collect();
+                (apis, out.position().map(str::to_string))
+            },
+        )
+        .await
     }
 
     /// The integration of every method (GetResources with embedded methods).
-    async fn rest_integrations(&self, id: &str) -> Result<Vec<Integration>, DiscoveryError> {
+    pub(super) async fn rest_integrations(
+        &self,
+        id: &str,
+    ) -> Result<Vec<Integration>, DiscoveryError> {
         let mut integrations = self
             .list(
                 "apigateway",
@@ -88,6 +49,8 @@ impl AwsDiscovery {
                         .embed("methods")
                         .limit(500)
                         .set_position(position)
+                        .customize()
+                        .config_override(no_retries!(aws_sdk_apigateway))
                         .send()
                 },
                 |out| {
@@ -134,17 +97,20 @@ impl AwsDiscovery {
         Ok(integrations)
     }
 
-    async fn rest_stages(&self, id: &str) -> Result<Vec<RawStage>, DiscoveryError> {
-        let out = self.record(
-            "apigateway",
-            "GetStages",
-            self.clients
-                .apigateway
-                .get_stages()
-                .rest_api_id(id)
-                .send()
-                .await,
-        )?;
+    /// The stages of a REST API (GetStages: one call, AWS does not page it), with the
+    /// deployment each serves.
+    pub(super) async fn rest_stages(&self, id: &str) -> Result<Vec<RawStage>, DiscoveryError> {
+        let out = self
+            .call("apigateway", "GetStages", || {
+                self.clients
+                    .apigateway
+                    .get_stages()
+                    .rest_api_id(id)
+                    .customize()
+                    .config_override(no_retries!(aws_sdk_apigateway))
+                    .send()
+            })
+            .await?;
         Ok(out
             .item()
             .iter()
@@ -160,6 +126,7 @@ impl AwsDiscovery {
                 );
                 Some(RawStage {
                     name: s.stage_name()?.to_string(),
+                    deployment_id: s.deployment_id().map(str::to_string),
                     detailed_metrics: settings
                         .is_some_and(|m| m.values().any(|m| m.metrics_enabled())),
                     cache_enabled: s.cache_cluster_enabled(),

@@ -3,50 +3,15 @@
 
 use aws_sdk_cloudwatch::types::{DimensionFilter, RecentlyActive};
 
-use super::discovery::AwsDiscovery;
-use super::pages::bounded;
-use super::{ApiFilter, DiscoveryError, RawApi, RouteKey, RouteMetrics, cloudwatch_rest_name};
+use super::discovery::{AwsDiscovery, no_retries};
+use super::{DiscoveryError, RouteKey, RouteMetrics};
 use crate::model::{ApiType, NAMESPACE};
 
 impl AwsDiscovery {
-    /// Finds the methods or routes with detailed metrics of every stage that wants them.
-    pub(super) async fn fill_routes(
-        &self,
-        apis: &mut [RawApi],
-        filter: &ApiFilter,
-    ) -> Result<(), DiscoveryError> {
-        let mut wanted = Vec::new();
-        for (a, api) in apis.iter().enumerate() {
-            if !filter.wants(&api.id, &api.name, api.api_type, &api.tags) {
-                continue;
-            }
-            let key = match api.api_type {
-                ApiType::Rest => cloudwatch_rest_name(&api.name, &api.id),
-                ApiType::Http | ApiType::Websocket => api.id.clone(),
-            };
-            for (s, stage) in api.stages.iter().flatten().enumerate() {
-                if filter.selects_stage(&stage.name) && filter.wants_routes(stage.detailed_metrics)
-                {
-                    wanted.push((a, s, api.api_type, key.clone(), stage.name.clone()));
-                }
-            }
-        }
-        let found = bounded(wanted, |(a, s, api_type, key, stage)| async move {
-            Ok((a, s, self.list_routes(api_type, &key, &stage).await?))
-        })
-        .await?;
-        for (a, s, routes) in found {
-            if let Some(stage) = apis[a].stages.as_mut().and_then(|st| st.get_mut(s)) {
-                stage.routes = routes;
-            }
-        }
-        Ok(())
-    }
-
     /// ListMetrics for one stage: every metric with dimensions beyond the API and stage ones,
     /// grouped by those extra dimensions. Only metrics active in the last three hours, so
     /// routes deleted long ago cost nothing.
-    async fn list_routes(
+    pub(super) async fn list_routes(
         &self,
         api_type: ApiType,
         key: &str,
@@ -75,6 +40,8 @@ impl AwsDiscovery {
                         )
                         .recently_active(RecentlyActive::Pt3H)
                         .set_next_token(token)
+                        .customize()
+                        .config_override(no_retries!(aws_sdk_cloudwatch))
                         .send()
                 },
                 // ListMetrics is billed per request, not per metric: nothing for

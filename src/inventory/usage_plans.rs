@@ -1,6 +1,6 @@
 //! Usage plans (GetUsagePlans): their throttles and quotas, per API stage.
 
-use super::discovery::AwsDiscovery;
+use super::discovery::{AwsDiscovery, no_retries};
 use super::{DiscoveryError, Throttle, UsagePlan};
 
 impl AwsDiscovery {
@@ -15,6 +15,8 @@ impl AwsDiscovery {
                     .get_usage_plans()
                     .limit(500)
                     .set_position(position)
+                    .customize()
+                    .config_override(no_retries!(aws_sdk_apigateway))
                     .send()
             },
             |out| {

@@ -10,7 +10,7 @@ mod report;
 pub use cost::{
     Comparison, Cost, IDLE_SHARE, STREAM_PRICE_PER_1000_UPDATES, Shape, compare, cost, idle_factor,
 };
-pub use report::{comparison, describe};
+pub use report::{DiscoveryCalls, comparison, describe, discovery_cost};
 
 use crate::inventory::{Api, BackendType, TargetInventory, is_function_name};
 use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};

@@ -300,3 +300,83 @@ fn signals(stage: &Stage, api_type: ApiType, opts: &PlanOptions) -> String {
     });
     parts.join("; ")
 }
+
+/// The calls discovery made, by operation, as `check-config`'s first discovery counted them.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryCalls(pub Vec<(&'static str, u64)>);
+
+impl DiscoveryCalls {
+    fn of(&self, operation: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(op, _)| *op == operation)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The reads a refresh makes only when a deployment changed (or for the daily full re-read).
+const ON_CHANGE: [&str; 4] = [
+    "GetResources",
+    "GetRoutes",
+    "GetIntegrations",
+    "ListMetrics",
+];
+
+/// How long `calls` calls take at `rate` per second, `resources` of them GetResources at a
+/// quarter of that (the budget's spacing keeps 5 % above 1 / rate).
+fn paced(calls: u64, resources: u64, rate: f64) -> Duration {
+    let spacing = 1.05 / rate;
+    let secs = (calls as f64 * spacing).max(resources as f64 * 4.0 * spacing);
+    Duration::from_secs_f64(secs.max(0.0).round())
+}
+
+/// What discovery costs the account's API Gateway management quota: the calls of a full
+/// discovery (the first, and each API's daily full re-read) and of a refresh with nothing
+/// changed, and how long each takes at this process's share of the budget.
+pub fn discovery_cost(
+    calls: &DiscoveryCalls,
+    budget: f64,
+    shards: u32,
+    refresh: Duration,
+) -> String {
+    let rate = budget / f64::from(shards.max(1));
+    let full = calls.total();
+    let resources = calls.of("GetResources");
+    let on_change: u64 = ON_CHANGE.iter().map(|op| calls.of(op)).sum();
+    let unchanged = full - on_change;
+    let (full_time, unchanged_time) = (paced(full, resources, rate), paced(unchanged, 0, rate));
+    let by_operation: Vec<String> = calls
+        .0
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    let share = if shards > 1 {
+        format!(", {rate:.3} per second for this shard of {shards}")
+    } else {
+        String::new()
+    };
+    let mut out = format!(
+        "discovery (budget discovery.max_requests_per_second = {budget} per second for the account{share}; API Gateway allows 10 for all management calls together, shared with your deployments):\n  \
+         a full discovery makes {full} calls ({}) and takes about {} at the budget;\n  \
+         a refresh with nothing changed makes {unchanged} (the listings, and one GetStages per API) and takes about {}, every discovery.refresh_interval ({})",
+        by_operation.join(", "),
+        crate::config::types::human(full_time),
+        crate::config::types::human(unchanged_time),
+        crate::config::types::human(refresh),
+    );
+    if unchanged_time > refresh {
+        let _ = write!(
+            out,
+            ": longer than the interval, so refreshes run back to back; a new stage or deployment shows after up to {} (raise discovery.refresh_interval to make room for the account's own deployments, or discovery.max_requests_per_second to read faster)",
+            crate::config::types::human(unchanged_time * 2)
+        );
+    }
+    out.push('\n');
+    out
+}

@@ -10,7 +10,8 @@ use tracing::warn;
 use std::collections::HashSet;
 
 use super::Target;
-use super::target::{Activity, StageId, same_stage, stage_of};
+use super::target::{Activity, DiscoveryDone, StageId, same_stage, stage_of};
+use crate::clock::Clock;
 use crate::config::IdleConfig;
 use crate::plan::MAX_QUERIES_PER_CALL;
 use crate::plan::PlanOptions;
@@ -165,6 +166,10 @@ fn idle_stages(t: &mut Target, now: i64, idle: IdleConfig) -> (HashSet<StageId>,
     (skip, idle_count)
 }
 
+/// The longest a cycle waits for a running discovery to end before it goes on with what
+/// discovery has read so far (a quarter of the interval when that is shorter).
+const DISCOVERY_WAIT: Duration = Duration::from_secs(2);
+
 /// Refreshes one target if due, then makes all its calls, a few at a time. With `poll.idle`,
 /// idle stages that are not due are left out, and every batch reads back to where its series'
 /// counting stands, so a stage read after a pause counts everything since its last read.
@@ -172,16 +177,25 @@ fn idle_stages(t: &mut Target, now: i64, idle: IdleConfig) -> (HashSet<StageId>,
 pub(super) async fn fetch_target(
     t: &mut Target,
     store: &Store,
+    clock: &Arc<dyn Clock>,
     now: i64,
+    interval: Duration,
     refresh: Duration,
     opts: &PlanOptions,
     window: Window,
     bounds: Bounds,
     idle: Option<IdleConfig>,
 ) -> Fetched {
-    if let Err(e) = t.refresh(now, refresh, opts).await {
-        warn!(region = %t.region, error = %e, "keeping the last inventory");
-    }
+    let discovered = match t
+        .refresh(clock, refresh, opts, DISCOVERY_WAIT.min(interval / 4))
+        .await
+    {
+        Ok(done) => done,
+        Err(e) => {
+            warn!(region = %t.region, error = %e, "keeping the last inventory");
+            None
+        }
+    };
     if t.inventory.is_none() {
         return Fetched {
             ok: false,
@@ -190,6 +204,7 @@ pub(super) async fn fetch_target(
             plan: None,
             idle: 0,
             skipped: HashSet::new(),
+            discovered,
         };
     }
     let (skip, idle_count) = match idle {
@@ -248,6 +263,7 @@ pub(super) async fn fetch_target(
         plan: filtered,
         idle: idle_count,
         skipped: skip,
+        discovered,
     }
 }
 
@@ -264,4 +280,6 @@ pub(super) struct Fetched {
     pub(super) idle: usize,
     /// The idle stages left out of this cycle.
     pub(super) skipped: HashSet<StageId>,
+    /// A discovery that ended during this cycle's refresh.
+    pub(super) discovered: Option<DiscoveryDone>,
 }

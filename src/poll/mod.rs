@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 mod calls;
 mod target;
 
-pub use target::Target;
+pub use target::{DiscoveryDone, Target};
 
 use crate::clock::Clock;
 use crate::config::PollConfig;
@@ -123,20 +123,24 @@ impl Poller {
                 let _ = metrics.target_up.remove_label_values(&labels);
                 let _ = metrics.rest_name_conflicts.remove_label_values(&labels);
                 let _ = metrics.periods_lost.remove_label_values(&labels);
+                let _ = metrics.idle_stages.remove_label_values(&labels);
+                let _ = metrics.discovery_duration.remove_label_values(&labels);
+                let _ = metrics.discovery_last_success.remove_label_values(&labels);
             }
             polled
         });
     }
 
-    /// Refreshes every target's inventory now; the errors, by target index.
+    /// Discovers every target's inventory now, to the end; the errors, by target index.
     pub async fn refresh_all(&mut self) -> Vec<Result<(), String>> {
-        let now = self.clock.now();
+        const UNTIL_DONE: Duration = Duration::from_secs(86_400);
         let opts = self.settings.plan.clone();
-        futures::future::join_all(
-            self.targets
-                .iter_mut()
-                .map(|t| t.refresh(now, Duration::ZERO, &opts)),
-        )
+        let clock = &self.clock;
+        futures::future::join_all(self.targets.iter_mut().map(|t| async {
+            t.refresh(clock, Duration::ZERO, &opts, UNTIL_DONE)
+                .await
+                .map(|_| ())
+        }))
         .await
     }
 
@@ -204,12 +208,15 @@ impl Poller {
         // Futures are built in plain loops: closures over borrowed batches trip the
         // compiler's higher-ranked lifetime inference once the loop is spawned.
         let store = &self.store;
+        let clock = &self.clock;
         let mut per_target = Vec::with_capacity(self.targets.len());
         for t in self.targets.iter_mut() {
             per_target.push(fetch_target(
                 t,
                 store,
+                clock,
                 now,
+                p.interval(),
                 refresh,
                 &opts,
                 window,
@@ -310,6 +317,16 @@ impl Poller {
                     .idle_stages
                     .with_label_values(&labels)
                     .set(fetched.idle as f64);
+                if let Some(done) = fetched.discovered {
+                    self.metrics
+                        .discovery_duration
+                        .with_label_values(&labels)
+                        .set(done.took.as_secs_f64());
+                    self.metrics
+                        .discovery_last_success
+                        .with_label_values(&labels)
+                        .set(done.at as f64);
+                }
                 if let Some(inv) = &target.inventory {
                     self.metrics
                         .rest_name_conflicts
