@@ -280,6 +280,12 @@ async fn thirty_percent_throttling_slows_discovery_but_changes_nothing_else() {
     // What the account holds, read without throttling.
     let reference = Fleet::new(60, 60);
     let unthrottled = discovery(&reference, rate).discover(&all()).await.unwrap();
+    let calls = reference.take();
+    println!(
+        "without throttling: {} calls in {:?}",
+        calls.len(),
+        span(&calls)
+    );
 
     // A first discovery under throttling completes with the same inventory, within budget.
     let fleet = Fleet::new(60, 60);
@@ -480,6 +486,24 @@ async fn against_the_emulators_discovery_keeps_to_its_budget_and_reads_only_what
         )
         .replace(&common::localstack(), &localstack.url())
         .replace(&common::moto(), &moto.url());
+    // check-config runs a full discovery and says what discovery costs.
+    let plan = common::check_config(&config);
+    assert!(
+        plan.contains(
+            "discovery (budget discovery.max_requests_per_second = 4 per second for the account;"
+        ) && plan.contains("a refresh with nothing changed makes")
+            && plan.contains("(the listings, and one GetStages per API)"),
+        "{plan}"
+    );
+    let full: u64 = plan
+        .split("a full discovery makes ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the full discovery's calls");
+    // Our 12 APIs alone: 12 GetStages, 6 GetResources, 6 GetRoutes and 6 GetIntegrations, 1
+    // ListMetrics; plus the listings and what other tests' APIs matching the marker add.
+    assert!(full >= 31, "{plan}");
     let exporter = Exporter::start(&config, &[]);
     exporter.wait_ready(WAIT);
     let apis = |m: &Metrics| {
