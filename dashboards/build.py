@@ -1408,6 +1408,72 @@ def exporter():
         8,
     )
 
+    L.row("Discovery")
+    target_legend = "{{account_id}} {{region}} {{instance}}"
+    L.add(
+        timeseries(
+            "Discovery duration",
+            "How long the last completed discovery of each account and region took"
+            " (aws_apigateway_exporter_discovery_duration_seconds). Its calls are paced by"
+            " discovery.max_requests_per_second: a refresh with nothing changed makes one call"
+            " per API, so at the default budget of 2 per second a large account takes minutes.",
+            "s",
+            (
+                f"max by (instance, account_id, region) (aws_apigateway_exporter_discovery_duration_seconds{{{j}}})",
+                target_legend,
+            ),
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Since the last discovery",
+            "Time since each account and region's last discovery completed (every listing"
+            " read to its end). It grows past discovery.refresh_interval while a refresh is"
+            " paced or paused by throttling, and keeps growing while discovery fails.",
+            "s",
+            (
+                "time() - max by (instance, account_id, region)"
+                f" (aws_apigateway_exporter_discovery_last_success_timestamp_seconds{{{j}}})",
+                target_legend,
+            ),
+        ),
+        8,
+        8,
+    )
+    L.add(
+        timeseries(
+            "Calls waiting for the budget",
+            "Discovery calls waiting for their turn under discovery.max_requests_per_second"
+            " (aws_apigateway_exporter_discovery_calls_waiting): a few while a discovery runs,"
+            " more while a throttled answer pauses the budget.",
+            "short",
+            (
+                f"max by (instance) (aws_apigateway_exporter_discovery_calls_waiting{{{j}}})",
+                "{{instance}}",
+            ),
+        ),
+        5,
+        8,
+    )
+    L.add(
+        stat(
+            "APIs failing discovery",
+            "APIs whose discovery reads failed in the last discovery"
+            " (aws_apigateway_exporter_discovery_api_failures); each keeps its last known"
+            " stages and integrations, and the exporter's log names it and the error.",
+            "short",
+            (
+                f"count(aws_apigateway_exporter_discovery_api_failures{{{j}}}) or vector(0)",
+                "APIs",
+            ),
+            thresholds=[(1, "orange")],
+        ),
+        3,
+        8,
+    )
+
     L.row("Metric stream")
     L.add(
         timeseries(

@@ -31,6 +31,8 @@ const ALERTS: &[&str] = &[
     "ApiGatewayExporterCycleFailing",
     "ApiGatewayExporterDataStale",
     "ApiGatewayExporterCloudWatchThrottled",
+    "ApiGatewayExporterDiscoveryThrottled",
+    "ApiGatewayExporterDiscoveryApiFailing",
     "ApiGatewayExporterStreamDeliveriesRefused",
     "ApiGatewayExporterStreamSilent",
 ];

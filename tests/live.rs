@@ -228,7 +228,13 @@ fn every_dashboard_query_and_rule_works_on_a_real_prometheus_scraping_the_demo()
     for (expr, _) in results.values() {
         used.extend(metric_names(expr));
     }
-    let missing: Vec<&String> = used.iter().filter(|n| !served.contains(*n)).collect();
+    // Series there only while an API's discovery reads fail (the demo's never do; its
+    // alert is tested by promtool in tests/alerts.rs).
+    let on_event = ["aws_apigateway_exporter_discovery_api_failures"];
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|n| !served.contains(*n) && !on_event.contains(&n.as_str()))
+        .collect();
     assert!(
         missing.is_empty(),
         "used by dashboards or rules but not served: {missing:?}"
