@@ -15,6 +15,8 @@ Conventions (see docs/dashboards-and-alerts.md):
   changes once per exporter poll;
 - per API/stage values are de-duplicated with `max by (identity labels)` before they are
   added up, so a series scraped from several exporter replicas (sidecar mode) counts once;
+  access-log families are de-duplicated per `receiver` and the receivers added up, since
+  replicas that receive access logs from Firehose each hold a share of the lines;
 - averages are rate(_sum) / rate(_count), never an average of quantiles;
 - dashboards use only the exporter's metrics, never the alert rules' recorded series, so
   they work without the rules loaded.
@@ -41,8 +43,25 @@ def dedup(expr, by=IDENTITY):
     return f"max by ({by}) ({expr})"
 
 
+# Families counted from access log lines. With access_logs.mode firehose each receiving
+# replica holds a share of the lines and labels its series with `receiver`; polled ones have
+# no receiver label, so this is plain de-duplication for them.
+RECEIVED = {
+    "aws_apigateway_throttled_requests_total",
+    "aws_apigateway_responses_total",
+    "aws_apigateway_route_responses_total",
+    "aws_apigateway_canary_responses_total",
+    "aws_apigateway_canary_base_responses_total",
+    "aws_apigateway_canary_latency_seconds_sum",
+    "aws_apigateway_canary_latency_seconds_count",
+}
+
+
 def rate(metric, sel, by=IDENTITY):
-    return dedup(f"rate({metric}{{{sel}}}[$__rate_interval])", by)
+    expr = f"rate({metric}{{{sel}}}[$__rate_interval])"
+    if metric in RECEIVED:
+        return f"sum without (receiver) ({dedup(expr, by + ', receiver')})"
+    return dedup(expr, by)
 
 
 # --------------------------------------------------------------------------------------
@@ -901,13 +920,18 @@ def api():
     L.row("Canary against base")
     by_cause = IDENTITY + ", status, response_type"
 
-    def canary(status_re=None):
+    def canary(status_re=None, family="aws_apigateway_canary_responses_total"):
         sel = s if status_re is None else f'{s}, status=~"{status_re}"'
-        return f"sum({rate('aws_apigateway_canary_responses_total', sel, by_cause)})"
+        return f"sum({rate(family, sel, by_cause)})"
+
+    def base(status_re=None):
+        return canary(status_re, "aws_apigateway_canary_base_responses_total")
 
     CANARY = (
-        " The canary's series come from every event of its own access log group (the stage's"
-        " group with /Canary appended; access_logs.mode filter_log_events); the stage's from"
+        " The canary's series come from the stage's access log split by isCanaryRequest,"
+        " and so does the base's (the stage's own requests without the canary's); without"
+        " that field, from every event of the canary's own access log group (the stage's"
+        " group with /Canary appended), and there is no base line. The stage's come from"
         " CloudWatch, which may include the canary's requests, so the stage's line lies"
         " between the base's and the canary's. Empty while the stage runs no canary."
     )
@@ -927,11 +951,13 @@ def api():
     L.add(
         timeseries(
             "Canary 5XX ratio",
-            "Share of requests answered 5XX: the canary's beside the stage's."
+            "Share of requests answered 5XX: the canary's beside its base's and the stage's."
             " ApiGatewayCanary5xxWorseThanBase fires when the canary's is 2 points above the"
-            " stage's with at least 0.5 canary requests/s." + CANARY,
+            " base's (the stage's without a base line) with at least 0.5 canary requests/s."
+            + CANARY,
             "percentunit",
             (f"({canary('5..')} or vector(0)) / {canary()}", "canary"),
+            (f"({base('5..')} or vector(0)) / {base()}", "base"),
             (f"{total('aws_apigateway_5xx_errors_total')} / {total('aws_apigateway_requests_total')}", "stage"),
         ),
         12,
@@ -940,10 +966,11 @@ def api():
     L.add(
         timeseries(
             "Canary 4XX ratio",
-            "Share of requests answered 4XX (429 included): the canary's beside the stage's."
-            + CANARY,
+            "Share of requests answered 4XX (429 included): the canary's beside its base's and"
+            " the stage's." + CANARY,
             "percentunit",
             (f"({canary('4..')} or vector(0)) / {canary()}", "canary"),
+            (f"({base('4..')} or vector(0)) / {base()}", "base"),
             (f"{total('aws_apigateway_4xx_errors_total')} / {total('aws_apigateway_requests_total')}", "stage"),
         ),
         12,

@@ -5,12 +5,13 @@
 //! Prints, per simulated half hour, the metrics held, the resident memory, and the handler's
 //! time per request, so that a memory that keeps growing shows.
 
+mod support;
+
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
-use apigateway_exporter::clock::Clock;
+use apigateway_exporter::clock::{Clock, ManualClock};
 use apigateway_exporter::config::AccessKey;
 use apigateway_exporter::http::firehose::Receiver;
 use apigateway_exporter::selfmetrics::SelfMetrics;
@@ -18,26 +19,7 @@ use apigateway_exporter::source::stream::StreamBuffer;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
-
-struct SimClock(AtomicI64);
-
-impl Clock for SimClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
+use support::rss_mb;
 
 const METRICS: [&str; 5] = [
     "Count",
@@ -74,7 +56,7 @@ async fn main() {
     let hours: i64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(6);
     let stages = metrics.div_ceil(METRICS.len());
     let start = 1_700_000_000 / 60 * 60;
-    let clock = Arc::new(SimClock(AtomicI64::new(start)));
+    let clock = Arc::new(ManualClock::new(start));
     let buffer = Arc::new(StreamBuffer::new(start, 25 * 60, 10 * 60));
     let registry = prometheus::Registry::new();
     let self_metrics = SelfMetrics::new(&registry, false).expect("metrics");
@@ -95,7 +77,7 @@ async fn main() {
     let mut times: Vec<f64> = Vec::new();
     for minute in 0..hours * 60 {
         let now = start + minute * 60;
-        clock.0.store(now + 90, Ordering::Relaxed);
+        clock.set(now + 90);
         let lines: Vec<String> = (0..stages)
             .flat_map(|s| {
                 METRICS.iter().map(move |m| {

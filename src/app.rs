@@ -22,6 +22,7 @@ use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::SharedSnapshot;
 use crate::source::RoutedSource;
 use crate::source::cloudwatch::CloudWatchSource;
+use crate::source::delivered::{DeliveredSource, LogBuffer};
 use crate::source::logs::AccessLogSource;
 use crate::source::stream::{StreamBuffer, StreamSource};
 
@@ -87,13 +88,22 @@ fn ended(result: Result<(), tokio::task::JoinError>) -> String {
     }
 }
 
+/// What Firehose delivers that targets read: a metric stream's minutes, access log lines.
+#[derive(Clone, Copy)]
+pub struct Pushed<'a> {
+    pub stream: Option<&'a Arc<StreamBuffer>>,
+    pub access_logs: Option<&'a Arc<LogBuffer>>,
+    pub clock: &'a Arc<dyn Clock>,
+}
+
 /// One AWS target per (target entry, region), sharing the standard credential chain; with a
-/// metric stream, its streamed queries are answered from `stream`. Their discovery shares
-/// `context`: one budget per account, and what each target knew under the previous config.
+/// metric stream or access logs through Firehose, their queries are answered from what was
+/// `pushed`. Their discovery shares `context`: one budget per account, and what each target
+/// knew under the previous config.
 pub async fn aws_targets(
     config: &Config,
     metrics: &SelfMetrics,
-    stream: Option<(&Arc<StreamBuffer>, &Arc<dyn Clock>)>,
+    pushed: Option<Pushed<'_>>,
     context: &DiscoveryContext,
 ) -> Result<Vec<Target>, AppError> {
     let mut targets = Vec::new();
@@ -115,10 +125,18 @@ pub async fn aws_targets(
                     config.access_logs.statuses.clone(),
                     metrics.clone(),
                 )),
-                stream: stream.map(|(buffer, clock)| {
-                    Arc::new(StreamSource {
+                stream: pushed.and_then(|p| {
+                    p.stream.map(|buffer| {
+                        Arc::new(StreamSource {
+                            buffer: Arc::clone(buffer),
+                            clock: Arc::clone(p.clock),
+                        }) as Arc<dyn crate::source::MetricSource>
+                    })
+                }),
+                delivered: pushed.and_then(|p| p.access_logs).map(|buffer| {
+                    Arc::new(DeliveredSource {
                         buffer: Arc::clone(buffer),
-                        clock: Arc::clone(clock),
+                        statuses: config.access_logs.statuses.clone(),
                     }) as Arc<dyn crate::source::MetricSource>
                 }),
             });
@@ -179,6 +197,9 @@ pub fn settings(config: &Config) -> PollSettings {
                 }),
                 AccessLogsMode::FilterLogEvents => Some(AccessLogs::LogEvents {
                     log_group: config.access_logs.log_group.as_deref().map(Arc::from),
+                }),
+                AccessLogsMode::Firehose => Some(AccessLogs::Delivered {
+                    receiver: Arc::from(config.access_logs.receiver_name()),
                 }),
             },
             lambda: config.backends.lambda,
@@ -303,29 +324,45 @@ async fn build(
     stream: Option<&Stream>,
     discovery: &DiscoveryContext,
 ) -> Result<(Vec<Target>, PollSettings), AppError> {
-    if config.stream.enabled && (stream.is_none() || mode != Mode::Aws) {
+    let receiver = stream.map(|s| &s.receiver);
+    if config.stream.enabled
+        && (mode != Mode::Aws || receiver.is_none_or(|r| !r.takes_metric_stream()))
+    {
         warn!(
             "stream.enabled takes effect at start (and not with --demo): polling everything until then"
         );
         config.stream.enabled = false;
     }
-    if let Some(s) = stream {
-        s.receiver
-            .buffer()
-            .set_window(config.poll.stream_retention(), config.poll.lookback());
+    if config.access_logs.mode == AccessLogsMode::Firehose
+        && mode == Mode::Aws
+        && receiver.is_none_or(|r| r.access_logs().is_none())
+    {
+        warn!(
+            "access_logs.mode firehose takes effect at start (the endpoint starts with the exporter): no access logs counted until then"
+        );
+        config.access_logs.mode = AccessLogsMode::Off;
+    }
+    if let Some(r) = receiver {
+        let (retention, lookback) = (config.poll.stream_retention(), config.poll.lookback());
+        r.buffer().set_window(retention, lookback);
+        if let Some(logs) = r.access_logs() {
+            logs.set_window(retention, lookback);
+        }
         if let Some(key) = &config.stream.access_key {
-            s.receiver.set_key(key);
+            r.set_key(key);
+        }
+        if let Some(key) = &config.access_logs.access_key {
+            r.set_access_logs_key(key);
         }
     }
     let targets = match mode {
         Mode::Aws => {
-            aws_targets(
-                config,
-                metrics,
-                stream.map(|s| (s.receiver.buffer(), clock)),
-                discovery,
-            )
-            .await?
+            let pushed = receiver.map(|r| Pushed {
+                stream: r.takes_metric_stream().then(|| r.buffer()),
+                access_logs: r.access_logs(),
+                clock,
+            });
+            aws_targets(config, metrics, pushed, discovery).await?
         }
         Mode::Demo { seed, .. } => {
             demo_config(config);
@@ -378,30 +415,61 @@ pub async fn run(
         _ => Arc::new(SystemClock),
     };
 
-    // The metric stream endpoint: bound before anything runs, so a taken port fails the start.
-    let stream = match (&config.stream.access_key, source.mode) {
-        (Some(key), Mode::Aws) if config.stream.enabled => {
+    // The Firehose endpoint (metric stream, access logs): bound before anything runs, so a
+    // taken port fails the start.
+    let metric_key = config
+        .stream
+        .access_key
+        .as_ref()
+        .filter(|_| config.stream.enabled);
+    let logs_key = config
+        .access_logs
+        .access_key
+        .as_ref()
+        .filter(|_| config.access_logs.mode == AccessLogsMode::Firehose);
+    let stream = match source.mode {
+        Mode::Aws if metric_key.is_some() || logs_key.is_some() => {
             let address = config.stream.listen_address;
             let listener = TcpListener::bind(address).await.map_err(|e| {
                 AppError::Server(format!(
                     "cannot listen on stream.listen_address {address}: {e}"
                 ))
             })?;
-            let buffer = Arc::new(StreamBuffer::new(
-                clock.now(),
-                config.poll.stream_retention(),
-                config.poll.lookback(),
-            ));
-            let receiver = Arc::new(Receiver::new(
-                buffer,
-                key,
-                metrics.clone(),
-                Arc::clone(&clock),
-            ));
-            // Silence is measured from the start until the first delivery.
-            metrics.stream_last_delivery.set(clock.now() as f64);
-            info!(%address, "metric stream endpoint listening");
-            Some((Stream { receiver }, listener))
+            let (retention, lookback) = (config.poll.stream_retention(), config.poll.lookback());
+            let logs = logs_key.map(|key| (Arc::new(LogBuffer::new(retention, lookback)), key));
+            let receiver = match (metric_key, logs) {
+                (Some(key), logs) => {
+                    let buffer = Arc::new(StreamBuffer::new(clock.now(), retention, lookback));
+                    let r = Receiver::new(buffer, key, metrics.clone(), Arc::clone(&clock));
+                    // Silence is measured from the start until the first delivery.
+                    metrics.stream_last_delivery.set(clock.now() as f64);
+                    match logs {
+                        Some((buffer, key)) => r.with_access_logs(buffer, key),
+                        None => r,
+                    }
+                }
+                (None, Some((buffer, key))) => {
+                    Receiver::access_logs_only(buffer, key, metrics.clone(), Arc::clone(&clock))
+                }
+                (None, None) => {
+                    return Err(AppError::Config(
+                        "the Firehose endpoint needs stream.access_key or access_logs.access_key"
+                            .into(),
+                    ));
+                }
+            };
+            info!(
+                %address,
+                metric_stream = metric_key.is_some(),
+                access_logs = logs_key.is_some(),
+                "Firehose endpoint listening"
+            );
+            Some((
+                Stream {
+                    receiver: Arc::new(receiver),
+                },
+                listener,
+            ))
         }
         _ => None,
     };

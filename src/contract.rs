@@ -249,16 +249,16 @@ pub const THROTTLED: Def = def(
     Counter,
     "{request}",
     Stage,
-    &["reason"],
-    "Requests answered 429, by reason: throttled (a rate or burst limit) or quota_exceeded (a usage plan quota). Counted from API Gateway access logs, through a CloudWatch Logs metric filter or from the events themselves (access_logs in the config); polled, not live.",
+    &["reason", "receiver"],
+    "Requests answered 429, by reason: throttled (a rate or burst limit) or quota_exceeded (a usage plan quota). Counted from API Gateway access logs, through a CloudWatch Logs metric filter, from the events themselves, or from the lines Firehose delivers (access_logs in the config; receiver names the replica that received them); polled, not live.",
 );
 pub const RESPONSES: Def = def(
     "aws_apigateway_responses_total",
     Counter,
     "{request}",
     Stage,
-    &["status", "response_type"],
-    "Responses by HTTP status and API Gateway response type ($context.error.responseType; none when the integration itself answered), counted event by event from the stage's JSON access logs (access_logs.mode filter_log_events; which statuses: access_logs.statuses); polled, not live.",
+    &["status", "response_type", "receiver"],
+    "Responses by HTTP status and API Gateway response type ($context.error.responseType; none when the integration itself answered), counted line by line from the stage's JSON access logs (access_logs.mode filter_log_events, or firehose with receiver naming the replica that received the lines; which statuses: access_logs.statuses); polled, not live.",
 );
 
 /// `$context.responseLatency` is the latency the access log carries; the canary's series come
@@ -268,24 +268,32 @@ pub const CANARY_RESPONSES: Def = def(
     Counter,
     "{request}",
     Stage,
-    &["status", "response_type"],
-    "Every request a REST stage's canary release answered, by HTTP status and API Gateway response type, counted event by event from the canary's own access log group (the stage's group with /Canary appended; access_logs.mode filter_log_events). Canary requests only: the stage's own series may include them too, so never add the two; polled, not live.",
+    &["status", "response_type", "receiver"],
+    "Every request a REST stage's canary release answered, by HTTP status and API Gateway response type, counted line by line from the stage's access log split by $context.isCanaryRequest, or else from the canary's own access log group (the stage's group with /Canary appended). Canary requests only: the stage's own series may include them too, so never add the two; polled, not live.",
+);
+pub const CANARY_BASE_RESPONSES: Def = def(
+    "aws_apigateway_canary_base_responses_total",
+    Counter,
+    "{request}",
+    Stage,
+    &["status", "response_type", "receiver"],
+    "Every request the base deployment of a REST stage with a canary release answered (the stage's own requests, the canary's left out), by HTTP status and API Gateway response type, counted line by line from the stage's access log split by $context.isCanaryRequest: what the canary is compared with. Only where the log format carries isCanaryRequest; polled, not live.",
 );
 pub const CANARY_LATENCY: Def = def(
     "aws_apigateway_canary_latency_seconds",
     Summary,
     "s",
     Stage,
-    &[],
-    "Response latency of a REST stage's canary requests ($context.responseLatency in the canary's access log group). Quantiles are exact over the latest settled period's events (nearest rank), as the stage's latency quantiles are CloudWatch's over the same period; _sum and _count are counters of the lines that carry a latency; polled, not live.",
+    &["receiver"],
+    "Response latency of a REST stage's canary requests ($context.responseLatency of the canary's access log lines). Quantiles are exact over the latest settled period's events (nearest rank), as the stage's latency quantiles are CloudWatch's over the same period; _sum and _count are counters of the lines that carry a latency; polled, not live.",
 );
 pub const CANARY_LATENCY_MAX: Def = def(
     "aws_apigateway_canary_latency_max_seconds",
     Gauge,
     "s",
     Stage,
-    &[],
-    "Maximum response latency of a REST stage's canary requests in the latest settled period, in seconds (canary access log group); polled, not live.",
+    &["receiver"],
+    "Maximum response latency of a REST stage's canary requests in the latest settled period, in seconds (the canary's access log lines); polled, not live.",
 );
 
 pub const ROUTE_RESPONSES: Def = route(&RESPONSES, "aws_apigateway_route_responses_total");
@@ -671,6 +679,22 @@ pub const EXPORTER_DISCOVERY_API_FAILURES: Def = def(
     &["account_id", "region", "api_id", "api_type"],
     "Discoveries in a row whose reads of this API failed (it keeps its last known stages and integrations meanwhile); the series is there only while they fail.",
 );
+pub const EXPORTER_ACCESS_LOG_DELIVERIES: Def = def(
+    "aws_apigateway_exporter_access_log_deliveries_total",
+    Counter,
+    "{request}",
+    Exporter,
+    &["result"],
+    "Firehose deliveries of access log lines to the endpoint's /access-logs (access_logs.mode firehose), by result: accepted, duplicate (a retry of a delivery already read), unauthorized, invalid or too_large (refused; Firehose retries them, then writes them to its S3 backup).",
+);
+pub const EXPORTER_ACCESS_LOG_LINES: Def = def(
+    "aws_apigateway_exporter_access_log_lines_total",
+    Counter,
+    "{line}",
+    Exporter,
+    &["result"],
+    "Access log lines delivered by Firehose, by result: accepted (counted in its minute), duplicate (its requestId counted already), late (in a minute older than poll.lookback: missing from the counters in steady state), out_of_range (older than the buffer keeps, or from the future), invalid (not a line of the README's JSON format) or refused (a stage past the buffer's limit).",
+);
 
 /// Every family of the contract.
 pub static ALL: &[&Def] = &[
@@ -692,6 +716,7 @@ pub static ALL: &[&Def] = &[
     &THROTTLED,
     &RESPONSES,
     &CANARY_RESPONSES,
+    &CANARY_BASE_RESPONSES,
     &CANARY_LATENCY,
     &CANARY_LATENCY_MAX,
     &ROUTE_RESPONSES,
@@ -751,6 +776,8 @@ pub static ALL: &[&Def] = &[
     &EXPORTER_DISCOVERY_DURATION,
     &EXPORTER_DISCOVERY_LAST_SUCCESS,
     &EXPORTER_DISCOVERY_API_FAILURES,
+    &EXPORTER_ACCESS_LOG_DELIVERIES,
+    &EXPORTER_ACCESS_LOG_LINES,
 ];
 
 /// The family of a Prometheus series name (`_sum`, `_count`, `_bucket` resolved).

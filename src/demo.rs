@@ -260,9 +260,11 @@ impl Discovery for DemoDiscovery {
                                 cache_enabled: *cache,
                                 throttle,
                                 access_log_group: Some(format!("/demo/{}/{name}", a.name)),
-                                access_log_format: Some(
-                                    crate::model::ACCESS_LOG_FORMAT.to_string(),
-                                ),
+                                access_log_stream: None,
+                                access_log_format: Some(match a.api_type {
+                                    ApiType::Rest => crate::model::rest_access_log_format(),
+                                    _ => crate::model::ACCESS_LOG_FORMAT.to_string(),
+                                }),
                                 routes: if *detailed {
                                     demo_routes(a)
                                 } else {
@@ -376,6 +378,9 @@ impl MetricSource for DemoSource {
                 if q.family == Family::CanaryResponses {
                     return split(self.canary_responses(api, stage, window, now));
                 }
+                if q.family == Family::CanaryBaseResponses {
+                    return split(self.base_responses(api, stage, window, now));
+                }
                 if q.family.split() {
                     return split(self.responses(api, stage, window, now));
                 }
@@ -471,12 +476,34 @@ impl DemoSource {
     /// Synthetic responses of a stage's canary, every status (its access log group is read
     /// in full): the errors split into causes as the stage's are, the rest answered 200.
     fn canary_responses(&self, api: &DemoApi, stage: &str, window: Window, now: i64) -> PartCounts {
+        self.every_response(window, now, |t| {
+            Period::canary(self.seed, api, stage, t, self.period)
+        })
+    }
+
+    /// Synthetic responses of the base of a stage running a canary: the stage's own traffic
+    /// but the canary's share, every status.
+    fn base_responses(&self, api: &DemoApi, stage: &str, window: Window, now: i64) -> PartCounts {
+        self.every_response(window, now, |t| {
+            let mut p = Period::new(self.seed, api, stage, t, self.period);
+            p.requests = (p.requests * (1.0 - CANARY_PERCENT / 100.0)).round();
+            p
+        })
+    }
+
+    /// Every response of the periods `period(t)` gives, by cause, 200s included.
+    fn every_response(
+        &self,
+        window: Window,
+        now: i64,
+        period: impl Fn(i64) -> Period,
+    ) -> PartCounts {
         let mut parts = PartCounts::new();
         for t in (window.start..window.end)
             .step_by(window.period.max(1) as usize)
             .filter(|t| *t <= now)
         {
-            let p = Period::canary(self.seed, api, stage, t, self.period);
+            let p = period(t);
             let arrived = ((now - t) as f64 / (self.period + 60) as f64).clamp(0.0, 1.0);
             let causes = causes(&p);
             let errors: f64 = causes.iter().map(|(_, _, n)| n).sum();
@@ -769,7 +796,7 @@ fn value(p: &Period, family: Family, stat: Stat, arrived: f64) -> Option<f64> {
         Family::Throttled => sum(p.requests * p.throttled_rate),
         Family::QuotaExceeded => sum(p.requests * p.quota_rate),
         // Answered per cause by `DemoSource::responses`.
-        Family::Responses | Family::CanaryResponses => None,
+        Family::Responses | Family::CanaryResponses | Family::CanaryBaseResponses => None,
         Family::CanaryLatency => dist(p.latency_ms),
         // The function behind the API: what API Gateway did not reject itself; most 5XX are
         // its errors; a trickle of throttles; its duration a little below the integration's.

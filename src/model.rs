@@ -18,7 +18,17 @@ pub const LAMBDA_NAMESPACE: &str = "AWS/Lambda";
 /// `status` is a bare number, so CloudWatch Logs filter patterns can compare it;
 /// `responseLatency` (milliseconds) gives a canary release its latency; quoted, so a line
 /// stays JSON whatever API Gateway writes for it.
-pub const ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId","apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseLatency":"$context.responseLatency","responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
+pub const ACCESS_LOG_FORMAT: &str = r#"{"requestId":"$context.requestId","requestTimeEpoch":$context.requestTimeEpoch,"apiId":"$context.apiId","stage":"$context.stage","status":$context.status,"responseLatency":"$context.responseLatency","responseType":"$context.error.responseType","resourcePath":"$context.resourcePath","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey"}"#;
+
+/// The field a REST stage's format adds to [`ACCESS_LOG_FORMAT`] to split its lines into its
+/// canary's and its base's (HTTP and WebSocket APIs have no canary releases).
+pub const REST_CANARY_FIELD: &str = r#""isCanaryRequest":"$context.isCanaryRequest""#;
+
+/// [`ACCESS_LOG_FORMAT`] with [`REST_CANARY_FIELD`]: the format for REST stages.
+pub fn rest_access_log_format() -> String {
+    let open = ACCESS_LOG_FORMAT.trim_end_matches('}');
+    format!("{open},{REST_CANARY_FIELD}}}")
+}
 
 /// What a stage's access log format lacks for counting responses, in words (empty: nothing).
 /// Field names are those of [`ACCESS_LOG_FORMAT`]; other fields may come and go.
@@ -74,6 +84,18 @@ fn log_field(format: &str, field: &str, variable: &str) -> Option<bool> {
 /// Whether a format carries `responseLatency`, which a canary release's latency needs.
 pub fn logs_latency(format: &str) -> bool {
     log_field(format, "responseLatency", "responseLatency").is_some()
+}
+
+/// Whether a REST format carries `isCanaryRequest`, which splits a stage's log into its
+/// canary's requests and its base's.
+pub fn logs_canary_split(format: &str) -> bool {
+    log_field(format, "isCanaryRequest", "isCanaryRequest").is_some()
+}
+
+/// Whether a format carries `requestTimeEpoch`, which puts a line delivered by Firehose in
+/// the minute of its request (CloudWatch Logs events carry their own time).
+pub fn logs_request_time(format: &str) -> bool {
+    log_field(format, "requestTimeEpoch", "requestTimeEpoch").is_some()
 }
 
 /// The outcome of one AWS call, as the self-metrics' `result` label says it.
@@ -173,6 +195,9 @@ pub enum Family {
     /// Every response of a REST stage's canary release, by status and response type (the
     /// canary's own access log group, read in full). Split like [`Family::Responses`].
     CanaryResponses,
+    /// Every response of the base deployment of a REST stage with a canary: the stage's
+    /// access log lines with `isCanaryRequest` false. Split like [`Family::Responses`].
+    CanaryBaseResponses,
     /// Response latency of a REST stage's canary release (the same events).
     CanaryLatency,
     /// Lambda functions behind discovered routes (`backends.lambda`).
@@ -218,7 +243,7 @@ impl FamilyInfo {
 }
 
 impl Family {
-    pub const ALL: [Family; 22] = [
+    pub const ALL: [Family; 23] = [
         Family::Requests,
         Family::Errors4xx,
         Family::Errors5xx,
@@ -236,6 +261,7 @@ impl Family {
         Family::QuotaExceeded,
         Family::Responses,
         Family::CanaryResponses,
+        Family::CanaryBaseResponses,
         Family::CanaryLatency,
         Family::LambdaInvocations,
         Family::LambdaErrors,
@@ -408,6 +434,17 @@ impl Family {
             logs: true,
             ..counter(&c::CANARY_RESPONSES, &c::CANARY_RESPONSES, None, None, None)
         };
+        static CANARY_BASE_RESPONSES: FamilyInfo = FamilyInfo {
+            route: None,
+            logs: true,
+            ..counter(
+                &c::CANARY_BASE_RESPONSES,
+                &c::CANARY_BASE_RESPONSES,
+                None,
+                None,
+                None,
+            )
+        };
         static CANARY_LATENCY: FamilyInfo = FamilyInfo {
             route: None,
             logs: true,
@@ -433,6 +470,7 @@ impl Family {
             Family::QuotaExceeded => &QUOTA,
             Family::Responses => &RESPONSES,
             Family::CanaryResponses => &CANARY_RESPONSES,
+            Family::CanaryBaseResponses => &CANARY_BASE_RESPONSES,
             Family::CanaryLatency => &CANARY_LATENCY,
             Family::LambdaInvocations => &LAMBDA_INVOCATIONS,
             Family::LambdaErrors => &LAMBDA_ERRORS,
@@ -444,12 +482,19 @@ impl Family {
     /// Whether one query answers many series of this family ([`Cause`]s per stage and
     /// route); the query's own series only says where counting stands and is not exported.
     pub fn split(self) -> bool {
-        matches!(self, Family::Responses | Family::CanaryResponses)
+        matches!(
+            self,
+            Family::Responses | Family::CanaryResponses | Family::CanaryBaseResponses
+        )
     }
 
-    /// Read from a canary release's own access log group, every event of it.
+    /// About a canary release and its base: every line of the log they are read from
+    /// counts, whatever its status.
     pub fn canary(self) -> bool {
-        matches!(self, Family::CanaryResponses | Family::CanaryLatency)
+        matches!(
+            self,
+            Family::CanaryResponses | Family::CanaryBaseResponses | Family::CanaryLatency
+        )
     }
 
     /// The CloudWatch metric name for this family and API type, if AWS publishes one.
@@ -594,6 +639,9 @@ pub struct SeriesLabels {
     pub cause: Option<Cause>,
     /// The Lambda function of a `backends.lambda` series (no API labels then).
     pub function: Option<String>,
+    /// The replica that received the access log lines an access-log series counts
+    /// (`access_logs.mode: firehose`): receivers hold disjoint shares, which rules add up.
+    pub receiver: Option<String>,
 }
 
 /// What a counted response was: its HTTP status and API Gateway's gateway response type
@@ -618,6 +666,7 @@ impl SeriesLabels {
             route: None,
             cause: None,
             function: None,
+            receiver: None,
         }
     }
 
@@ -625,6 +674,7 @@ impl SeriesLabels {
     pub fn function(account_id: &str, region: &str, function: &str) -> SeriesLabels {
         SeriesLabels {
             function: Some(function.to_string()),
+            receiver: None,
             ..SeriesLabels::account(account_id, region)
         }
     }
@@ -667,6 +717,9 @@ impl SeriesLabels {
             pairs.push(("status", cause.status.as_str()));
             pairs.push(("response_type", cause.response_type.as_str()));
         }
+        if let Some(receiver) = &self.receiver {
+            pairs.push(("receiver", receiver.as_str()));
+        }
         pairs
     }
 }
@@ -682,6 +735,17 @@ mod tests {
         for t in ApiType::ALL {
             assert_eq!(access_log_gaps(ACCESS_LOG_FORMAT, t), Vec::<String>::new());
         }
+        let rest = rest_access_log_format();
+        assert!(
+            serde_json::from_str::<serde_json::Value>(
+                &rest
+                    .replace("$context.status", "200")
+                    .replace("$context.requestTimeEpoch", "1")
+            )
+            .is_ok()
+        );
+        assert!(logs_canary_split(&rest) && !logs_canary_split(ACCESS_LOG_FORMAT));
+        assert!(logs_request_time(ACCESS_LOG_FORMAT));
         let clf = "$context.identity.sourceIp - - [$context.requestTime] \"$context.httpMethod\" $context.status";
         assert_eq!(access_log_gaps(clf, ApiType::Rest).len(), 1);
         let quoted = r#"{ "apiId": "$context.apiId", "stage":"$context.stage", "status": "$context.status", "responseType":"$context.error.responseType", "routeKey":"$context.routeKey" }"#;

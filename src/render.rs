@@ -411,6 +411,7 @@ mod tests {
             route: None,
             cause: None,
             function: None,
+            receiver: None,
         })
     }
 

@@ -40,6 +40,19 @@ pub const STREAM_RECORD_RESULTS: [&str; 6] = [
     "refused",
 ];
 
+/// `result` of `aws_apigateway_exporter_access_log_deliveries_total`.
+pub const ACCESS_LOG_DELIVERY_RESULTS: [&str; 5] = STREAM_REQUEST_RESULTS;
+
+/// `result` of `aws_apigateway_exporter_access_log_lines_total`.
+pub const ACCESS_LOG_LINE_RESULTS: [&str; 6] = [
+    "accepted",
+    "duplicate",
+    "late",
+    "out_of_range",
+    "invalid",
+    "refused",
+];
+
 /// Handles to every self-metric. Cheap to clone (the metrics are reference counted).
 #[derive(Clone, Debug)]
 pub struct SelfMetrics {
@@ -71,6 +84,8 @@ pub struct SelfMetrics {
     pub discovery_duration: GaugeVec,
     pub discovery_last_success: GaugeVec,
     pub discovery_api_failures: GaugeVec,
+    pub access_log_deliveries: CounterVec,
+    pub access_log_lines: CounterVec,
 }
 
 fn opts(def: &Def) -> Opts {
@@ -121,6 +136,8 @@ impl SelfMetrics {
             discovery_duration: gauges(&c::EXPORTER_DISCOVERY_DURATION)?,
             discovery_last_success: gauges(&c::EXPORTER_DISCOVERY_LAST_SUCCESS)?,
             discovery_api_failures: gauges(&c::EXPORTER_DISCOVERY_API_FAILURES)?,
+            access_log_deliveries: counters(&c::EXPORTER_ACCESS_LOG_DELIVERIES)?,
+            access_log_lines: counters(&c::EXPORTER_ACCESS_LOG_LINES)?,
         };
         registry.register(Box::new(m.build_info.clone()))?;
         registry.register(Box::new(m.otlp_exports.clone()))?;
@@ -150,6 +167,8 @@ impl SelfMetrics {
         registry.register(Box::new(m.discovery_duration.clone()))?;
         registry.register(Box::new(m.discovery_last_success.clone()))?;
         registry.register(Box::new(m.discovery_api_failures.clone()))?;
+        registry.register(Box::new(m.access_log_deliveries.clone()))?;
+        registry.register(Box::new(m.access_log_lines.clone()))?;
 
         m.build_info
             .with_label_values(&[
@@ -178,6 +197,12 @@ impl SelfMetrics {
         }
         for result in STREAM_RECORD_RESULTS {
             m.stream_records.with_label_values(&[result]);
+        }
+        for result in ACCESS_LOG_DELIVERY_RESULTS {
+            m.access_log_deliveries.with_label_values(&[result]);
+        }
+        for result in ACCESS_LOG_LINE_RESULTS {
+            m.access_log_lines.with_label_values(&[result]);
         }
         for t in crate::model::ApiType::ALL {
             m.apis.with_label_values(&[t.as_str()]);

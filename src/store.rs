@@ -412,6 +412,7 @@ mod tests {
                 route: None,
                 cause: None,
                 function: None,
+                receiver: None,
             }),
         }
     }

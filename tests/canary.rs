@@ -118,14 +118,40 @@ async fn a_canary_is_exported_while_it_exists_and_leaves_with_a_rollback() {
 
 /// Writes access log lines `(minute start, status, response type, latency)` into `group`.
 async fn put_lines(group: &str, api: &str, lines: &[(i64, u16, &str, &str)]) {
+    put_formatted(
+        group,
+        api,
+        apigateway_exporter::model::ACCESS_LOG_FORMAT,
+        lines,
+    )
+    .await;
+}
+
+/// Writes lines of the REST format, which says `isCanaryRequest`: `(minute start, status,
+/// response type, latency, canary)`.
+async fn put_split_lines(group: &str, api: &str, lines: &[(i64, u16, &str, &str, bool)]) {
+    for canary in [true, false] {
+        let some: Vec<_> = lines
+            .iter()
+            .filter(|l| l.4 == canary)
+            .map(|l| (l.0, l.1, l.2, l.3))
+            .collect();
+        let format = apigateway_exporter::model::rest_access_log_format()
+            .replace("$context.isCanaryRequest", &canary.to_string());
+        put_formatted(group, api, &format, &some).await;
+    }
+}
+
+async fn put_formatted(group: &str, api: &str, format: &str, lines: &[(i64, u16, &str, &str)]) {
     let mut lines = lines.to_vec();
     lines.sort_by_key(|l| l.0);
     let events: Vec<(i64, String)> = lines
         .iter()
         .enumerate()
         .map(|(i, (at, status, response_type, latency))| {
-            let line = apigateway_exporter::model::ACCESS_LOG_FORMAT
+            let line = format
                 .replace("$context.requestId", &format!("r{i}"))
+                .replace("$context.requestTimeEpoch", &(at * 1000).to_string())
                 .replace("$context.apiId", api)
                 .replace("$context.stage", "prod")
                 .replace("$context.status", &status.to_string())
@@ -192,7 +218,9 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
     let plan = common::check_config(&config);
     assert!(
         plan.lines().any(|l| l.contains("stage prod:")
-            && l.contains(&format!("compared from every event of {canary_group}"))),
+            && l.contains(&format!(
+                "compared with the whole stage, from every event of {canary_group}"
+            ))),
         "{plan}"
     );
     // The stage's two 429 queries and its responses, and the canary's responses and latency
@@ -449,4 +477,122 @@ async fn the_canary_is_counted_from_its_own_access_logs_exactly_and_apart_from_t
         ),
         Some(19.0)
     );
+}
+
+/// The base's responses on `/metrics`, by status.
+fn base_responses(m: &Metrics, api: &str) -> BTreeMap<String, f64> {
+    m.find(
+        "aws_apigateway_canary_base_responses_total",
+        &[("api_id", api)],
+    )
+    .iter()
+    .map(|s| (s.labels["status"].clone(), s.value))
+    .collect()
+}
+
+/// Where the stage's format says `isCanaryRequest` (the README's REST format), the stage's
+/// own log group alone gives the canary and its base, split line by line: one group read,
+/// no `/Canary` group, every status of both counted, and the stage's responses (4XX and 5XX)
+/// the sum of the two.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_format_with_is_canary_request_splits_the_canary_from_its_base() {
+    let tag = unique("cs");
+    let id = create_rest_api(&format!("canarys-{tag}"), &["prod"]).await;
+    common::apigateway()
+        .create_deployment()
+        .rest_api_id(&id)
+        .stage_name("prod")
+        .canary_settings(
+            aws_sdk_apigateway::types::DeploymentCanarySettings::builder()
+                .percent_traffic(10.0)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateDeployment with canary settings");
+    let group = format!("/aws/apigateway/canarys/{tag}");
+    common::log_group(&group).await;
+    let format = apigateway_exporter::model::rest_access_log_format();
+    common::patch_stage(
+        &id,
+        "prod",
+        &[
+            (
+                "/accessLogSettings/destinationArn",
+                &format!("arn:aws:logs:us-east-1:000000000000:log-group:{group}"),
+            ),
+            ("/accessLogSettings/format", &format),
+        ],
+    )
+    .await;
+    let config = emulator_config(&tag, "access_logs:\n  mode: filter_log_events\n");
+    let plan = common::check_config(&config);
+    assert!(
+        plan.lines().any(|l| l.contains("stage prod:")
+            && l.contains(
+                "compared with its base: the stage's own lines split by isCanaryRequest"
+            )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("1 log groups read with FilterLogEvents each cycle"),
+        "{plan}"
+    );
+    let exporter = Exporter::start(&config, &[]);
+    exporter.wait_ready(WAIT);
+
+    // Two minutes: per minute the canary answers 4 (one 500), the base 10 (one 500, one 404).
+    let now = (now_secs() / 60) * 60;
+    let mut lines = Vec::new();
+    for at in [now - 60, now] {
+        lines.push((at, 500, "-", "30", true));
+        for _ in 0..3 {
+            lines.push((at, 200, "-", "20", true));
+        }
+        lines.push((at, 500, "-", "30", false));
+        lines.push((at, 404, "-", "5", false));
+        for _ in 0..8 {
+            lines.push((at, 200, "-", "20", false));
+        }
+    }
+    put_split_lines(&group, &id, &lines).await;
+    let canary_want = BTreeMap::from([("200".to_string(), 6.0), ("500".to_string(), 2.0)]);
+    let base_want = BTreeMap::from([
+        ("200".to_string(), 16.0),
+        ("404".to_string(), 2.0),
+        ("500".to_string(), 2.0),
+    ]);
+    let m = exporter.scrape_until(WAIT, |m| {
+        canary_responses(m, &id) == canary_want && base_responses(m, &id) == base_want
+    });
+    // The stage's own responses: every line of the group within access_logs.statuses.
+    let stage = |status: &str| {
+        m.value(
+            "aws_apigateway_responses_total",
+            &[
+                ("api_id", &id),
+                ("status", status),
+                ("response_type", "none"),
+            ],
+        )
+    };
+    assert_eq!(stage("500"), Some(4.0));
+    assert_eq!(stage("404"), Some(2.0));
+    assert_eq!(
+        m.value(
+            "aws_apigateway_canary_latency_seconds_count",
+            &[("api_id", &id)]
+        ),
+        Some(8.0),
+        "the canary's latency from its lines only"
+    );
+    let logs_calls: f64 = m
+        .find(
+            "aws_apigateway_exporter_aws_requests_total",
+            &[("operation", "FilterLogEvents"), ("result", "error")],
+        )
+        .iter()
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(logs_calls, 0.0, "every read of the stage's group succeeds");
 }

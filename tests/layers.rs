@@ -79,9 +79,15 @@ fn code(text: &str) -> Result<String, String> {
             }
             i += 2;
             out.push(' ');
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident(out.chars().last())
-        {
-            // A raw string: r"...", r#"..."#.
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && {
+            // `r` starts a raw string where no identifier goes on before it; nor does `br`.
+            let mut before = out.chars().rev();
+            match before.next() {
+                Some('b') => !ident(before.next()),
+                last => !ident(last),
+            }
+        } {
+            // A raw string: r"...", r#"..."#, br#"..."#.
             let mut j = i + 1;
             let mut hashes = 0;
             while chars.get(j) == Some(&'#') {
@@ -343,7 +349,7 @@ fn the_checker_sees_back_references_and_ignores_comments_strings_and_tests() {
                 const RAW: &str = r#\"crate::render \"quoted\"\"#; use super::plan;\n\
                 fn f<'a>(x: &'a str) { crate::inventory::ApiFilter::new(x); }\n\
                 /* crate::demo */\n\
-                #[cfg(test)]\nmod tests { use crate::poll; fn g() { { } } }\n";
+                #[cfg(test)]\nmod tests { use crate::poll; fn g() { { } } const B: &[u8] = br#\"\"}\"#; }\n";
     let stripped = code(text).expect("well formed");
     assert_eq!(
         uses(&stripped, 0),

@@ -51,16 +51,7 @@ impl Api for Prometheus {
     }
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use common::encode;
 
 /// `(dashboard uid, panel id, refId, expr)` of every dashboard query, variables set to `vars`.
 fn dashboard_queries(vars: &[(&str, &str)]) -> Vec<(String, String, String, String)> {

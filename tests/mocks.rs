@@ -68,6 +68,7 @@ fn http_api(id: &str, stages: usize) -> RawApi {
                     throttle: None,
                     route_throttles: vec![],
                     access_log_group: None,
+                    access_log_stream: None,
                     access_log_format: None,
                     canary: None,
                     routes: vec![],
@@ -1661,6 +1662,7 @@ async fn a_stalled_poll_loop_loses_only_what_the_stream_buffer_dropped_and_count
     let source = RoutedSource {
         metrics: Arc::new(Unused),
         logs: Arc::new(Unused),
+        delivered: None,
         stream: Some(Arc::new(StreamSource {
             buffer: Arc::clone(&buffer),
             clock: clock.clone(),

@@ -29,6 +29,7 @@ fn key() -> SeriesKey {
             route: None,
             cause: None,
             function: None,
+            receiver: None,
         }),
     }
 }

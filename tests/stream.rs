@@ -177,10 +177,13 @@ async fn stream_counters_equal_the_records_sent_with_duplicates_out_of_order_and
         plan.contains("with a metric stream (stream.percentiles: false)"),
         "{plan}"
     );
+    // Minutes count from the one the exporter starts in, taken before it starts: every
+    // minute before it is then before the start, however long the start takes.
+    let start = (now_secs() / 60) * 60;
     let mut exporter = Exporter::start(&config, &[]);
     exporter.wait_ready(WAIT);
 
-    let minute = |ago: i64| (now_secs() / 60) * 60 - 60 * ago;
+    let minute = |ago: i64| start - 60 * ago;
     // Every minute before this one is before the exporter's start.
     let before = minute(1);
     let rest = |stage, metric, t, sum: f64, count: f64, max: f64| Minute {

@@ -86,6 +86,7 @@ pub fn fleet(n: usize) -> Vec<RawApi> {
                             throttle: None,
                             route_throttles: vec![],
                             access_log_group: None,
+                            access_log_stream: None,
                             access_log_format: None,
                             canary: None,
                             routes: vec![],

@@ -139,6 +139,10 @@ pub struct AccessLogsConfig {
     pub filter_pattern: Option<String>,
     /// `filter_log_events`: the statuses `aws_apigateway_responses_total` counts.
     pub statuses: Statuses,
+    /// `firehose`: the delivery stream's access key for the endpoint's `/access-logs`.
+    pub access_key: Option<AccessKey>,
+    /// `firehose`: this replica's name in the `receiver` label (default: the host name).
+    pub receiver: Option<String>,
 }
 
 impl AccessLogsConfig {
@@ -159,7 +163,26 @@ impl Default for AccessLogsConfig {
             log_group: None,
             filter_pattern: None,
             statuses: Statuses::default(),
+            access_key: None,
+            receiver: None,
         }
+    }
+}
+
+impl AccessLogsConfig {
+    /// The `receiver` label of the series counted from delivered lines: `receiver`, else
+    /// the host name (a pod's name), else `exporter`.
+    pub fn receiver_name(&self) -> String {
+        self.receiver
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "exporter".into())
     }
 }
 
@@ -170,6 +193,8 @@ pub enum AccessLogsMode {
     Off,
     MetricFilter,
     FilterLogEvents,
+    /// Firehose delivers the lines to the endpoint (`stream.listen_address`, `/access-logs`).
+    Firehose,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -326,6 +351,20 @@ impl Config {
             return Err(invalid(
                 "access_logs.filter_pattern",
                 "must not be empty (leave it out to select access_logs.statuses and 429)",
+            ));
+        }
+        if a.mode == AccessLogsMode::Firehose && a.access_key.is_none() {
+            return Err(invalid(
+                "access_logs.access_key",
+                "is required when access_logs.mode is firehose: the access key set on the Firehose delivery stream's HTTP endpoint (deliveries without it are refused)",
+            ));
+        }
+        if let Some(r) = &a.receiver
+            && (r.is_empty() || r.len() > 128)
+        {
+            return Err(invalid(
+                "access_logs.receiver",
+                "must be 1 to 128 characters (it becomes the receiver label)",
             ));
         }
         let st = &self.stream;

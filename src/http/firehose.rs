@@ -1,5 +1,7 @@
-//! The Firehose HTTP endpoint that CloudWatch Metric Streams deliver to (`stream.enabled`),
-//! on a port of its own so that it can sit behind its own HTTPS ingress.
+//! The Firehose HTTP endpoint, on a port of its own so that it can sit behind its own HTTPS
+//! ingress. Two delivery streams can deliver to it, each with its own access key: CloudWatch
+//! Metric Streams (`stream.enabled`) to any path but `/access-logs`, and API Gateway access
+//! logs (`access_logs.mode: firehose`) to `/access-logs`.
 //!
 //! The protocol, as Amazon Data Firehose documents it: a `POST` with the headers
 //! `X-Amz-Firehose-Request-Id` and `X-Amz-Firehose-Access-Key`, optionally
@@ -10,7 +12,7 @@
 //! of one already read is answered 200 without reading it again.
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::Engine;
@@ -28,7 +30,12 @@ use tracing::warn;
 use crate::clock::Clock;
 use crate::config::AccessKey;
 use crate::selfmetrics::SelfMetrics;
+use crate::source::delivered::{Delivered, LogBuffer, decode_record};
+use crate::source::recent::Recent;
 use crate::source::stream::{StreamBuffer, decode};
+
+/// The path access log deliveries come to; metric streams use any other.
+pub const ACCESS_LOGS_PATH: &str = "/access-logs";
 
 /// The largest request body read, as sent: Firehose buffers at most 64 MiB, which base64
 /// makes 85.4 MiB, plus the envelope.
@@ -47,18 +54,41 @@ const CONCURRENT_DELIVERIES: usize = 2;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 64;
 
+/// Firehose request ids remembered per delivery stream, to answer a retried delivery without
+/// reading it again (Firehose retries for up to two hours, by default five minutes; at one
+/// delivery a second that is the last three hours).
+const REQUEST_IDS: usize = 10_000;
+
 const ACCESS_KEY: &str = "x-amz-firehose-access-key";
 const REQUEST_ID: &str = "x-amz-firehose-request-id";
 
-/// What the endpoint needs: where records go, the expected key and the self-metrics.
+/// What the endpoint needs: where records go, the expected keys and the self-metrics.
 pub struct Receiver {
     buffer: Arc<StreamBuffer>,
-    /// SHA-256 of the access key: comparing digests in constant time tells nothing about the
-    /// key, not even its length. A reload may replace it (a rotated Secret).
-    key: std::sync::RwLock<[u8; 32]>,
+    /// SHA-256 of the metric stream's access key (`None`: no metric stream, its path answers
+    /// 404): comparing digests in constant time tells nothing about the key, not even its
+    /// length. A reload may replace it (a rotated Secret).
+    key: std::sync::RwLock<Option<[u8; 32]>>,
+    /// Access log deliveries (`/access-logs`), with their own key.
+    logs: Option<Arc<LogBuffer>>,
+    logs_key: std::sync::RwLock<Option<[u8; 32]>>,
     metrics: SelfMetrics,
     clock: Arc<dyn Clock>,
     reading: Semaphore,
+    /// The request ids of deliveries read, per [`Kind`]: a retry is answered without being
+    /// read again.
+    read: [Mutex<Recent<String>>; 2],
+}
+
+/// Which delivery stream a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Metrics,
+    AccessLogs,
+}
+
+fn digest(key: &AccessKey) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
 }
 
 impl Receiver {
@@ -70,10 +100,57 @@ impl Receiver {
     ) -> Receiver {
         Receiver {
             buffer,
-            key: std::sync::RwLock::new(Sha256::digest(key.as_bytes()).into()),
+            key: std::sync::RwLock::new(Some(digest(key))),
+            logs: None,
+            logs_key: std::sync::RwLock::new(None),
             metrics,
             clock,
             reading: Semaphore::new(CONCURRENT_DELIVERIES),
+            read: request_ids(),
+        }
+    }
+
+    /// An endpoint for access logs only: its metric stream path answers 404.
+    pub fn access_logs_only(
+        logs: Arc<LogBuffer>,
+        key: &AccessKey,
+        metrics: SelfMetrics,
+        clock: Arc<dyn Clock>,
+    ) -> Receiver {
+        let r = Receiver {
+            buffer: Arc::new(StreamBuffer::new(0, 60, 60)),
+            key: std::sync::RwLock::new(None),
+            logs: None,
+            logs_key: std::sync::RwLock::new(None),
+            metrics,
+            clock,
+            reading: Semaphore::new(CONCURRENT_DELIVERIES),
+            read: request_ids(),
+        };
+        r.with_access_logs(logs, key)
+    }
+
+    /// Takes access log deliveries too, on `/access-logs`, with their own key.
+    pub fn with_access_logs(mut self, logs: Arc<LogBuffer>, key: &AccessKey) -> Receiver {
+        self.logs = Some(logs);
+        *self.logs_key.write().unwrap_or_else(|e| e.into_inner()) = Some(digest(key));
+        self
+    }
+
+    /// Whether the endpoint takes a metric stream.
+    pub fn takes_metric_stream(&self) -> bool {
+        self.expected(Kind::Metrics).is_some()
+    }
+
+    /// The access log buffer, when the endpoint takes access logs.
+    pub fn access_logs(&self) -> Option<&Arc<LogBuffer>> {
+        self.logs.as_ref()
+    }
+
+    /// Replaces the access logs' key (a reload).
+    pub fn set_access_logs_key(&self, key: &AccessKey) {
+        if self.logs.is_some() {
+            *self.logs_key.write().unwrap_or_else(|e| e.into_inner()) = Some(digest(key));
         }
     }
 
@@ -82,19 +159,29 @@ impl Receiver {
         &self.buffer
     }
 
-    /// Replaces the access key (a reload).
+    /// Replaces the metric stream's access key (a reload).
     pub fn set_key(&self, key: &AccessKey) {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        *self.key.write().unwrap_or_else(|e| e.into_inner()) = digest;
+        let mut held = self.key.write().unwrap_or_else(|e| e.into_inner());
+        if held.is_some() {
+            *held = Some(digest(key));
+        }
     }
 
-    fn authorized(&self, presented: Option<&HeaderValue>) -> bool {
+    /// Whether `kind` is taken here, and the key it expects.
+    fn expected(&self, kind: Kind) -> Option<[u8; 32]> {
+        let lock = match kind {
+            Kind::Metrics => &self.key,
+            Kind::AccessLogs => &self.logs_key,
+        };
+        *lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn authorized(&self, expected: [u8; 32], presented: Option<&HeaderValue>) -> bool {
         let Some(presented) = presented else {
             return false;
         };
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let key = *self.key.read().unwrap_or_else(|e| e.into_inner());
-        digest.ct_eq(&key).into()
+        digest.ct_eq(&expected).into()
     }
 }
 
@@ -102,6 +189,9 @@ impl Receiver {
 #[serde(rename_all = "camelCase")]
 struct Envelope {
     request_id: String,
+    /// When Firehose sent the request, in milliseconds.
+    #[serde(default)]
+    timestamp: i64,
     records: Vec<EnvelopeRecord>,
 }
 
@@ -156,8 +246,20 @@ impl Receiver {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return r;
         }
-        if !self.authorized(req.headers().get(ACCESS_KEY)) {
-            self.count("unauthorized");
+        let kind = if req.uri().path() == ACCESS_LOGS_PATH {
+            Kind::AccessLogs
+        } else {
+            Kind::Metrics
+        };
+        let Some(expected) = self.expected(kind) else {
+            let what = match kind {
+                Kind::Metrics => "no metric stream is configured here (stream.enabled)",
+                Kind::AccessLogs => "no access logs are taken here (access_logs.mode firehose)",
+            };
+            return answer(StatusCode::NOT_FOUND, &id, now_ms, Some(what));
+        };
+        if !self.authorized(expected, req.headers().get(ACCESS_KEY)) {
+            self.count(kind, "unauthorized");
             return answer(
                 StatusCode::UNAUTHORIZED,
                 &id,
@@ -165,35 +267,58 @@ impl Receiver {
                 Some("missing or wrong X-Amz-Firehose-Access-Key"),
             );
         }
-        match self.deliver(req, header_id).await {
+        let delivered = match kind {
+            Kind::Metrics => self.deliver(req, header_id).await,
+            Kind::AccessLogs => self.deliver_logs(req, header_id).await,
+        };
+        match delivered {
             Ok((id, result)) => {
-                self.count(result);
+                self.count(kind, result);
                 answer(StatusCode::OK, &id, now_ms, None)
             }
             Err(Refused(status, result, message)) => {
-                self.count(result);
-                warn!(request_id = %id, %status, error = %message, "metric stream delivery refused");
+                self.count(kind, result);
+                let what = match kind {
+                    Kind::Metrics => "metric stream",
+                    Kind::AccessLogs => "access log",
+                };
+                warn!(request_id = %id, %status, error = %message, "{what} delivery refused");
                 answer(status, &id, now_ms, Some(&message))
             }
         }
     }
 
-    fn count(&self, result: &str) {
-        self.metrics
-            .stream_requests
-            .with_label_values(&[result])
-            .inc();
+    fn count(&self, kind: Kind, result: &str) {
+        let family = match kind {
+            Kind::Metrics => &self.metrics.stream_requests,
+            Kind::AccessLogs => &self.metrics.access_log_deliveries,
+        };
+        family.with_label_values(&[result]).inc();
     }
 
-    /// Reads, checks and keeps one delivery; returns its request id and `result`.
-    async fn deliver<B>(
+    /// The request ids of the deliveries of `kind` read.
+    fn read_ids(&self, kind: Kind) -> MutexGuard<'_, Recent<String>> {
+        // A poisoned lock holds ids only: keep them.
+        self.read[kind as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads a delivery's body, a request at a time per [`CONCURRENT_DELIVERIES`], and
+    /// decodes its records with `record` off the runtime's threads. A retry of a request
+    /// already read is answered before its body is read (`Err` with its id); a request read
+    /// completely is remembered, so a retry of a refused one is read again.
+    async fn read_delivery<B, T>(
         &self,
         req: Request<B>,
         header_id: Option<String>,
-    ) -> Result<(String, &'static str), Refused>
+        kind: Kind,
+        record: fn(&[u8]) -> Result<Vec<T>, String>,
+    ) -> Result<Result<(String, Vec<T>, i64), String>, Refused>
     where
         B: hyper::body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        T: Send + 'static,
     {
         let too_large = |what: &str, limit: usize| {
             Refused(
@@ -203,11 +328,10 @@ impl Receiver {
             )
         };
         let invalid = |m: String| Refused(StatusCode::BAD_REQUEST, "invalid", m);
-        // A retry of a request already read is answered before its body is read.
         if let Some(id) = &header_id {
             check_id(id).map_err(invalid)?;
-            if self.buffer.seen(id) {
-                return Ok((id.clone(), "duplicate"));
+            if self.read_ids(kind).contains(id.as_str()) {
+                return Ok(Err(id.clone()));
             }
         }
         let declared = req
@@ -252,14 +376,81 @@ impl Receiver {
             .to_bytes();
         // Decompressing and decoding megabytes is CPU work: off the runtime's threads, so
         // scrapes and the poll loop keep going meanwhile.
-        let (id, records) = tokio::task::spawn_blocking(move || decode_body(body, gzip, header_id))
-            .await
-            .map_err(|e| invalid(format!("decoding stopped: {e}")))??;
-        // Only a request read completely is remembered, so that a retry of a refused one is
-        // read again.
-        if !self.buffer.first_delivery(&id) {
-            return Ok((id, "duplicate"));
+        let decoded =
+            tokio::task::spawn_blocking(move || decode_body(body, gzip, header_id, record))
+                .await
+                .map_err(|e| invalid(format!("decoding stopped: {e}")))??;
+        // Two copies of one request read at once: the second is the retry.
+        if !self.read_ids(kind).insert(decoded.0.clone()) {
+            return Ok(Err(decoded.0));
         }
+        Ok(Ok(decoded))
+    }
+
+    /// Reads, checks and counts one delivery of access log lines; returns its request id and
+    /// `result`.
+    async fn deliver_logs<B>(
+        &self,
+        req: Request<B>,
+        header_id: Option<String>,
+    ) -> Result<(String, &'static str), Refused>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(logs) = &self.logs else {
+            return Err(Refused(
+                StatusCode::NOT_FOUND,
+                "invalid",
+                "no access logs are taken here".into(),
+            ));
+        };
+        let (id, lines, sent_ms) = match self
+            .read_delivery(req, header_id, Kind::AccessLogs, |data| {
+                decode_record(data).map_err(|e| e.to_string())
+            })
+            .await?
+        {
+            Ok(decoded) => decoded,
+            Err(retry) => return Ok((retry, "duplicate")),
+        };
+        let lines: Vec<Delivered> = lines;
+        let n = logs.ingest(lines, sent_ms, self.clock.now());
+        for (result, count) in n.by_result() {
+            self.metrics
+                .access_log_lines
+                .with_label_values(&[result])
+                .inc_by(count as f64);
+        }
+        if n.refused > 0 {
+            warn!(
+                refused = n.refused,
+                "access logs: more stages than the buffer holds; deliver only the stages the exporter reads"
+            );
+        }
+        Ok((id, "accepted"))
+    }
+
+    /// Reads, checks and keeps one metric stream delivery; returns its request id and
+    /// `result`.
+    async fn deliver<B>(
+        &self,
+        req: Request<B>,
+        header_id: Option<String>,
+    ) -> Result<(String, &'static str), Refused>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (id, records, _) = match self
+            .read_delivery(req, header_id, Kind::Metrics, |data| {
+                decode(data).map_err(|e| e.to_string())
+            })
+            .await?
+        {
+            Ok(decoded) => decoded,
+            Err(retry) => return Ok((retry, "duplicate")),
+        };
         let now = self.clock.now();
         let n = self.buffer.ingest(records, now);
         let m = &self.metrics;
@@ -280,6 +471,10 @@ impl Receiver {
     }
 }
 
+fn request_ids() -> [Mutex<Recent<String>>; 2] {
+    [(); 2].map(|()| Mutex::new(Recent::new(REQUEST_IDS)))
+}
+
 /// A request id must be Firehose's: not empty, not huge.
 fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_REQUEST_ID {
@@ -291,12 +486,14 @@ fn check_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The request id and the records of a body read completely.
-fn decode_body(
+/// The request id, the records (each decoded by `record`) and the envelope's timestamp
+/// (milliseconds) of a body read completely.
+fn decode_body<T>(
     body: Bytes,
     gzip: bool,
     header_id: Option<String>,
-) -> Result<(String, Vec<crate::source::stream::Record>), Refused> {
+    record: fn(&[u8]) -> Result<Vec<T>, String>,
+) -> Result<(String, Vec<T>, i64), Refused> {
     let invalid = |m: String| Refused(StatusCode::BAD_REQUEST, "invalid", m);
     let json = if gzip {
         let mut out = Vec::new();
@@ -328,9 +525,9 @@ fn decode_body(
         let data = base64::engine::general_purpose::STANDARD
             .decode(r.data.as_bytes())
             .map_err(|e| invalid(format!("records[{i}].data is not base64: {e}")))?;
-        records.extend(decode(&data).map_err(|e| invalid(format!("records[{i}]: {e}")))?);
+        records.extend(record(&data).map_err(|e| invalid(format!("records[{i}]: {e}")))?);
     }
-    Ok((id, records))
+    Ok((id, records, envelope.timestamp))
 }
 
 /// Serves Firehose deliveries until `shutdown` resolves.

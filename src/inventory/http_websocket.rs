@@ -211,7 +211,7 @@ fn v2_stage(s: &aws_sdk_apigatewayv2::types::Stage, websocket: bool) -> Option<R
             r.values()
                 .any(|r| r.detailed_metrics_enabled() == Some(true))
         });
-    let (access_log_group, access_log_format) = access_log(
+    let log = access_log(
         s.access_log_settings()
             .map(|a| (a.destination_arn(), a.format())),
     );
@@ -221,8 +221,9 @@ fn v2_stage(s: &aws_sdk_apigatewayv2::types::Stage, websocket: bool) -> Option<R
         detailed_metrics: detailed,
         cache_enabled: false,
         throttle: s.default_route_settings().and_then(v2_throttle),
-        access_log_group,
-        access_log_format,
+        access_log_group: log.group,
+        access_log_stream: log.stream,
+        access_log_format: log.format,
         // HTTP and WebSocket APIs have no canary releases.
         canary: None,
         // Filled from ListMetrics for stages with detailed metrics.

@@ -474,6 +474,7 @@ mod tests {
             throttle: None,
             route_throttles: vec![],
             access_log_group: None,
+            access_log_stream: None,
             access_log_format: None,
             routes: vec![],
             canary: None,

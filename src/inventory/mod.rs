@@ -89,6 +89,9 @@ pub struct RawStage {
     pub route_throttles: Vec<(RouteKey, Throttle)>,
     /// The CloudWatch Logs group of the stage's access logs, if it writes them there.
     pub access_log_group: Option<String>,
+    /// The Firehose delivery stream of the stage's access logs, if it writes them there
+    /// (REST only: `amazon-apigateway-…`).
+    pub access_log_stream: Option<String>,
     /// The stage's access log format (`check-config` says whether it carries the fields
     /// the exporter counts by).
     pub access_log_format: Option<String>,
@@ -128,13 +131,33 @@ pub fn log_group_of(destination_arn: &str) -> Option<String> {
         .then(|| name.to_string())
 }
 
-/// The log group and format of a stage's access log settings (destination ARN, format), as
-/// either SDK gives them: the group only for a CloudWatch Logs destination.
-pub(super) fn access_log(
-    settings: Option<(Option<&str>, Option<&str>)>,
-) -> (Option<String>, Option<String>) {
+/// The Firehose delivery stream name of an access log destination ARN
+/// (`arn:aws:firehose:<region>:<account>:deliverystream/<name>`); `None` for others.
+pub fn delivery_stream_of(destination_arn: &str) -> Option<String> {
+    let (_, name) = destination_arn.split_once(":deliverystream/")?;
+    (destination_arn.starts_with("arn:")
+        && destination_arn.contains(":firehose:")
+        && !name.is_empty())
+    .then(|| name.to_string())
+}
+
+/// Where a stage's access logs go, and their format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct AccessLog {
+    pub(super) group: Option<String>,
+    pub(super) stream: Option<String>,
+    pub(super) format: Option<String>,
+}
+
+/// The log group or delivery stream and the format of a stage's access log settings
+/// (destination ARN, format), as either SDK gives them.
+pub(super) fn access_log(settings: Option<(Option<&str>, Option<&str>)>) -> AccessLog {
     let (arn, format) = settings.unwrap_or_default();
-    (arn.and_then(log_group_of), format.map(str::to_string))
+    AccessLog {
+        group: arn.and_then(log_group_of),
+        stream: arn.and_then(delivery_stream_of),
+        format: format.map(str::to_string),
+    }
 }
 
 /// An exported API with its selected stages.
@@ -166,6 +189,7 @@ pub struct Stage {
     pub throttle: Option<Throttle>,
     pub route_throttles: Vec<(RouteKey, Throttle)>,
     pub access_log_group: Option<String>,
+    pub access_log_stream: Option<String>,
     pub access_log_format: Option<String>,
     pub routes: Vec<RouteMetrics>,
     pub canary: Option<Canary>,
@@ -205,6 +229,7 @@ impl TargetInventory {
             route: None,
             cause: None,
             function: None,
+            receiver: None,
         }
     }
 
@@ -369,6 +394,7 @@ pub fn build(
                     throttle: s.throttle,
                     route_throttles: s.route_throttles.clone(),
                     access_log_group: s.access_log_group.clone(),
+                    access_log_stream: s.access_log_stream.clone(),
                     access_log_format: s.access_log_format.clone(),
                     canary: s.canary.clone(),
                     routes: s.routes.clone(),
@@ -438,6 +464,7 @@ mod tests {
                         route_throttles: vec![],
                         routes: vec![],
                         access_log_group: None,
+                        access_log_stream: None,
                         access_log_format: None,
                         canary: None,
                     })

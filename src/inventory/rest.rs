@@ -120,7 +120,7 @@ impl AwsDiscovery {
                     rate: m.throttling_rate_limit(),
                     burst: f64::from(m.throttling_burst_limit()),
                 };
-                let (access_log_group, access_log_format) = access_log(
+                let log = access_log(
                     s.access_log_settings()
                         .map(|a| (a.destination_arn(), a.format())),
                 );
@@ -131,8 +131,9 @@ impl AwsDiscovery {
                         .is_some_and(|m| m.values().any(|m| m.metrics_enabled())),
                     cache_enabled: s.cache_cluster_enabled(),
                     throttle: settings.and_then(|m| m.get("*/*")).map(throttle),
-                    access_log_group,
-                    access_log_format,
+                    access_log_group: log.group,
+                    access_log_stream: log.stream,
+                    access_log_format: log.format,
                     canary: s.canary_settings().map(|c| super::Canary {
                         percent: c.percent_traffic(),
                         deployment_id: c.deployment_id().unwrap_or_default().to_string(),

@@ -541,6 +541,7 @@ mod tests {
             route: None,
             cause: None,
             function: None,
+            receiver: None,
         })
     }
 

@@ -30,6 +30,11 @@ pub struct Query {
     pub labels: Labels,
     /// Answered from this access log group's events instead of a CloudWatch metric.
     pub log_group: Option<Arc<str>>,
+    /// Answered from the access log lines Firehose delivered (`access_logs.mode: firehose`).
+    pub delivered: bool,
+    /// A canary (or its base) counted from the stage's own log split by `isCanaryRequest`,
+    /// not from the canary's own log group.
+    pub canary_split: bool,
     /// Answered from what CloudWatch Metric Streams delivered instead of GetMetricData.
     pub streamed: bool,
 }
@@ -54,7 +59,7 @@ pub enum Answer {
 impl Query {
     /// Where the query is answered.
     pub fn answer(&self) -> Answer {
-        if self.log_group.is_some() {
+        if self.log_group.is_some() || self.delivered {
             Answer::Logs
         } else if self.streamed {
             Answer::Stream
@@ -66,7 +71,7 @@ impl Query {
     /// A metric of an AWS namespace (`AWS/ApiGateway`, `AWS/Lambda`), not of a metric
     /// filter's own namespace or an access log.
     pub fn is_aws_metric(&self) -> bool {
-        self.log_group.is_none()
+        self.answer() != Answer::Logs
             && [crate::model::NAMESPACE, crate::model::LAMBDA_NAMESPACE].contains(&&*self.namespace)
     }
 }
@@ -108,7 +113,7 @@ impl TargetPlan {
     /// What the plan's metric queries are, for the cost comparison ([`compare`]).
     pub fn shape(&self) -> Shape {
         use std::collections::{BTreeMap, BTreeSet};
-        let metric = |q: &&Query| q.log_group.is_none();
+        let metric = |q: &&Query| q.answer() != Answer::Logs;
         let key = |q: &Query| {
             (
                 q.namespace.clone(),
@@ -272,6 +277,20 @@ pub enum AccessLogs {
     },
     /// The exporter reads the events (FilterLogEvents) from this group, or each stage's own.
     LogEvents { log_group: Option<Arc<str>> },
+    /// Firehose delivers the lines to the exporter's endpoint; `receiver` names this replica
+    /// in the series it counts (replicas behind one endpoint each receive a share).
+    Delivered { receiver: Arc<str> },
+}
+
+/// Where a stage's access-log queries are answered.
+#[derive(Debug, Clone)]
+enum LogSource {
+    /// A metric filter's metric (GetMetricData).
+    MetricFilter,
+    /// FilterLogEvents on this group.
+    Group(Arc<str>),
+    /// The lines Firehose delivered; the receiver label.
+    Delivered(Arc<str>),
 }
 
 /// The value of the `Reason` dimension an access-log metric filter publishes.
@@ -313,11 +332,13 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                     push_route(&mut queries, &namespace, api, &labels, route, &opts.latency);
                 }
             }
-            let (ns, metric, log_group) = match &opts.access_logs {
+            let (ns, metric, source) = match &opts.access_logs {
                 None => continue,
-                Some(AccessLogs::MetricFilter { namespace, metric }) => {
-                    (Arc::clone(namespace), Arc::clone(metric), None)
-                }
+                Some(AccessLogs::MetricFilter { namespace, metric }) => (
+                    Arc::clone(namespace),
+                    Arc::clone(metric),
+                    LogSource::MetricFilter,
+                ),
                 Some(AccessLogs::LogEvents { log_group }) => {
                     let Some(group) = log_group
                         .clone()
@@ -328,29 +349,54 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                     (
                         Arc::clone(&namespace),
                         Arc::from("AccessLogEvents"),
-                        Some(group),
+                        LogSource::Group(group),
+                    )
+                }
+                Some(AccessLogs::Delivered { receiver }) => {
+                    // Lines come only from a stage that writes access logs: to a delivery
+                    // stream (REST), or to a group a subscription forwards to one.
+                    if stage.access_log_group.is_none() && stage.access_log_stream.is_none() {
+                        continue;
+                    }
+                    (
+                        Arc::clone(&namespace),
+                        Arc::from("AccessLogLines"),
+                        LogSource::Delivered(Arc::clone(receiver)),
                     )
                 }
             };
-            let list = if log_group.is_some() {
+            let (log_group, delivered) = match &source {
+                LogSource::MetricFilter => (None, false),
+                LogSource::Group(g) => (Some(Arc::clone(g)), false),
+                LogSource::Delivered(_) => (None, true),
+            };
+            let labels = match &source {
+                LogSource::Delivered(receiver) => Arc::new(SeriesLabels {
+                    receiver: Some(receiver.to_string()),
+                    ..(*labels).clone()
+                }),
+                _ => labels,
+            };
+            let events = !matches!(source, LogSource::MetricFilter);
+            let list = if events {
                 &mut log_queries
             } else {
                 &mut queries
             };
             // Responses by cause need the events themselves: a metric filter cannot
             // publish status, response type and route together (three dimensions at most).
-            let families: &[Family] = if log_group.is_some() {
+            let families: &[Family] = if events {
                 &[Family::Throttled, Family::QuotaExceeded, Family::Responses]
             } else {
                 &[Family::Throttled, Family::QuotaExceeded]
             };
-            for &family in families {
-                list.push(Query {
+            let query =
+                |family: Family, stat: Stat, log_group: Option<Arc<str>>, canary_split| Query {
                     namespace: Arc::clone(&ns),
                     family,
-                    stat: Stat::Sum,
+                    stat,
                     metric_name: Arc::clone(&metric),
-                    dimensions: if family.split() {
+                    dimensions: if family.split() || family.canary() {
                         vec![("ApiId", api.id.clone()), ("Stage", stage.name.clone())]
                     } else {
                         vec![
@@ -360,19 +406,37 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                         ]
                     },
                     labels: Arc::clone(&labels),
-                    log_group: log_group.clone(),
+                    log_group,
+                    delivered,
+                    canary_split,
                     streamed: false,
-                });
+                };
+            for &family in families {
+                list.push(query(family, Stat::Sum, log_group.clone(), false));
             }
-            if log_group.is_some() {
-                push_canary(
-                    &mut log_queries,
-                    &ns,
-                    &metric,
-                    stage,
-                    &labels,
-                    &opts.latency,
-                );
+            if events && stage.canary.is_some() {
+                // A canary from the stage's own log split by isCanaryRequest (its base too),
+                // or else from the canary's own log group (FilterLogEvents only).
+                let split = stage
+                    .access_log_format
+                    .as_deref()
+                    .is_some_and(crate::model::logs_canary_split);
+                let canary_group = match (split, &log_group, &stage.access_log_group) {
+                    (true, _, _) => Some(log_group.clone()),
+                    (false, Some(_), Some(group)) => Some(Some(Arc::from(canary_log_group(group)))),
+                    _ => None,
+                };
+                if let Some(group) = canary_group {
+                    let mut families = vec![Family::CanaryResponses, Family::CanaryLatency];
+                    if split {
+                        families.push(Family::CanaryBaseResponses);
+                    }
+                    for family in families {
+                        for stat in stats_for(family, &opts.latency) {
+                            log_queries.push(query(family, stat, group.clone(), split));
+                        }
+                    }
+                }
             }
         }
     }
@@ -394,42 +458,10 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
     }
 }
 
-/// The canary release of a REST stage that has one, read from the canary's own access log
-/// group: AWS appends `/Canary` to the stage's access log group and writes every canary
-/// request there (the API Gateway Developer Guide, "Set up an API Gateway canary release
-/// deployment"). Only the stage's discovered group counts: the canary has no group of its
-/// own without the stage's access logging.
-fn push_canary(
-    queries: &mut Vec<Query>,
-    namespace: &Arc<str>,
-    metric: &Arc<str>,
-    stage: &crate::inventory::Stage,
-    labels: &Labels,
-    latency: &[Stat],
-) {
-    let (Some(_), Some(group)) = (&stage.canary, &stage.access_log_group) else {
-        return;
-    };
-    let group: Arc<str> = Arc::from(canary_log_group(group));
-    for family in [Family::CanaryResponses, Family::CanaryLatency] {
-        for stat in stats_for(family, latency) {
-            queries.push(Query {
-                namespace: Arc::clone(namespace),
-                family,
-                stat,
-                metric_name: Arc::clone(metric),
-                dimensions: vec![
-                    ("ApiId", labels.api_id.clone()),
-                    ("Stage", stage.name.clone()),
-                ],
-                labels: Arc::clone(labels),
-                log_group: Some(Arc::clone(&group)),
-                streamed: false,
-            });
-        }
-    }
-}
-
+/// A REST stage's canary release is read from its own access log group where the stage's
+/// format does not split its lines by `isCanaryRequest`: AWS appends `/Canary` to the stage's
+/// access log group and writes every canary request there (the API Gateway Developer Guide,
+/// "Set up an API Gateway canary release deployment").
 /// The access log group API Gateway writes a stage's canary requests to.
 pub fn canary_log_group(stage_group: &str) -> String {
     format!("{stage_group}/Canary")
@@ -462,6 +494,8 @@ fn push_lambda(queries: &mut Vec<Query>, inv: &TargetInventory) {
                     dimensions: vec![("FunctionName", function.clone())],
                     labels: Arc::clone(&labels),
                     log_group: None,
+                    delivered: false,
+                    canary_split: false,
                     streamed: false,
                 });
             }
@@ -552,6 +586,8 @@ fn push_metrics(
                 dimensions: dimensions.to_vec(),
                 labels: Arc::clone(labels),
                 log_group: None,
+                delivered: false,
+                canary_split: false,
                 streamed: false,
             });
         }
@@ -627,6 +663,7 @@ mod tests {
                     throttle: None,
                     route_throttles: vec![],
                     access_log_group: None,
+                    access_log_stream: None,
                     access_log_format: None,
                     canary: None,
                     routes: vec![],

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{AccessLogs, PlanOptions, TargetPlan, cost};
 use crate::inventory::{Stage, TargetInventory};
-use crate::model::{ApiType, access_log_gaps, logs_latency};
+use crate::model::{ApiType, access_log_gaps, logs_canary_split, logs_latency};
 
 /// The human-readable plan `check-config` prints.
 pub fn describe(
@@ -243,23 +243,33 @@ fn signals(stage: &Stage, api_type: ApiType, opts: &PlanOptions) -> String {
             .to_string()
     });
     if let Some(c) = &stage.canary {
+        let format = stage.access_log_format.as_deref();
+        let split = format.is_some_and(logs_canary_split);
+        let latency = match format {
+            Some(f) if !logs_latency(f) => {
+                " (no latency: the format lacks \"responseLatency\":\"$context.responseLatency\")"
+            }
+            _ => "",
+        };
         let source = match (&opts.access_logs, &stage.access_log_group) {
-            (Some(AccessLogs::LogEvents { .. }), Some(g)) => {
-                let latency = match &stage.access_log_format {
-                    Some(f) if !logs_latency(f) => {
-                        " (no latency: the format lacks \"responseLatency\":\"$context.responseLatency\")"
-                    }
-                    _ => "",
-                };
+            (Some(AccessLogs::LogEvents { .. } | AccessLogs::Delivered { .. }), _) if split => {
                 format!(
-                    "compared from every event of {}{latency}",
+                    "compared with its base: the stage's own lines split by isCanaryRequest{latency}"
+                )
+            }
+            (Some(AccessLogs::LogEvents { .. }), Some(g)) => {
+                format!(
+                    "compared with the whole stage, from every event of {} (add \"isCanaryRequest\":\"$context.isCanaryRequest\" to the stage's format to compare it with its base){latency}",
                     super::canary_log_group(g)
                 )
             }
             (Some(AccessLogs::LogEvents { .. }), None) => {
                 "not compared (the stage writes no access logs, so the canary has none)".to_string()
             }
-            _ => "not compared (needs access_logs.mode filter_log_events)".to_string(),
+            (Some(AccessLogs::Delivered { .. }), _) => {
+                "not compared (with access_logs.mode firehose the stage's format needs \"isCanaryRequest\":\"$context.isCanaryRequest\")".to_string()
+            }
+            _ => "not compared (needs access_logs.mode filter_log_events or firehose)".to_string(),
         };
         parts.push(format!(
             "canary: {} % of requests to deployment {}, {source}",
@@ -289,8 +299,34 @@ fn signals(stage: &Stage, api_type: ApiType, opts: &PlanOptions) -> String {
         };
         format!("429s and responses: log events of {group}, format {format}")
     };
+    let delivered = || {
+        let format = match &stage.access_log_format {
+            None => "unknown (the stage sets none)".to_string(),
+            Some(f) => {
+                let mut gaps = access_log_gaps(f, api_type);
+                if !crate::model::logs_request_time(f) && stage.access_log_group.is_none() {
+                    gaps.push("\"requestTimeEpoch\":$context.requestTimeEpoch (the minute of each line; without it a line counts in the minute it arrives)".to_string());
+                }
+                if gaps.is_empty() {
+                    "ok".to_string()
+                } else {
+                    format!("lacks {}", gaps.join(", "))
+                }
+            }
+        };
+        match (&stage.access_log_stream, &stage.access_log_group) {
+            (Some(stream), _) => format!(
+                "429s and responses: lines delivered by Firehose stream {stream} to the endpoint's /access-logs, format {format}"
+            ),
+            (None, Some(group)) => format!(
+                "429s and responses: lines delivered to the endpoint's /access-logs, once a subscription filter sends {group} to a Firehose stream, format {format}"
+            ),
+            (None, None) => "429s: unavailable (the stage writes no access logs)".to_string(),
+        }
+    };
     parts.push(match &opts.access_logs {
         None => "429s: off (set access_logs.mode)".to_string(),
+        Some(AccessLogs::Delivered { .. }) => delivered(),
         Some(AccessLogs::MetricFilter { namespace, metric }) => format!("429s: metric filter {namespace}/{metric}; responses by cause: off (they need access_logs.mode filter_log_events)"),
         Some(AccessLogs::LogEvents { log_group: Some(g) }) => log_events(g),
         Some(AccessLogs::LogEvents { log_group: None }) => match &stage.access_log_group {

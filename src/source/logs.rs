@@ -5,12 +5,13 @@
 //! and route. A period's count only grows as late events arrive, so the store counts each
 //! event exactly once, like any CloudWatch sum.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tracing::warn;
 
+use super::recent::Recent;
 use super::{MetricSource, Outcome, PartCounts, SourceError, Window, split};
 use crate::config::{RequestRate, Statuses};
 use crate::inventory::PageTokens;
@@ -41,34 +42,9 @@ pub struct AccessLogSource {
     missing: std::sync::Mutex<HashSet<String>>,
 }
 
-/// The event ids of the last [`RecentIds::CAPACITY`] events read: a duplicate can only come
-/// from pages that overlap at their edge, so the newest ids are enough, and memory stays
-/// bounded whatever the event rate (the counts themselves are per period).
-#[derive(Debug, Default)]
-struct RecentIds {
-    order: VecDeque<String>,
-    ids: HashSet<String>,
-}
-
-impl RecentIds {
-    /// Two full FilterLogEvents pages.
-    const CAPACITY: usize = 20_000;
-
-    /// False when `id` was seen among the recent ids.
-    fn insert(&mut self, id: &str) -> bool {
-        if self.ids.contains(id) {
-            return false;
-        }
-        if self.order.len() == Self::CAPACITY
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.ids.remove(&oldest);
-        }
-        self.order.push_back(id.to_string());
-        self.ids.insert(id.to_string());
-        true
-    }
-}
+/// The event ids of the last [`EVENT_IDS`] events read: a duplicate can only come from pages
+/// that overlap at their edge, so the newest ids are enough (two full FilterLogEvents pages).
+const EVENT_IDS: usize = 20_000;
 
 /// What counting needs from one access log line, besides its API and stage.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -107,7 +83,7 @@ impl Detail {
 }
 
 /// Event counts of one log group: per (api id, stage), per (detail, period start).
-type GroupCounts = HashMap<(String, String), HashMap<(Detail, i64), f64>>;
+pub(super) type GroupCounts = HashMap<(String, String), HashMap<(Detail, i64), f64>>;
 
 /// Response latencies of one period: milliseconds → events. Exact, and bounded by the
 /// distinct values (whole milliseconds), not by the event rate.
@@ -118,14 +94,27 @@ type Latencies = BTreeMap<u64, u64>;
 /// the window's `keep_from`) are kept only for those periods, so a catch-up read over hours
 /// holds two numbers for each older period.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct PeriodLatency {
+pub(super) struct PeriodLatency {
     sum_ms: f64,
     count: u64,
     values: Option<Latencies>,
 }
 
 impl PeriodLatency {
-    fn add(&mut self, ms: u64, keep_value: bool) {
+    /// Adds another period's latencies (a minute of a longer period); their values are
+    /// kept only when `keep_value`.
+    fn merge(&mut self, other: &PeriodLatency, keep_value: bool) {
+        self.sum_ms += other.sum_ms;
+        self.count += other.count;
+        if keep_value && let Some(values) = &other.values {
+            let into = self.values.get_or_insert_default();
+            for (ms, n) in values {
+                *into.entry(*ms).or_default() += n;
+            }
+        }
+    }
+
+    pub(super) fn add(&mut self, ms: u64, keep_value: bool) {
         self.sum_ms += ms as f64;
         self.count += 1;
         if keep_value {
@@ -134,12 +123,118 @@ impl PeriodLatency {
     }
 }
 
-/// What one read of a log group gives: the counts, and for a canary's group (read in full)
-/// the latencies per (api id, stage) and period.
+/// Latencies of one log: per (api id, stage), per period.
+pub(super) type GroupLatency = HashMap<(String, String), HashMap<i64, PeriodLatency>>;
+
+/// What one read of a log gives: the counts of every line, and for a log read in full the
+/// latencies per (api id, stage) and period; where lines say `isCanaryRequest`, the same
+/// split into the canary's lines and the base's.
 #[derive(Debug, Default)]
-struct GroupRead {
-    counts: GroupCounts,
-    latency: HashMap<(String, String), HashMap<i64, PeriodLatency>>,
+pub(super) struct GroupRead {
+    pub(super) counts: GroupCounts,
+    pub(super) latency: GroupLatency,
+    pub(super) canary: GroupCounts,
+    pub(super) base: GroupCounts,
+    pub(super) canary_latency: GroupLatency,
+}
+
+impl GroupRead {
+    /// Counts one line in `period`; its latency too when `latency` (a log read in full),
+    /// its value kept for the gauges when `keep_value`.
+    pub(super) fn add(&mut self, line: Line, period: i64, latency: bool, keep_value: bool) {
+        let key = (line.api, line.stage);
+        if latency && let Some(ms) = line.latency_ms {
+            let into = if line.canary == Some(true) {
+                &mut self.canary_latency
+            } else {
+                &mut self.latency
+            };
+            into.entry(key.clone())
+                .or_default()
+                .entry(period)
+                .or_default()
+                .add(ms, keep_value);
+        }
+        match line.canary {
+            Some(true) => add_count(&mut self.canary, &key, &line.detail, period),
+            Some(false) => add_count(&mut self.base, &key, &line.detail, period),
+            None => {}
+        }
+        add_count(&mut self.counts, &key, &line.detail, period);
+    }
+
+    /// Adds one stage's counts of a minute (lines delivered by Firehose), as `period`'s.
+    pub(super) fn add_counts<'a>(
+        &mut self,
+        stage: &(String, String),
+        period: i64,
+        all: impl IntoIterator<Item = (&'a Detail, u32)>,
+        canary: impl IntoIterator<Item = (&'a Detail, u32)>,
+        base: impl IntoIterator<Item = (&'a Detail, u32)>,
+    ) {
+        fn add<'a>(
+            into: &mut GroupCounts,
+            stage: &(String, String),
+            period: i64,
+            from: impl IntoIterator<Item = (&'a Detail, u32)>,
+        ) {
+            let mut from = from.into_iter().peekable();
+            if from.peek().is_none() {
+                return;
+            }
+            let counts = into.entry(stage.clone()).or_default();
+            for (detail, n) in from {
+                *counts.entry((detail.clone(), period)).or_default() += f64::from(n);
+            }
+        }
+        add(&mut self.counts, stage, period, all);
+        add(&mut self.canary, stage, period, canary);
+        add(&mut self.base, stage, period, base);
+    }
+
+    /// Adds one stage's canary latencies of a minute, as `period`'s.
+    pub(super) fn add_latency(
+        &mut self,
+        stage: &(String, String),
+        period: i64,
+        latency: &PeriodLatency,
+        keep_value: bool,
+    ) {
+        if latency.count == 0 {
+            return;
+        }
+        self.canary_latency
+            .entry(stage.clone())
+            .or_default()
+            .entry(period)
+            .or_default()
+            .merge(latency, keep_value);
+    }
+
+    /// The answer to `q` for its stage, in `window`.
+    pub(super) fn answer(&self, q: &Query, statuses: &Statuses, window: Window) -> Outcome {
+        let stage = (
+            q.labels.api_id.clone(),
+            q.labels.stage.clone().unwrap_or_default(),
+        );
+        let (counts, latency) = match (q.family, q.canary_split) {
+            (Family::CanaryBaseResponses, _) => (&self.base, &self.latency),
+            (_, true) => (&self.canary, &self.canary_latency),
+            (_, false) => (&self.counts, &self.latency),
+        };
+        if q.family == Family::CanaryLatency {
+            return latency_answer(q.stat, latency.get(&stage), window);
+        }
+        answer(q, statuses, counts.get(&stage), window)
+    }
+}
+
+fn add_count(counts: &mut GroupCounts, key: &(String, String), detail: &Detail, period: i64) {
+    *counts
+        .entry(key.clone())
+        .or_default()
+        .entry((detail.clone(), period))
+        .or_default() += 1.0;
 }
 
 /// Who reads a log group, which says how: stages read the events their filter pattern
@@ -204,7 +299,7 @@ impl AccessLogSource {
         let all = readers.all();
         let canary = readers == Readers::Canaries;
         let mut read = GroupRead::default();
-        let mut seen = RecentIds::default();
+        let mut seen = Recent::new(EVENT_IDS);
         let mut tokens = PageTokens::default();
         let mut token: Option<String> = None;
         loop {
@@ -258,7 +353,7 @@ impl AccessLogSource {
                 };
                 // An event seen twice (overlapping pages) still counts once.
                 if let Some(id) = event.event_id()
-                    && !seen.insert(id)
+                    && (seen.contains(id) || !seen.insert(id.to_string()))
                 {
                     continue;
                 }
@@ -266,21 +361,7 @@ impl AccessLogSource {
                     continue;
                 };
                 let period = (ts / 1000).div_euclid(window.period) * window.period;
-                let key = (line.api, line.stage);
-                if all && let Some(ms) = line.latency_ms {
-                    read.latency
-                        .entry(key.clone())
-                        .or_default()
-                        .entry(period)
-                        .or_default()
-                        .add(ms, period >= window.keep_from);
-                }
-                *read
-                    .counts
-                    .entry(key)
-                    .or_default()
-                    .entry((line.detail, period))
-                    .or_default() += 1.0;
+                read.add(line, period, all, period >= window.keep_from);
             }
             token = tokens
                 .next(out.next_token())
@@ -322,8 +403,11 @@ fn answer(
     let empty = HashMap::new();
     let events = stage.unwrap_or(&empty);
     let in_window = |t: i64| t >= window.start && t < window.end;
-    if q.family == Family::CanaryResponses {
-        // Every response of the canary, whatever its status, for the stage only.
+    if matches!(
+        q.family,
+        Family::CanaryResponses | Family::CanaryBaseResponses
+    ) {
+        // Every response of the canary (or its base), whatever its status, for the stage only.
         let mut parts = PartCounts::new();
         for ((detail, t), n) in events {
             if in_window(*t) {
@@ -481,6 +565,14 @@ pub struct Line {
     pub detail: Detail,
     /// `$context.responseLatency` in whole milliseconds, when the line carries a valid one.
     pub latency_ms: Option<u64>,
+    /// `$context.requestId`: a line delivered twice counts once.
+    pub request_id: Option<String>,
+    /// `$context.requestTimeEpoch`, in milliseconds: the minute a line delivered by Firehose
+    /// counts in (a CloudWatch Logs event has its own timestamp).
+    pub time_ms: Option<i64>,
+    /// `$context.isCanaryRequest` (REST): whether a canary release answered the request;
+    /// `None` where the format does not carry it.
+    pub canary: Option<bool>,
 }
 
 /// The (api id, stage, detail) of a JSON access log line; `None` for a line that is not one.
@@ -519,7 +611,22 @@ pub fn parse_line(message: &str) -> Option<Line> {
     }
     .filter(|ms| (0.0..=MAX_LATENCY_MS).contains(ms))
     .map(|ms| ms.round() as u64);
+    let time_ms = match v.get("requestTimeEpoch") {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.parse::<i64>().ok(),
+        _ => None,
+    }
+    .filter(|ms| *ms > 0);
+    let canary = match v.get("isCanaryRequest") {
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(serde_json::Value::String(s)) if s == "true" => Some(true),
+        Some(serde_json::Value::String(s)) if s == "false" => Some(false),
+        _ => None,
+    };
     Some(Line {
+        request_id: text("requestId"),
+        time_ms,
+        canary,
         api: text("apiId")?,
         stage: text("stage")?,
         detail: Detail {
@@ -580,14 +687,7 @@ impl MetricSource for AccessLogSource {
                 let Ok(read) = counts else {
                     return Outcome::Failed("LogsError");
                 };
-                let stage = (
-                    q.labels.api_id.clone(),
-                    q.labels.stage.clone().unwrap_or_default(),
-                );
-                if q.family == Family::CanaryLatency {
-                    return latency_answer(q.stat, read.latency.get(&stage), window);
-                }
-                answer(q, &self.statuses, read.counts.get(&stage), window)
+                read.answer(q, &self.statuses, window)
             })
             .collect())
     }
@@ -597,22 +697,6 @@ impl MetricSource for AccessLogSource {
 mod tests {
     use super::*;
     use crate::source::Part;
-
-    #[test]
-    fn recent_ids_catch_duplicates_and_stay_bounded() {
-        let mut seen = RecentIds::default();
-        assert!(seen.insert("a"));
-        assert!(!seen.insert("a"));
-        for i in 0..(RecentIds::CAPACITY * 3) {
-            assert!(seen.insert(&format!("e{i}")));
-            assert!(
-                !seen.insert(&format!("e{i}")),
-                "a duplicate at the edge is caught"
-            );
-        }
-        assert_eq!(seen.ids.len(), RecentIds::CAPACITY);
-        assert_eq!(seen.order.len(), RecentIds::CAPACITY);
-    }
 
     #[test]
     fn parses_access_log_lines() {
@@ -658,10 +742,17 @@ mod tests {
             ("$context.httpMethod", "GET"),
             ("$context.routeKey", "-"),
             ("$context.responseLatency", "1234"),
+            ("$context.requestTimeEpoch", "1700000000123"),
         ] {
             written = written.replace(variable, value);
         }
-        assert_eq!(parse_line(&written).unwrap().latency_ms, Some(1234));
+        let line = parse_line(&written).unwrap();
+        assert_eq!(line.latency_ms, Some(1234));
+        assert_eq!(line.time_ms, Some(1_700_000_000_123));
+        assert_eq!(line.request_id.as_deref(), Some("r"));
+        assert_eq!(line.canary, None);
+        let canary = written.replacen('}', r#","isCanaryRequest":"true"}"#, 1);
+        assert_eq!(parse_line(&canary).unwrap().canary, Some(true));
         let (_, _, d) = parse_event(&written).unwrap();
         assert_eq!(
             (d.status, d.response_type.as_str()),
@@ -695,6 +786,8 @@ mod tests {
                 ..crate::model::SeriesLabels::account("1", "r")
             }),
             log_group: Some(Arc::from("g")),
+            delivered: false,
+            canary_split: false,
             streamed: false,
         }
     }

@@ -2,7 +2,9 @@
 //! and for the demo.
 
 pub mod cloudwatch;
+pub mod delivered;
 pub mod logs;
+pub mod recent;
 pub mod stream;
 
 use async_trait::async_trait;
@@ -128,6 +130,8 @@ pub trait MetricSource: Send + Sync {
 pub struct RoutedSource {
     pub metrics: std::sync::Arc<dyn MetricSource>,
     pub logs: std::sync::Arc<dyn MetricSource>,
+    /// The access log lines Firehose delivers (`access_logs.mode: firehose`).
+    pub delivered: Option<std::sync::Arc<dyn MetricSource>>,
     /// `None` when no metric stream is configured (the plan then streams nothing).
     pub stream: Option<std::sync::Arc<dyn MetricSource>>,
 }
@@ -136,6 +140,14 @@ pub struct RoutedSource {
 impl MetricSource for RoutedSource {
     async fn fetch(&self, queries: &[Query], window: Window) -> Result<Vec<Outcome>, SourceError> {
         match queries.first() {
+            Some(q) if q.answer() == Answer::Logs && q.delivered => match &self.delivered {
+                Some(delivered) => delivered.fetch(queries, window).await,
+                None => Err(SourceError {
+                    message: "a delivered access-log query, but no Firehose endpoint takes them"
+                        .into(),
+                    throttled: false,
+                }),
+            },
             Some(q) if q.answer() == Answer::Logs => self.logs.fetch(queries, window).await,
             Some(q) if q.answer() == Answer::Stream => match &self.stream {
                 Some(stream) => stream.fetch(queries, window).await,

@@ -296,6 +296,8 @@ pub fn free_port() -> u16 {
 pub struct Exporter {
     child: Child,
     pub port: u16,
+    /// The Firehose endpoint's port (`stream.listen_address`), when the test set one.
+    pub stream_port: Option<u16>,
     pub config_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -335,6 +337,7 @@ impl Exporter {
         let exporter = Exporter {
             child,
             port,
+            stream_port: None,
             config_path,
             _dir: dir,
         };
@@ -351,6 +354,12 @@ impl Exporter {
 
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         get(self.port, path)
+    }
+
+    /// Records the port the test gave its Firehose endpoint (`stream.listen_address`).
+    pub fn with_stream_port(mut self, port: u16) -> Exporter {
+        self.stream_port = Some(port);
+        self
     }
 
     pub fn pid(&self) -> u32 {
@@ -733,7 +742,46 @@ impl Drop for Prometheus {
     }
 }
 
+/// `s` as a URL query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 impl Prometheus {
+    /// The samples of an instant query: each one's labels and value.
+    pub fn vector(&self, expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let (status, body) = get(self.port, &format!("/api/v1/query?query={}", encode(expr)))
+            .expect("prometheus answers");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{expr}: {e}: {body}"));
+        assert_eq!(status, 200, "{expr}: {body}");
+        v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let labels = r["metric"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect();
+                let value = r["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (labels, value)
+            })
+            .collect()
+    }
+
     pub fn start(config: &str) -> Prometheus {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("prometheus.yml");

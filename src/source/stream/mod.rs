@@ -15,7 +15,7 @@
 
 pub mod formats;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -29,9 +29,6 @@ pub use formats::{FormatError, Record, Stats, decode};
 /// Metrics (one metric and dimension set) kept at most; records of further ones are refused
 /// and counted, so a stream that sends more than the exporter reads cannot exhaust memory.
 pub const MAX_STREAM_SERIES: usize = 50_000;
-
-/// Firehose request ids remembered, to answer a retried delivery without reading it again.
-const REQUEST_IDS: usize = 10_000;
 
 impl Ingested {
     /// The counts under their `aws_apigateway_exporter_stream_records_total` result labels.
@@ -114,14 +111,12 @@ pub struct Ingested {
     pub refused: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     series: HashMap<Key, Vec<Minute>>,
     /// The metrics the poll loop asked for, and when it last did: once it has asked, only
     /// these are kept.
     wanted: HashMap<Key, i64>,
-    ids: HashSet<String>,
-    order: VecDeque<String>,
     pruned_at: i64,
 }
 
@@ -159,7 +154,11 @@ impl StreamBuffer {
     /// `lookback` at arrival are late.
     pub fn new(now: i64, retention: i64, lookback: i64) -> StreamBuffer {
         let b = StreamBuffer {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                series: HashMap::new(),
+                wanted: HashMap::new(),
+                pruned_at: 0,
+            }),
             retention: AtomicI64::new(0),
             lookback: AtomicI64::new(0),
             started: now.div_euclid(MINUTE).saturating_mul(MINUTE),
@@ -183,27 +182,6 @@ impl StreamBuffer {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing them: keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether a Firehose request id was read before (the request is a retry).
-    pub fn seen(&self, request_id: &str) -> bool {
-        self.lock().ids.contains(request_id)
-    }
-
-    /// Remembers a Firehose request id; `false` if it was seen before (a retry).
-    pub fn first_delivery(&self, request_id: &str) -> bool {
-        let mut s = self.lock();
-        if s.ids.contains(request_id) {
-            return false;
-        }
-        if s.order.len() >= REQUEST_IDS
-            && let Some(old) = s.order.pop_front()
-        {
-            s.ids.remove(&old);
-        }
-        s.ids.insert(request_id.to_string());
-        s.order.push_back(request_id.to_string());
-        true
     }
 
     /// Keeps the records of one delivery, at `now`, a chunk at a time.
@@ -413,8 +391,11 @@ mod tests {
                 route: None,
                 cause: None,
                 function: None,
+                receiver: None,
             }),
             log_group: None,
+            delivered: false,
+            canary_split: false,
             streamed: true,
         }
     }
@@ -512,18 +493,6 @@ mod tests {
             b.points(&query("Count", Stat::Percentile(9900)), &w, now)
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn a_retried_request_is_recognised_and_ids_are_bounded() {
-        let b = StreamBuffer::new(0, 1800, 600);
-        assert!(b.first_delivery("a"));
-        assert!(!b.first_delivery("a"));
-        for i in 0..REQUEST_IDS {
-            b.first_delivery(&i.to_string());
-        }
-        assert!(b.first_delivery("a"), "the oldest id was forgotten");
-        assert!(b.lock().ids.len() <= REQUEST_IDS);
     }
 
     #[test]
