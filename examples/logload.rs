@@ -137,6 +137,7 @@ fn queries(stages: usize) -> Vec<Query> {
                 delivered: true,
                 canary_split,
                 streamed: false,
+                account: None,
             });
         }
     }

@@ -10,11 +10,15 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::clock::{Clock, OffsetClock, SystemClock};
+use crate::config::SourceAccounts;
 use crate::config::{AccessLogsMode, Config};
 use crate::demo;
 use crate::http::firehose::Receiver;
 use crate::http::{self, AppState, ReloadRequest};
-use crate::inventory::{ApiFilter, AwsDiscovery, DiscoveryContext, Pace};
+use crate::inventory::{
+    ApiFilter, AwsDiscovery, AwsSources, Discovery, DiscoveryContext, LinkedAccounts,
+    MonitoringDiscovery, Pace, Role, SourceSpec,
+};
 use crate::plan::AccessLogs;
 use crate::poll::{PollSettings, Poller, Target};
 use crate::render::Exposition;
@@ -155,19 +159,74 @@ pub async fn aws_targets(
                 known: context.known(&key),
             };
             keys.push(key.clone());
-            targets.push(
-                Target::new(
-                    region.clone(),
-                    filter.clone(),
-                    Arc::new(AwsDiscovery::new(clients, metrics.clone(), pace)),
-                    source,
-                )
-                .with_key(key),
-            );
+            let own = Arc::new(AwsDiscovery::new(
+                clients.clone(),
+                metrics.clone(),
+                pace.clone(),
+            ));
+            let discovery: Arc<dyn Discovery> = match &t.source_accounts {
+                None => own,
+                Some(s) => Arc::new(monitoring_discovery(
+                    s, own, &sdk, clients, pace, &key, region, config, metrics, context,
+                )),
+            };
+            targets
+                .push(Target::new(region.clone(), filter.clone(), discovery, source).with_key(key));
         }
     }
     context.retain(&keys);
     Ok(targets)
+}
+
+/// The discovery of a monitoring account (`source_accounts`): its own APIs unless left out,
+/// and each source account's, with a role in it or from ListMetrics alone.
+#[allow(clippy::too_many_arguments)]
+fn monitoring_discovery(
+    s: &SourceAccounts,
+    own: Arc<AwsDiscovery>,
+    sdk: &aws_config::SdkConfig,
+    clients: crate::sdk::TargetClients,
+    pace: Pace,
+    key: &str,
+    region: &str,
+    config: &Config,
+    metrics: &SelfMetrics,
+    context: &DiscoveryContext,
+) -> MonitoringDiscovery {
+    let listed = s
+        .accounts
+        .iter()
+        .map(|a| SourceSpec {
+            account_id: a.account_id.to_string(),
+            role: a.role_arn.as_ref().map(|arn| Role {
+                arn: arn.clone(),
+                external_id: a.external_id.clone(),
+            }),
+        })
+        .collect();
+    let linked = s.linked.then(|| LinkedAccounts {
+        role_name: s.role_name.clone(),
+        external_id: s.external_id.clone(),
+    });
+    let sources = AwsSources {
+        config: sdk.clone(),
+        endpoints: config.aws.endpoints.clone(),
+        oam: crate::sdk::oam_client(sdk, &config.aws.endpoints),
+        monitoring: clients,
+        metrics: metrics.clone(),
+        pace,
+        key: key.to_string(),
+        context: context.clone(),
+    };
+    MonitoringDiscovery::new(
+        own,
+        s.include_monitoring_account,
+        listed,
+        linked,
+        Arc::new(sources),
+        region,
+        metrics.clone(),
+    )
 }
 
 /// What `/metrics` serves: the self-metrics (`demo` marks synthetic data) and the snapshot
@@ -366,7 +425,7 @@ async fn build(
         }
         Mode::Demo { seed, .. } => {
             demo_config(config);
-            demo_targets(config, seed, Arc::clone(clock))
+            demo_targets(config, seed, Arc::clone(clock), metrics)
         }
     };
     Ok((targets, settings(config)))
@@ -379,19 +438,34 @@ pub fn demo_config(config: &mut Config) {
     config.backends.lambda = true;
 }
 
-/// The demo's one target: a synthetic account and region, filtered by the first target
-/// entry's API selection when the config has one.
-pub fn demo_targets(config: &Config, seed: u64, clock: Arc<dyn Clock>) -> Vec<Target> {
+/// The demo's one target: a synthetic monitoring account with two source accounts (one read
+/// with a role, one without), filtered by the first target entry's API selection when the
+/// config has one.
+pub fn demo_targets(
+    config: &Config,
+    seed: u64,
+    clock: Arc<dyn Clock>,
+    metrics: &SelfMetrics,
+) -> Vec<Target> {
     let selection = config
         .targets
         .first()
         .map(|t| t.apis.clone())
         .unwrap_or_default();
     let filter = ApiFilter::new(&selection).with_shard(config.shard);
+    let discovery = MonitoringDiscovery::new(
+        Arc::new(demo::DemoDiscovery),
+        true,
+        demo::source_specs(),
+        None,
+        Arc::new(demo::DemoSources),
+        demo::REGION,
+        metrics.clone(),
+    );
     vec![Target::new(
         demo::REGION.to_string(),
         filter,
-        Arc::new(demo::DemoDiscovery),
+        Arc::new(discovery),
         Arc::new(demo::DemoSource::new(seed, clock, config.poll.period())),
     )]
 }

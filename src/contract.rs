@@ -679,6 +679,14 @@ pub const EXPORTER_DISCOVERY_API_FAILURES: Def = def(
     &["account_id", "region", "api_id", "api_type"],
     "Discoveries in a row whose reads of this API failed (it keeps its last known stages and integrations meanwhile); the series is there only while they fail.",
 );
+pub const EXPORTER_SOURCE_ACCOUNT_UP: Def = def(
+    "aws_apigateway_exporter_source_account_up",
+    Gauge,
+    "",
+    Exporter,
+    &["account_id", "region", "discovery"],
+    "1 when the latest discovery of this source account of a CloudWatch monitoring account succeeded, 0 while it fails (its APIs keep their last inventory and the other accounts go on); discovery is role (a read-only role in the account) or metrics (the monitoring account's ListMetrics alone).",
+);
 pub const EXPORTER_ACCESS_LOG_DELIVERIES: Def = def(
     "aws_apigateway_exporter_access_log_deliveries_total",
     Counter,
@@ -776,6 +784,7 @@ pub static ALL: &[&Def] = &[
     &EXPORTER_DISCOVERY_DURATION,
     &EXPORTER_DISCOVERY_LAST_SUCCESS,
     &EXPORTER_DISCOVERY_API_FAILURES,
+    &EXPORTER_SOURCE_ACCOUNT_UP,
     &EXPORTER_ACCESS_LOG_DELIVERIES,
     &EXPORTER_ACCESS_LOG_LINES,
 ];

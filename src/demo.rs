@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::inventory::{
     ApiFilter, BackendType, Discovered, Discovery, DiscoveryError, Integration, RawApi, RawStage,
-    RouteKey, Throttle, UsagePlan,
+    Role, RouteKey, SourceSpec, Sources, Throttle, UsagePlan,
 };
 use crate::model::{ApiType, Cause, Family, Stat};
 use crate::plan::Query;
@@ -225,6 +225,244 @@ fn demo_routes(a: &DemoApi) -> Vec<crate::inventory::RouteMetrics> {
         .collect()
 }
 
+/// A demo API as discovery with API Gateway reads (the monitoring account's own, or a source
+/// account read with a role) finds it.
+fn raw_api(a: &DemoApi) -> RawApi {
+    RawApi {
+        id: a.id.into(),
+        name: a.name.into(),
+        api_type: a.api_type,
+        endpoint_type: a.endpoint.into(),
+        tags: BTreeMap::from([("environment".into(), "demo".into())]),
+        stages: Some(
+            a.stages
+                .iter()
+                .enumerate()
+                .map(|(i, (name, detailed, cache))| {
+                    let throttle = a
+                        .limit
+                        .filter(|_| i == 0)
+                        .map(|(rate, burst)| Throttle { rate, burst });
+                    RawStage {
+                        name: (*name).into(),
+                        deployment_id: Some(format!("{}-live", a.id)),
+                        detailed_metrics: *detailed,
+                        cache_enabled: *cache,
+                        throttle,
+                        access_log_group: Some(format!("/demo/{}/{name}", a.name)),
+                        access_log_stream: None,
+                        access_log_format: Some(match a.api_type {
+                            ApiType::Rest => crate::model::rest_access_log_format(),
+                            _ => crate::model::ACCESS_LOG_FORMAT.to_string(),
+                        }),
+                        routes: if *detailed {
+                            demo_routes(a)
+                        } else {
+                            Vec::new()
+                        },
+                        // payments' first stage tries a new deployment on 10 %.
+                        canary: (a.name == "payments" && i == 0).then(|| {
+                            crate::inventory::Canary {
+                                percent: CANARY_PERCENT,
+                                deployment_id: "demo-canary".into(),
+                                use_stage_cache: false,
+                            }
+                        }),
+                        // The first route of a limited stage has a tighter limit.
+                        route_throttles: throttle
+                            .zip(a.routes.first())
+                            .map(|(t, (route, _))| {
+                                let key =
+                                    RouteKey::from_v2(route, a.api_type == ApiType::Websocket);
+                                (
+                                    key,
+                                    Throttle {
+                                        rate: t.rate / 5.0,
+                                        burst: t.burst / 5.0,
+                                    },
+                                )
+                            })
+                            .into_iter()
+                            .collect(),
+                    }
+                })
+                .collect(),
+        ),
+        integrations: a
+            .routes
+            .iter()
+            .map(|(route, secs)| Integration {
+                route: RouteKey::from_v2(route, a.api_type == ApiType::Websocket),
+                timeout: *secs,
+                integration_type: a.backend.0.into(),
+                backend_type: a.backend.1,
+                backend: a.backend.2.into(),
+                streams: STREAMING_ROUTES.contains(&(a.name, *route)),
+                home: None,
+            })
+            .collect(),
+    }
+}
+
+/// A demo API as a monitoring account sees it through ListMetrics alone (a source account
+/// without a role): REST by name without its id, HTTP and WebSocket by id without their name,
+/// stages and routes; nothing of API Gateway's own configuration.
+fn listed_api(a: &DemoApi) -> RawApi {
+    let full = raw_api(a);
+    let (id, name) = match a.api_type {
+        ApiType::Rest => (String::new(), full.name),
+        ApiType::Http | ApiType::Websocket => (full.id, String::new()),
+    };
+    RawApi {
+        id,
+        name,
+        endpoint_type: String::new(),
+        tags: BTreeMap::new(),
+        integrations: Vec::new(),
+        stages: full.stages.map(|stages| {
+            stages
+                .into_iter()
+                .map(|s| RawStage::listed(s.name, s.detailed_metrics, s.cache_enabled, s.routes))
+                .collect()
+        }),
+        ..full
+    }
+}
+
+/// The demo's source accounts, as a CloudWatch monitoring account reads them: one with a
+/// read-only role in it, one from ListMetrics alone.
+pub const SOURCE_WITH_ROLE: &str = "210987654321";
+pub const SOURCE_WITHOUT_ROLE: &str = "345678901234";
+
+/// The source accounts' APIs.
+const SOURCE_APIS: [(&str, DemoApi); 3] = [
+    (
+        SOURCE_WITH_ROLE,
+        DemoApi {
+            id: "g7h8j9k0m1",
+            name: "shipping",
+            api_type: ApiType::Rest,
+            endpoint: "REGIONAL",
+            stages: &[("prod", false, false)],
+            peak_rps: 35.0,
+            latency_ms: 110.0,
+            integration_ms: 95.0,
+            limit: None,
+            routes: &[("POST /shipments", 29.0)],
+            backend: ("AWS_PROXY", BackendType::Lambda, "shipping-api"),
+        },
+    ),
+    (
+        SOURCE_WITHOUT_ROLE,
+        DemoApi {
+            id: "n2p3q4r5s6",
+            name: "ledger",
+            api_type: ApiType::Rest,
+            endpoint: "REGIONAL",
+            stages: &[("prod", false, false)],
+            peak_rps: 20.0,
+            latency_ms: 60.0,
+            integration_ms: 50.0,
+            limit: None,
+            routes: &[("POST /entries", 29.0)],
+            backend: ("AWS_PROXY", BackendType::Lambda, "ledger-api"),
+        },
+    ),
+    (
+        SOURCE_WITHOUT_ROLE,
+        DemoApi {
+            id: "t7u8v9w0x1",
+            name: "notifications",
+            api_type: ApiType::Http,
+            endpoint: "REGIONAL",
+            stages: &[("$default", true, false)],
+            peak_rps: 25.0,
+            latency_ms: 35.0,
+            integration_ms: 30.0,
+            limit: None,
+            routes: &[("POST /notify", 30.0)],
+            backend: ("AWS_PROXY", BackendType::Lambda, "notify-api"),
+        },
+    ),
+];
+
+/// The demo API of a series' labels: by id, or by name for a REST API read without a role.
+fn demo_api(labels: &crate::model::SeriesLabels) -> Option<&'static DemoApi> {
+    APIS.iter()
+        .chain(SOURCE_APIS.iter().map(|(_, a)| a))
+        .find(|a| match labels.api_id.is_empty() {
+            true => a.name == labels.api_name,
+            false => a.id == labels.api_id,
+        })
+}
+
+/// The demo's source accounts, as a monitoring account's [`Sources`]: each a discovery of
+/// its own, with or without a role.
+pub struct DemoSources;
+
+/// One demo source account.
+struct DemoSourceAccount {
+    account: &'static str,
+    with_role: bool,
+}
+
+#[async_trait]
+impl Discovery for DemoSourceAccount {
+    async fn account_id(&self) -> Result<String, DiscoveryError> {
+        Ok(self.account.to_string())
+    }
+
+    async fn discover(&self, filter: &ApiFilter) -> Result<Discovered, DiscoveryError> {
+        let apis = SOURCE_APIS
+            .iter()
+            .filter(|(account, a)| *account == self.account && filter.wants_type(a.api_type))
+            .map(|(_, a)| match self.with_role {
+                true => raw_api(a),
+                false => listed_api(a),
+            })
+            .collect();
+        Ok(Discovered {
+            apis,
+            ..Discovered::default()
+        })
+    }
+}
+
+#[async_trait]
+impl Sources for DemoSources {
+    async fn discovery(&self, source: &SourceSpec) -> Arc<dyn Discovery> {
+        let account = match source.account_id.as_str() {
+            SOURCE_WITH_ROLE => SOURCE_WITH_ROLE,
+            _ => SOURCE_WITHOUT_ROLE,
+        };
+        Arc::new(DemoSourceAccount {
+            account,
+            with_role: source.role.is_some(),
+        })
+    }
+
+    async fn linked_accounts(&self) -> Result<Vec<String>, DiscoveryError> {
+        Ok(vec![SOURCE_WITH_ROLE.into(), SOURCE_WITHOUT_ROLE.into()])
+    }
+}
+
+/// The demo's source accounts as `source_accounts` would list them.
+pub fn source_specs() -> Vec<SourceSpec> {
+    vec![
+        SourceSpec {
+            account_id: SOURCE_WITH_ROLE.into(),
+            role: Some(Role {
+                arn: format!("arn:aws:iam::{SOURCE_WITH_ROLE}:role/apigateway-exporter-read"),
+                external_id: None,
+            }),
+        },
+        SourceSpec {
+            account_id: SOURCE_WITHOUT_ROLE.into(),
+            role: None,
+        },
+    ]
+}
+
 /// The demo inventory.
 pub struct DemoDiscovery;
 
@@ -238,82 +476,7 @@ impl Discovery for DemoDiscovery {
         let apis = APIS
             .iter()
             .filter(|a| filter.wants_type(a.api_type))
-            .map(|a| RawApi {
-                id: a.id.into(),
-                name: a.name.into(),
-                api_type: a.api_type,
-                endpoint_type: a.endpoint.into(),
-                tags: BTreeMap::from([("environment".into(), "demo".into())]),
-                stages: Some(
-                    a.stages
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (name, detailed, cache))| {
-                            let throttle = a
-                                .limit
-                                .filter(|_| i == 0)
-                                .map(|(rate, burst)| Throttle { rate, burst });
-                            RawStage {
-                                name: (*name).into(),
-                                deployment_id: Some(format!("{}-live", a.id)),
-                                detailed_metrics: *detailed,
-                                cache_enabled: *cache,
-                                throttle,
-                                access_log_group: Some(format!("/demo/{}/{name}", a.name)),
-                                access_log_stream: None,
-                                access_log_format: Some(match a.api_type {
-                                    ApiType::Rest => crate::model::rest_access_log_format(),
-                                    _ => crate::model::ACCESS_LOG_FORMAT.to_string(),
-                                }),
-                                routes: if *detailed {
-                                    demo_routes(a)
-                                } else {
-                                    Vec::new()
-                                },
-                                // payments' first stage tries a new deployment on 10 %.
-                                canary: (a.name == "payments" && i == 0).then(|| {
-                                    crate::inventory::Canary {
-                                        percent: CANARY_PERCENT,
-                                        deployment_id: "demo-canary".into(),
-                                        use_stage_cache: false,
-                                    }
-                                }),
-                                // The first route of a limited stage has a tighter limit.
-                                route_throttles: throttle
-                                    .zip(a.routes.first())
-                                    .map(|(t, (route, _))| {
-                                        let key = RouteKey::from_v2(
-                                            route,
-                                            a.api_type == ApiType::Websocket,
-                                        );
-                                        (
-                                            key,
-                                            Throttle {
-                                                rate: t.rate / 5.0,
-                                                burst: t.burst / 5.0,
-                                            },
-                                        )
-                                    })
-                                    .into_iter()
-                                    .collect(),
-                            }
-                        })
-                        .collect(),
-                ),
-                integrations: a
-                    .routes
-                    .iter()
-                    .map(|(route, secs)| Integration {
-                        route: RouteKey::from_v2(route, a.api_type == ApiType::Websocket),
-                        timeout: *secs,
-                        integration_type: a.backend.0.into(),
-                        backend_type: a.backend.1,
-                        backend: a.backend.2.into(),
-                        streams: STREAMING_ROUTES.contains(&(a.name, *route)),
-                        home: None,
-                    })
-                    .collect(),
-            })
+            .map(raw_api)
             .collect();
         Ok(Discovered {
             apis,
@@ -331,6 +494,7 @@ impl Discovery for DemoDiscovery {
                 rate: 10_000.0,
                 burst: 5_000.0,
             }),
+            linked: Vec::new(),
         })
     }
 }
@@ -364,8 +528,9 @@ impl MetricSource for DemoSource {
                 let api = match &q.labels.function {
                     Some(f) => APIS
                         .iter()
+                        .chain(SOURCE_APIS.iter().map(|(_, a)| a))
                         .find(|a| a.backend.1 == BackendType::Lambda && a.backend.2 == f.as_str()),
-                    None => APIS.iter().find(|a| a.id == q.labels.api_id),
+                    None => demo_api(&q.labels),
                 };
                 let Some(api) = api else {
                     return Outcome::Points(Vec::new());

@@ -122,6 +122,7 @@ async fn load_config(cli: &Cli) -> anyhow::Result<Config> {
             role_arn: None,
             external_id: None,
             apis: Default::default(),
+            source_accounts: None,
         });
         config.validate()?;
     }

@@ -679,8 +679,16 @@ impl SeriesLabels {
         }
     }
 
-    /// Label pairs in the contract's order; account-level series (empty `api_id`) carry only
-    /// `account_id` and `region`.
+    /// Whether these are an API's labels (not an account's or a Lambda function's). A REST
+    /// API that a monitoring account found through ListMetrics alone has a name but no id,
+    /// an HTTP or WebSocket API an id but no name.
+    pub fn is_api(&self) -> bool {
+        self.function.is_none() && !(self.api_id.is_empty() && self.api_name.is_empty())
+    }
+
+    /// Label pairs in the contract's order; account-level series carry only `account_id` and
+    /// `region`, and an API label discovery could not learn (empty) is left out, never
+    /// invented.
     pub fn pairs(&self) -> Vec<(&'static str, &str)> {
         if let Some(function) = &self.function {
             return vec![
@@ -689,19 +697,20 @@ impl SeriesLabels {
                 ("function_name", function.as_str()),
             ];
         }
-        if self.api_id.is_empty() {
-            return vec![
-                ("account_id", self.account_id.as_str()),
-                ("region", self.region.as_str()),
-            ];
-        }
         let mut pairs = vec![
             ("account_id", self.account_id.as_str()),
             ("region", self.region.as_str()),
-            ("api_id", self.api_id.as_str()),
-            ("api_name", self.api_name.as_str()),
-            ("api_type", self.api_type.as_str()),
         ];
+        if !self.is_api() {
+            return pairs;
+        }
+        if !self.api_id.is_empty() {
+            pairs.push(("api_id", self.api_id.as_str()));
+        }
+        if !self.api_name.is_empty() {
+            pairs.push(("api_name", self.api_name.as_str()));
+        }
+        pairs.push(("api_type", self.api_type.as_str()));
         if let Some(stage) = &self.stage {
             pairs.push(("stage", stage.as_str()));
         }

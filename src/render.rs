@@ -631,7 +631,7 @@ mod tests {
         let metrics = SelfMetrics::new(&registry, true).unwrap();
         let e = Exposition::new(registry, Arc::clone(&shared));
         let clock = Arc::new(ManualClock::new(1_795_428_030));
-        let targets = crate::app::demo_targets(&config, 3, clock.clone());
+        let targets = crate::app::demo_targets(&config, 3, clock.clone(), &metrics);
         let mut poller = Poller::new(
             targets,
             crate::app::settings(&config),

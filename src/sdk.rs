@@ -41,25 +41,50 @@ pub async fn sdk_config(region: &str, target: &TargetConfig, endpoints: &Endpoin
         .timeout_config(timeouts())
         .load()
         .await;
-    let Some(role_arn) = &target.role_arn else {
-        return base;
-    };
-    let mut sts_config = base.to_builder();
+    match &target.role_arn {
+        Some(role_arn) => {
+            assume_role(&base, role_arn, target.external_id.as_deref(), endpoints).await
+        }
+        None => base,
+    }
+}
+
+/// `config` with the credentials of `role_arn`, assumed with `config`'s own credentials
+/// (a source account's role is assumed from the monitoring account's identity).
+pub async fn assume_role(
+    config: &SdkConfig,
+    role_arn: &str,
+    external_id: Option<&str>,
+    endpoints: &Endpoints,
+) -> SdkConfig {
+    let mut sts_config = config.to_builder();
     if let Some(url) = &endpoints.sts {
         sts_config.set_endpoint_url(Some(url.clone()));
     }
-    let mut provider = AssumeRoleProvider::builder(role_arn.clone())
-        .session_name("apigateway-exporter")
-        .region(Region::new(region.to_string()));
-    if let Some(id) = &target.external_id {
-        provider = provider.external_id(id.clone());
+    let mut provider =
+        AssumeRoleProvider::builder(role_arn.to_string()).session_name("apigateway-exporter");
+    if let Some(region) = config.region() {
+        provider = provider.region(region.clone());
+    }
+    if let Some(id) = external_id {
+        provider = provider.external_id(id.to_string());
     }
     let provider = provider.configure(&sts_config.build()).build().await;
-    base.to_builder()
+    config
+        .to_builder()
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(provider),
         )
         .build()
+}
+
+/// The Observability Access Manager client of a monitoring account.
+pub fn oam_client(config: &SdkConfig, endpoints: &Endpoints) -> aws_sdk_oam::Client {
+    let mut b = aws_sdk_oam::config::Builder::from(config);
+    if let Some(url) = &endpoints.oam {
+        b = b.endpoint_url(url.clone());
+    }
+    aws_sdk_oam::Client::from_conf(b.build())
 }
 
 /// Service clients with the configured endpoint overrides applied.

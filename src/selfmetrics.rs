@@ -84,6 +84,7 @@ pub struct SelfMetrics {
     pub discovery_duration: GaugeVec,
     pub discovery_last_success: GaugeVec,
     pub discovery_api_failures: GaugeVec,
+    pub source_account_up: GaugeVec,
     pub access_log_deliveries: CounterVec,
     pub access_log_lines: CounterVec,
 }
@@ -136,6 +137,7 @@ impl SelfMetrics {
             discovery_duration: gauges(&c::EXPORTER_DISCOVERY_DURATION)?,
             discovery_last_success: gauges(&c::EXPORTER_DISCOVERY_LAST_SUCCESS)?,
             discovery_api_failures: gauges(&c::EXPORTER_DISCOVERY_API_FAILURES)?,
+            source_account_up: gauges(&c::EXPORTER_SOURCE_ACCOUNT_UP)?,
             access_log_deliveries: counters(&c::EXPORTER_ACCESS_LOG_DELIVERIES)?,
             access_log_lines: counters(&c::EXPORTER_ACCESS_LOG_LINES)?,
         };
@@ -167,6 +169,7 @@ impl SelfMetrics {
         registry.register(Box::new(m.discovery_duration.clone()))?;
         registry.register(Box::new(m.discovery_last_success.clone()))?;
         registry.register(Box::new(m.discovery_api_failures.clone()))?;
+        registry.register(Box::new(m.source_account_up.clone()))?;
         registry.register(Box::new(m.access_log_deliveries.clone()))?;
         registry.register(Box::new(m.access_log_lines.clone()))?;
 
@@ -281,6 +284,7 @@ mod tests {
         }
         m.discovery_api_failures
             .with_label_values(&["1", "r", "a1", "http"]);
+        m.source_account_up.with_label_values(&["2", "r", "role"]);
         m.periods_lost.with_label_values(&["1", "r"]);
         let gathered = registry.gather();
         let exporter: Vec<&Def> = c::ALL

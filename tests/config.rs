@@ -328,7 +328,7 @@ mod random_values {
                         let clock = Arc::new(ManualClock::new(1_795_428_030));
                         let registry = prometheus::Registry::new();
                         let metrics = SelfMetrics::new(&registry, true).unwrap();
-                        let mut poller = Poller::new(app::demo_targets(&config, 1, clock.clone()), settings.clone(), clock.clone(), SharedSnapshot::new(), metrics);
+                        let mut poller = Poller::new(app::demo_targets(&config, 1, clock.clone(), &metrics), settings.clone(), clock.clone(), SharedSnapshot::new(), metrics);
                         poller.cycle().await;
                         clock.advance(i64::try_from(settings.poll.interval().as_secs()).unwrap());
                         poller.cycle().await;

@@ -74,6 +74,48 @@ fn the_demo_binary_serves_every_family_promtool_clean_and_labelled_as_demo() {
         ),
         Some(60.0)
     );
+    // The demo account is a monitoring account with two source accounts: one read with a
+    // role (ids joined to names), one without (a REST API by its name only, an HTTP API by
+    // its id only: the label discovery cannot learn is absent).
+    let of = |labels: &[(&str, &str)]| m.find("aws_apigateway_requests_total", labels);
+    let shipping = of(&[
+        ("account_id", demo::SOURCE_WITH_ROLE),
+        ("api_name", "shipping"),
+    ]);
+    assert!(!shipping.is_empty());
+    assert!(
+        shipping
+            .iter()
+            .all(|s| s.labels.get("api_id").map(String::as_str) == Some("g7h8j9k0m1"))
+    );
+    let ledger = of(&[
+        ("account_id", demo::SOURCE_WITHOUT_ROLE),
+        ("api_name", "ledger"),
+    ]);
+    assert!(!ledger.is_empty());
+    assert!(ledger.iter().all(|s| !s.labels.contains_key("api_id")));
+    let notifications = of(&[
+        ("account_id", demo::SOURCE_WITHOUT_ROLE),
+        ("api_id", "t7u8v9w0x1"),
+    ]);
+    assert!(!notifications.is_empty());
+    assert!(
+        notifications
+            .iter()
+            .all(|s| !s.labels.contains_key("api_name"))
+    );
+    for (account, discovery) in [
+        (demo::SOURCE_WITH_ROLE, "role"),
+        (demo::SOURCE_WITHOUT_ROLE, "metrics"),
+    ] {
+        assert_eq!(
+            m.value(
+                "aws_apigateway_exporter_source_account_up",
+                &[("account_id", account), ("discovery", discovery)]
+            ),
+            Some(1.0)
+        );
+    }
     let (status, landing) = exporter.get("/").unwrap();
     assert_eq!(status, 200);
     assert!(landing.contains("DEMO MODE"), "{landing}");
@@ -100,7 +142,7 @@ fn simulation(seed: u64, start: i64) -> Sim {
     app::demo_config(&mut config);
     let (registry, shared, metrics) = app::exposition(true).unwrap();
     let clock = Arc::new(ManualClock::new(start));
-    let targets = app::demo_targets(&config, seed, clock.clone());
+    let targets = app::demo_targets(&config, seed, clock.clone(), &metrics);
     let poller = Poller::new(
         targets,
         app::settings(&config),

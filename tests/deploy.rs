@@ -1745,6 +1745,81 @@ fn iam_policy_is_read_only_and_matches_the_readme() {
     );
 }
 
+/// The cross-account policies (docs/cross-account.md): the monitoring account's reads only
+/// CloudWatch, OAM's links and API Gateway, and assumes only roles; a source account's role
+/// reads only API Gateway, and trusts only `sts:AssumeRole`. The guide shows each file as it
+/// is.
+#[test]
+fn cross_account_policies_are_read_only_and_the_guide_shows_them() {
+    let policy = |file: &str| -> Value {
+        let text = read(&repo().join("deploy").join(file));
+        yaml_serde::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let actions = |p: &Value| -> BTreeSet<String> {
+        seq_of(&p["Statement"], "Statement")
+            .iter()
+            .flat_map(|st| as_list(&st["Action"]))
+            .collect()
+    };
+    let monitoring = policy("iam-policy-monitoring-account.json");
+    let allowed: BTreeSet<String> = ALLOWED_ACTIONS
+        .iter()
+        .chain(&["oam:ListSinks", "oam:ListAttachedLinks", "sts:AssumeRole"])
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(actions(&monitoring), allowed);
+    for st in seq_of(&monitoring["Statement"], "Statement") {
+        assert_eq!(st["Effect"].as_str(), Some("Allow"));
+        let acts = as_list(&st["Action"]);
+        if acts.iter().any(|a| a == "sts:AssumeRole") {
+            for r in as_list(&st["Resource"]) {
+                assert!(
+                    r.starts_with("arn:aws:iam::") && r.contains(":role/"),
+                    "{r}"
+                );
+            }
+        }
+        if acts.iter().any(|a| a.starts_with("apigateway:")) {
+            for r in as_list(&st["Resource"]) {
+                assert!(ALLOWED_APIGATEWAY_RESOURCES.contains(&r.as_str()), "{r}");
+            }
+        }
+    }
+    let source = policy("iam-policy-source-account.json");
+    assert_eq!(
+        actions(&source),
+        BTreeSet::from(["apigateway:GET".to_string()])
+    );
+    let own = policy("iam-policy.json");
+    let discovery = |p: &Value| {
+        seq_of(&p["Statement"], "Statement")
+            .iter()
+            .find(|st| st["Sid"].as_str() == Some("ApiGatewayDiscovery"))
+            .cloned()
+            .expect("an ApiGatewayDiscovery statement")
+    };
+    assert_eq!(
+        discovery(&source),
+        discovery(&own),
+        "the same reads as any target"
+    );
+    assert_eq!(discovery(&monitoring), discovery(&own));
+    let trust = policy("iam-trust-source-account.json");
+    assert_eq!(
+        actions(&trust),
+        BTreeSet::from(["sts:AssumeRole".to_string()])
+    );
+    // The guide's JSON blocks are the three files, in order.
+    let guide = read(&repo().join("docs/cross-account.md"));
+    let blocks: Vec<Value> = guide
+        .split("```json")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .map(|b| yaml_serde::from_str::<Value>(b).expect("a JSON block"))
+        .collect();
+    assert_eq!(blocks, [monitoring, source, trust]);
+}
+
 // ---------------------------------------------------------------------------------------
 // docs/deploy.md
 // ---------------------------------------------------------------------------------------

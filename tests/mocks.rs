@@ -47,6 +47,7 @@ impl Discovery for FakeDiscovery {
             apis: self.0.clone(),
             account_throttle: None,
             usage_plans: vec![],
+            linked: Vec::new(),
         })
     }
 }
@@ -1038,6 +1039,7 @@ impl Discovery for FlakyDiscovery {
                 apis: self.apis.clone(),
                 account_throttle: None,
                 usage_plans: vec![],
+                linked: Vec::new(),
             })
         } else {
             Err(DiscoveryError {

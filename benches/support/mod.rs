@@ -112,6 +112,7 @@ impl Discovery for FleetDiscovery {
             apis: self.0.clone(),
             account_throttle: None,
             usage_plans: vec![],
+            linked: Vec::new(),
         })
     }
 }

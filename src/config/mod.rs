@@ -28,7 +28,10 @@ pub use otlp::{OtlpConfig, OtlpProtocol, check_header};
 pub use poll::{Backfill, IdleConfig, Interval, Lookback, Period, PollConfig, Settle, ShardConfig};
 pub use stream::{AccessKey, StreamConfig};
 use targets::validate_target;
-pub use targets::{ApiSelection, DetailedMetrics, StageSelection, TargetConfig};
+pub use targets::{
+    AccountId, ApiSelection, DetailedMetrics, RoleName, SourceAccount, SourceAccounts,
+    StageSelection, TargetConfig, partition, role_account,
+};
 pub use types::{DurationIn, KeyError, NumberIn, Pattern, RequestRate, Statuses};
 
 /// Why a configuration was refused. The `Display` text is what users see.
@@ -247,6 +250,8 @@ pub struct Endpoints {
     pub apigatewayv2: Option<String>,
     pub logs: Option<String>,
     pub sts: Option<String>,
+    /// CloudWatch Observability Access Manager (`source_accounts.linked`).
+    pub oam: Option<String>,
 }
 
 /// A config file's text; the error names the file.
@@ -477,6 +482,68 @@ mod tests {
             err.contains("stages") && err.contains("`all` or a list"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn source_accounts_are_checked_and_name_the_key_at_fault() {
+        let target = |sources: &str| {
+            format!("targets:\n  - regions: [us-east-1]\n    source_accounts:\n{sources}")
+        };
+        let c = parse(&target(
+            "      linked: true\n      role_name: org/reader\n      accounts:\n        - account_id: \"222222222222\"\n          role_arn: arn:aws:iam::222222222222:role/r\n        - account_id: \"012345678901\"\n",
+        ))
+        .unwrap();
+        let s = c.targets[0].source_accounts.as_ref().unwrap();
+        assert!(s.linked && s.include_monitoring_account);
+        assert_eq!(s.accounts[1].account_id.as_str(), "012345678901");
+        assert_eq!(
+            s.role_name
+                .as_ref()
+                .unwrap()
+                .arn("333333333333", "cn-north-1"),
+            "arn:aws-cn:iam::333333333333:role/org/reader"
+        );
+        let refused = |sources: &str| match parse(&target(sources)) {
+            Err(ConfigError::Invalid { key, reason }) => (key, reason),
+            other => panic!("{other:?}"),
+        };
+        let (key, reason) = refused("      include_monitoring_account: true\n");
+        assert_eq!(key, "targets[0].source_accounts");
+        assert!(reason.contains("names no source account"), "{reason}");
+        let (key, reason) = refused(
+            "      accounts:\n        - account_id: \"222222222222\"\n          role_arn: arn:aws:iam::333333333333:role/r\n",
+        );
+        assert_eq!(key, "targets[0].source_accounts.accounts[0].role_arn");
+        assert!(
+            reason.contains("must be a role in 222222222222"),
+            "{reason}"
+        );
+        let (key, _) = refused(
+            "      accounts:\n        - account_id: \"222222222222\"\n        - account_id: \"222222222222\"\n",
+        );
+        assert_eq!(key, "targets[0].source_accounts.accounts[1].account_id");
+        let (key, _) =
+            refused("      role_name: reader\n      accounts: [{account_id: \"222222222222\"}]\n");
+        assert_eq!(key, "targets[0].source_accounts.role_name");
+        // Unquoted, a 12-digit id is a number to YAML (read as is); a shorter number may have
+        // lost leading zeros: refused, with the quoted form.
+        let c = parse(&target("      accounts: [{account_id: 123456789012}]\n")).unwrap();
+        let s = c.targets[0].source_accounts.as_ref().unwrap();
+        assert_eq!(s.accounts[0].account_id.as_str(), "123456789012");
+        let err = parse(&target("      accounts: [{account_id: 12345678901}]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("quote it (\"012345678901\")"), "{err}");
+        let err = parse(&target("      accounts: [{account_id: \"12345\"}]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not an AWS account id"), "{err}");
+        let err = parse(&target(
+            "      linked: true\n      role_name: \"bad name!\"\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not an IAM role name"), "{err}");
     }
 
     #[test]

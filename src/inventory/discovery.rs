@@ -72,10 +72,10 @@ impl Pace {
 
 /// What the process keeps for discovery across reloads: the budgets of the accounts it reads
 /// and what each target's discovery knew, by target identity (credentials and region).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct DiscoveryContext {
     pub budgets: Arc<Budgets>,
-    known: std::sync::Mutex<HashMap<String, Arc<Known>>>,
+    known: Arc<std::sync::Mutex<HashMap<String, Arc<Known>>>>,
 }
 
 impl DiscoveryContext {
@@ -85,10 +85,14 @@ impl DiscoveryContext {
         Arc::clone(map.entry(key.to_string()).or_default())
     }
 
-    /// Forgets the targets a new config no longer has.
+    /// Forgets the targets a new config no longer has (and their source accounts, kept as
+    /// `<target>|source:<account>`).
     pub fn retain(&self, keys: &[String]) {
         let mut map = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|k, _| keys.contains(k));
+        map.retain(|k, _| {
+            let target = k.split_once("|source:").map_or(k.as_str(), |(t, _)| t);
+            keys.iter().any(|key| key == target)
+        });
     }
 }
 
@@ -98,6 +102,9 @@ pub struct AwsDiscovery {
     pub(super) metrics: SelfMetrics,
     pub(super) pace: Pace,
     budget: OnceLock<Arc<Budget>>,
+    /// A monitoring account's source account: `clients.cloudwatch` is the monitoring
+    /// account's, and ListMetrics asks for this account's metrics (`OwningAccount`).
+    pub(super) owning_account: Option<String>,
 }
 
 /// Why a call failed, for what to do next.
@@ -153,7 +160,30 @@ impl AwsDiscovery {
             metrics,
             pace,
             budget: OnceLock::new(),
+            owning_account: None,
         }
+    }
+
+    /// The discovery of a monitoring account's source account `account`: API Gateway with
+    /// `clients` (a role in it), ListMetrics with the monitoring account's `cloudwatch`.
+    pub fn source(
+        mut clients: TargetClients,
+        cloudwatch: aws_sdk_cloudwatch::Client,
+        account: &str,
+        metrics: SelfMetrics,
+        pace: Pace,
+    ) -> AwsDiscovery {
+        clients.cloudwatch = cloudwatch;
+        AwsDiscovery {
+            owning_account: Some(account.to_string()),
+            ..AwsDiscovery::new(clients, metrics, pace)
+        }
+    }
+
+    /// Paces every call by `budget` instead of the account's management budget.
+    pub fn with_budget(self, budget: Arc<Budget>) -> AwsDiscovery {
+        let _ = self.budget.set(budget);
+        self
     }
 
     /// The budget of this target's account (resolving the account first if needed).

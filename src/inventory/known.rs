@@ -430,6 +430,7 @@ impl Known {
                 .collect(),
             account_throttle: state.account_throttle,
             usage_plans: state.usage_plans.clone(),
+            linked: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@ mod discovery;
 mod http_websocket;
 mod integrations;
 mod known;
+mod monitoring;
 mod pages;
 mod rest;
 mod rest_names;
@@ -27,6 +28,10 @@ pub use crate::model::RouteKey;
 pub use discovery::{AwsDiscovery, DiscoveryContext, Pace};
 pub use integrations::{BackendType, Integration, is_function_name};
 pub use known::Known;
+pub use monitoring::{
+    AwsSources, LIST_METRICS_PER_SECOND, LinkedAccounts, MetricsDiscovery, MonitoringDiscovery,
+    Role, SourceSpec, Sources, apis_of_metrics, link_account, linked_accounts,
+};
 pub use pages::PageTokens;
 pub use rest_names::cloudwatch_rest_name;
 
@@ -45,6 +50,40 @@ pub struct Discovered {
     pub account_throttle: Option<Throttle>,
     /// REST API usage plans (GetUsagePlans).
     pub usage_plans: Vec<UsagePlan>,
+    /// The source accounts a monitoring account reads (`source_accounts`), each as its last
+    /// successful discovery found it.
+    pub linked: Vec<LinkedFound>,
+}
+
+/// How a source account's APIs are discovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SourceDiscovery {
+    /// API Gateway reads with a read-only role in the account: the full inventory.
+    Role,
+    /// The monitoring account's ListMetrics alone: APIs and stages (REST by name, HTTP and
+    /// WebSocket by id) and routes with detailed metrics; no REST API id, v2 API name, tags,
+    /// limits, timeouts, integrations, access log settings or canaries.
+    Metrics,
+}
+
+impl SourceDiscovery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceDiscovery::Role => "role",
+            SourceDiscovery::Metrics => "metrics",
+        }
+    }
+}
+
+/// One source account of a monitoring account, as discovery last found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedFound {
+    pub account_id: String,
+    pub mode: SourceDiscovery,
+    /// Its last successful discovery (empty until one succeeds).
+    pub found: Discovered,
+    /// Why its latest discovery failed, while it does: it then keeps `found`.
+    pub error: Option<String>,
 }
 
 /// A usage plan: the throttle and quota every API key of the plan gets on its API stages.
@@ -99,6 +138,31 @@ pub struct RawStage {
     pub routes: Vec<RouteMetrics>,
     /// A REST stage's canary release, while one is configured.
     pub canary: Option<Canary>,
+}
+
+impl RawStage {
+    /// A stage as a monitoring account's ListMetrics alone shows it: its name, whether it has
+    /// route-level metrics and a cache, its routes; nothing of API Gateway's configuration.
+    pub fn listed(
+        name: String,
+        detailed: bool,
+        cache: bool,
+        routes: Vec<RouteMetrics>,
+    ) -> RawStage {
+        RawStage {
+            name,
+            deployment_id: None,
+            detailed_metrics: detailed,
+            cache_enabled: cache,
+            throttle: None,
+            route_throttles: Vec::new(),
+            access_log_group: None,
+            access_log_stream: None,
+            access_log_format: None,
+            canary: None,
+            routes,
+        }
+    }
 }
 
 /// A REST stage's canary settings (GetStages `canarySettings`): a share of the stage's
@@ -214,9 +278,25 @@ pub struct TargetInventory {
     pub account_throttle: Option<Throttle>,
     /// Usage plans that cover an exported stage.
     pub usage_plans: Vec<UsagePlan>,
+    /// The source accounts this monitoring account reads, each an inventory of its own.
+    pub linked: Vec<LinkedInventory>,
+}
+
+/// The inventory of one source account of a monitoring account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedInventory {
+    pub mode: SourceDiscovery,
+    pub inventory: TargetInventory,
+    /// Why its latest discovery failed, while it does.
+    pub error: Option<String>,
 }
 
 impl TargetInventory {
+    /// This inventory and those of its source accounts: every account whose series it makes.
+    pub fn accounts(&self) -> impl Iterator<Item = &TargetInventory> {
+        std::iter::once(self).chain(self.linked.iter().map(|l| &l.inventory))
+    }
+
     /// The contract's labels of a series of `api` in this target (stage-level when `stage`).
     pub fn labels(&self, api: &Api, stage: Option<&str>) -> SeriesLabels {
         SeriesLabels {
@@ -309,9 +389,11 @@ impl ApiFilter {
             && (self.include.is_empty() || self.include.iter().any(matches))
             && !self.exclude.iter().any(matches)
             && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
-            && self
-                .shard
-                .is_none_or(|s| shard_of(id, s.total()) == s.index())
+            && self.shard.is_none_or(|s| {
+                // A REST API found through ListMetrics alone has no id: its name is its key.
+                let key = if id.is_empty() { name } else { id };
+                shard_of(key, s.total()) == s.index()
+            })
     }
 
     /// Whether discovery must call GetStages at all (`stages: []` means API-level only).
@@ -419,9 +501,19 @@ pub fn build(
         .into_iter()
         .filter(|c| c.api_ids.iter().any(|id| apis.iter().any(|a| &a.id == id)))
         .collect();
+    let linked = found
+        .linked
+        .iter()
+        .map(|l| LinkedInventory {
+            mode: l.mode,
+            inventory: build(&l.account_id, region, &l.found, filter),
+            error: l.error.clone(),
+        })
+        .collect();
     TargetInventory {
         account_id: account_id.to_string(),
         region: region.to_string(),
+        linked,
         conflicts,
         // Account-level series come from one replica only, so `sum()` over replicas counts
         // them once.
@@ -479,6 +571,7 @@ mod tests {
             apis,
             account_throttle: None,
             usage_plans: vec![],
+            linked: Vec::new(),
         }
     }
 

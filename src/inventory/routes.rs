@@ -1,7 +1,8 @@
 //! Route-level metrics (detailed metrics): which methods or routes of a stage CloudWatch has
 //! series for, from ListMetrics.
 
-use aws_sdk_cloudwatch::types::{DimensionFilter, RecentlyActive};
+use aws_sdk_cloudwatch::operation::list_metrics::ListMetricsOutput;
+use aws_sdk_cloudwatch::types::{DimensionFilter, Metric, RecentlyActive};
 
 use super::discovery::{AwsDiscovery, no_retries};
 use super::{DiscoveryError, RouteKey, RouteMetrics};
@@ -39,6 +40,9 @@ impl AwsDiscovery {
                                 .build(),
                         )
                         .recently_active(RecentlyActive::Pt3H)
+                        // A source account's metrics, from the monitoring account.
+                        .set_include_linked_accounts(self.owning_account.is_some().then_some(true))
+                        .set_owning_account(self.owning_account.clone())
                         .set_next_token(token)
                         .customize()
                         .config_override(no_retries!(aws_sdk_cloudwatch))
@@ -46,10 +50,7 @@ impl AwsDiscovery {
                 },
                 // ListMetrics is billed per request, not per metric: nothing for
                 // metrics_requested.
-                |out| {
-                    let next = out.next_token().map(str::to_string);
-                    (out.metrics.unwrap_or_default(), next)
-                },
+                |out| owned(out, self.owning_account.as_deref()),
             )
             .await?;
         let mut routes: Vec<RouteMetrics> = Vec::new();
@@ -86,4 +87,26 @@ impl AwsDiscovery {
         routes.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(routes)
     }
+}
+
+/// The metrics of one ListMetrics page and its next token. For a monitoring account's source
+/// `account`, only the metrics whose owning account (`OwningAccounts`, aligned with `Metrics`)
+/// is that account: a metric of another account is never attributed to it.
+pub(super) fn owned(
+    out: ListMetricsOutput,
+    account: Option<&str>,
+) -> (Vec<Metric>, Option<String>) {
+    let next = out.next_token().map(str::to_string);
+    let owners = out.owning_accounts.unwrap_or_default();
+    let metrics = out.metrics.unwrap_or_default();
+    let metrics = match account {
+        None => metrics,
+        Some(account) => metrics
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| owners.get(*i).is_none_or(|o| o == account))
+            .map(|(_, m)| m)
+            .collect(),
+    };
+    (metrics, next)
 }

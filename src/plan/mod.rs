@@ -37,6 +37,9 @@ pub struct Query {
     pub canary_split: bool,
     /// Answered from what CloudWatch Metric Streams delivered instead of GetMetricData.
     pub streamed: bool,
+    /// The source account of a metric a monitoring account reads (GetMetricData `AccountId`);
+    /// `None` for the target's own account.
+    pub account: Option<Arc<str>>,
 }
 
 /// The queries of one target (account × region).
@@ -128,7 +131,7 @@ impl TargetPlan {
         let mut api_level: BTreeMap<_, BTreeSet<Stat>> = BTreeMap::new();
         let mut names = BTreeSet::new();
         for q in self.queries.iter().filter(metric) {
-            let stage = !q.labels.api_id.is_empty();
+            let stage = q.labels.is_api();
             s.metric_queries += 1;
             if stage {
                 s.stage_queries += 1;
@@ -306,14 +309,63 @@ pub fn reason_dimension(family: Family) -> &'static str {
 /// out rather than exported under the wrong API; access-log series are keyed by API id and
 /// always attributable.
 pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
-    let namespace: Arc<str> = Arc::from(crate::model::NAMESPACE);
     let mut queries = Vec::new();
     let mut log_queries = Vec::new();
+    plan_account(inv, opts, None, &mut queries, &mut log_queries);
+    // A monitoring account's source accounts: their queries go in the same batches, so a
+    // cycle makes ceil(queries / 500) calls over every account together.
+    for linked in &inv.linked {
+        let account: Arc<str> = Arc::from(linked.inventory.account_id.as_str());
+        plan_account(
+            &linked.inventory,
+            opts,
+            Some(&account),
+            &mut queries,
+            &mut log_queries,
+        );
+    }
+    if let Some(stream) = opts.stream {
+        for q in &mut queries {
+            q.streamed = stream.answers(q);
+        }
+        // Stable: polled queries first, then streamed, each in plan order.
+        queries.sort_by_key(|q| q.streamed);
+    }
+    queries.append(&mut log_queries);
+    TargetPlan {
+        account_id: inv.account_id.clone(),
+        region: inv.region.clone(),
+        queries,
+    }
+}
+
+/// The access log group a monitoring account reads for a source account: by ARN, as
+/// FilterLogEvents requires for a group shared through a link.
+fn linked_log_group(group: &str, inv: &TargetInventory) -> String {
+    format!(
+        "arn:{}:logs:{}:{}:log-group:{group}",
+        crate::config::partition(&inv.region),
+        inv.region,
+        inv.account_id
+    )
+}
+
+/// The queries of one account's inventory, appended to `queries` (metrics) and `log_queries`
+/// (access logs); `account` marks a monitoring account's source account.
+fn plan_account(
+    inv: &TargetInventory,
+    opts: &PlanOptions,
+    account: Option<&Arc<str>>,
+    queries: &mut Vec<Query>,
+    log_queries: &mut Vec<Query>,
+) {
+    let (first_query, first_log) = (queries.len(), log_queries.len());
+    let namespace: Arc<str> = Arc::from(crate::model::NAMESPACE);
     for api in &inv.apis {
         if api.stages.is_empty() {
             if !api.api_level_ambiguous {
                 let labels = labels(inv, api, None);
-                push_level(&mut queries, &namespace, api, labels, false, &opts.latency);
+                push_level(queries, &namespace, api, labels, false, &opts.latency);
             }
             continue;
         }
@@ -321,7 +373,7 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
             let labels = labels(inv, api, Some(&stage.name));
             if !stage.ambiguous {
                 push_level(
-                    &mut queries,
+                    queries,
                     &namespace,
                     api,
                     Arc::clone(&labels),
@@ -329,7 +381,7 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                     &opts.latency,
                 );
                 for route in &stage.routes {
-                    push_route(&mut queries, &namespace, api, &labels, route, &opts.latency);
+                    push_route(queries, &namespace, api, &labels, route, &opts.latency);
                 }
             }
             let (ns, metric, source) = match &opts.access_logs {
@@ -345,6 +397,10 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                         .or_else(|| stage.access_log_group.as_deref().map(Arc::from))
                     else {
                         continue;
+                    };
+                    let group = match account {
+                        Some(_) => Arc::from(linked_log_group(&group, inv)),
+                        None => group,
                     };
                     (
                         Arc::clone(&namespace),
@@ -379,9 +435,9 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
             };
             let events = !matches!(source, LogSource::MetricFilter);
             let list = if events {
-                &mut log_queries
+                &mut *log_queries
             } else {
-                &mut queries
+                &mut *queries
             };
             // Responses by cause need the events themselves: a metric filter cannot
             // publish status, response type and route together (three dimensions at most).
@@ -410,6 +466,7 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
                     delivered,
                     canary_split,
                     streamed: false,
+                    account: None,
                 };
             for &family in families {
                 list.push(query(family, Stat::Sum, log_group.clone(), false));
@@ -441,20 +498,15 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
         }
     }
     if opts.lambda {
-        push_lambda(&mut queries, inv);
+        push_lambda(queries, inv);
     }
-    if let Some(stream) = opts.stream {
-        for q in &mut queries {
-            q.streamed = stream.answers(q);
+    if let Some(account) = account {
+        for q in queries[first_query..]
+            .iter_mut()
+            .chain(&mut log_queries[first_log..])
+        {
+            q.account = Some(Arc::clone(account));
         }
-        // Stable: polled queries first, then streamed, each in plan order.
-        queries.sort_by_key(|q| q.streamed);
-    }
-    queries.append(&mut log_queries);
-    TargetPlan {
-        account_id: inv.account_id.clone(),
-        region: inv.region.clone(),
-        queries,
     }
 }
 
@@ -497,6 +549,7 @@ fn push_lambda(queries: &mut Vec<Query>, inv: &TargetInventory) {
                     delivered: false,
                     canary_split: false,
                     streamed: false,
+                    account: None,
                 });
             }
         }
@@ -589,6 +642,7 @@ fn push_metrics(
                 delivered: false,
                 canary_split: false,
                 streamed: false,
+                account: None,
             });
         }
     }
@@ -638,6 +692,7 @@ mod tests {
             conflicts: vec![],
             account_throttle: None,
             usage_plans: vec![],
+            linked: Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{AccessLogs, PlanOptions, TargetPlan, cost};
-use crate::inventory::{Stage, TargetInventory};
+use crate::inventory::{SourceDiscovery, Stage, TargetInventory};
 use crate::model::{ApiType, access_log_gaps, logs_canary_split, logs_latency};
 
 /// The human-readable plan `check-config` prints.
@@ -19,102 +19,42 @@ pub fn describe(
     let mut out = String::new();
     let (mut total_q, mut total_c) = (0, 0);
     for (inv, plan) in inventories.iter().zip(plans) {
-        let stages: usize = inv.apis.iter().map(|a| a.stages.len()).sum();
-        let by_type = |t: ApiType| inv.apis.iter().filter(|a| a.api_type == t).count();
         let _ = writeln!(
             out,
-            "target account={} region={}: {} APIs (rest {}, http {}, websocket {}), {} stages",
+            "target account={} region={}: {}",
             inv.account_id,
             inv.region,
-            inv.apis.len(),
-            by_type(ApiType::Rest),
-            by_type(ApiType::Http),
-            by_type(ApiType::Websocket),
-            stages
+            counts(inv)
         );
-        match &inv.account_throttle {
-            Some(t) => {
-                let _ = writeln!(out, "  account throttle: {} rps, burst {}", t.rate, t.burst);
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  account throttle: unknown (GetAccount failed: allow apigateway:GET on /account; with shard.total > 1 only shard 0 reads and exports it)"
-                );
-            }
-        }
-        for api in &inv.apis {
-            let timeouts = if api.integrations.is_empty() {
-                "integration timeouts: none found (no integrations)".to_string()
-            } else {
-                let max = api
-                    .integrations
-                    .iter()
-                    .map(|i| i.timeout)
-                    .fold(0.0, f64::max);
-                let streaming = api.integrations.iter().filter(|i| i.streams).count();
-                let mut backends: Vec<String> = api
-                    .integrations
-                    .iter()
-                    .map(|i| {
-                        format!("{} {}", i.backend_type.as_str(), i.backend)
-                            .trim()
-                            .to_string()
-                    })
-                    .collect();
-                backends.sort();
-                backends.dedup();
-                format!(
-                    "integration timeouts: {} methods/routes, longest {max} s, {streaming} streaming; backends: {}",
-                    api.integrations.len(),
-                    backends.join(", ")
-                )
+        describe_account(&mut out, inv, opts, None);
+        for linked in &inv.linked {
+            let account = linked.inventory.account_id.as_str();
+            let queries = plan
+                .queries
+                .iter()
+                .filter(|q| q.account.as_deref() == Some(account))
+                .filter(|q| q.answer() == super::Answer::GetMetricData)
+                .count();
+            let c = cost(queries, 0, interval, price_per_1000);
+            let failing = match &linked.error {
+                Some(e) => {
+                    format!("; its latest discovery failed, so it keeps its last inventory: {e}")
+                }
+                None => String::new(),
+            };
+            let mode = match linked.mode {
+                SourceDiscovery::Role => "discovered with a role in it",
+                SourceDiscovery::Metrics => {
+                    "discovered from the monitoring account's ListMetrics alone (no role): REST APIs by name without their id, HTTP and WebSocket APIs by id without their name; no tags, limits, timeouts, integrations, access logs or canaries"
+                }
             };
             let _ = writeln!(
                 out,
-                "  {:<9} {:<12} {:<30} {}",
-                api.api_type.as_str(),
-                api.id,
-                api.name,
-                timeouts
+                "  source account {account} (read through the monitoring account, GetMetricData with AccountId; {mode}): {}; {queries} queries per cycle, ${:.2}/month, in the target's shared calls{failing}",
+                counts(&linked.inventory),
+                c.usd_per_month
             );
-            if api.stages.is_empty() {
-                let what = if api.api_level_ambiguous {
-                    "skipped: its CloudWatch name is shared with another REST API"
-                } else {
-                    "API-level metrics (no stage selected)"
-                };
-                let _ = writeln!(out, "      (no stage): {what}");
-            }
-            for s in &api.stages {
-                let _ = writeln!(
-                    out,
-                    "      stage {}: {}",
-                    s.name,
-                    signals(s, api.api_type, opts)
-                );
-            }
-        }
-        for c in &inv.conflicts {
-            let _ = writeln!(
-                out,
-                "  warning: REST APIs {} share the CloudWatch ApiName {:?}; their shared series are not exported",
-                c.api_ids.join(", "),
-                c.cloudwatch_name
-            );
-        }
-        if opts.lambda {
-            let functions = super::lambda_functions(inv);
-            let _ = writeln!(
-                out,
-                "  lambda (backends.lambda): {} functions behind the routes, 6 queries each (Invocations, Errors, Throttles; Duration Sum, SampleCount, Maximum): {}",
-                functions.len(),
-                if functions.is_empty() {
-                    "none".to_string()
-                } else {
-                    functions.join(", ")
-                }
-            );
+            describe_account(&mut out, &linked.inventory, opts, Some(linked.mode));
         }
         let groups = plan.log_groups();
         if groups > 0 {
@@ -164,6 +104,119 @@ pub fn describe(
         "cost rule: AWS bills GetMetricData per metric requested; every query (one metric and one statistic) of every call, NextToken pages included, is counted as one, whatever the datapoints returned; a 30-day month; set cost.price_per_1000_metrics for your region"
     );
     out
+}
+
+/// APIs by type and stages, as the first line of an account says them.
+fn counts(inv: &TargetInventory) -> String {
+    let stages: usize = inv.apis.iter().map(|a| a.stages.len()).sum();
+    let by_type = |t: ApiType| inv.apis.iter().filter(|a| a.api_type == t).count();
+    format!(
+        "{} APIs (rest {}, http {}, websocket {}), {} stages",
+        inv.apis.len(),
+        by_type(ApiType::Rest),
+        by_type(ApiType::Http),
+        by_type(ApiType::Websocket),
+        stages
+    )
+}
+
+/// One account's throttle, APIs and stages.
+fn describe_account(
+    out: &mut String,
+    inv: &TargetInventory,
+    opts: &PlanOptions,
+    mode: Option<SourceDiscovery>,
+) {
+    match &inv.account_throttle {
+        _ if mode == Some(SourceDiscovery::Metrics) => {
+            let _ = writeln!(
+                out,
+                "  account throttle: unknown without a role (ListMetrics says nothing of limits)"
+            );
+        }
+        Some(t) => {
+            let _ = writeln!(out, "  account throttle: {} rps, burst {}", t.rate, t.burst);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  account throttle: unknown (GetAccount failed: allow apigateway:GET on /account; with shard.total > 1 only shard 0 reads and exports it)"
+            );
+        }
+    }
+    for api in &inv.apis {
+        let timeouts = if api.integrations.is_empty() {
+            "integration timeouts: none found (no integrations)".to_string()
+        } else {
+            let max = api
+                .integrations
+                .iter()
+                .map(|i| i.timeout)
+                .fold(0.0, f64::max);
+            let streaming = api.integrations.iter().filter(|i| i.streams).count();
+            let mut backends: Vec<String> = api
+                .integrations
+                .iter()
+                .map(|i| {
+                    format!("{} {}", i.backend_type.as_str(), i.backend)
+                        .trim()
+                        .to_string()
+                })
+                .collect();
+            backends.sort();
+            backends.dedup();
+            format!(
+                "integration timeouts: {} methods/routes, longest {max} s, {streaming} streaming; backends: {}",
+                api.integrations.len(),
+                backends.join(", ")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "  {:<9} {:<12} {:<30} {}",
+            api.api_type.as_str(),
+            api.id,
+            api.name,
+            timeouts
+        );
+        if api.stages.is_empty() {
+            let what = if api.api_level_ambiguous {
+                "skipped: its CloudWatch name is shared with another REST API"
+            } else {
+                "API-level metrics (no stage selected)"
+            };
+            let _ = writeln!(out, "      (no stage): {what}");
+        }
+        for s in &api.stages {
+            let _ = writeln!(
+                out,
+                "      stage {}: {}",
+                s.name,
+                signals(s, api.api_type, opts)
+            );
+        }
+    }
+    for c in &inv.conflicts {
+        let _ = writeln!(
+            out,
+            "  warning: REST APIs {} share the CloudWatch ApiName {:?}; their shared series are not exported",
+            c.api_ids.join(", "),
+            c.cloudwatch_name
+        );
+    }
+    if opts.lambda {
+        let functions = super::lambda_functions(inv);
+        let _ = writeln!(
+            out,
+            "  lambda (backends.lambda): {} functions behind the routes, 6 queries each (Invocations, Errors, Throttles; Duration Sum, SampleCount, Maximum): {}",
+            functions.len(),
+            if functions.is_empty() {
+                "none".to_string()
+            } else {
+                functions.join(", ")
+            }
+        );
+    }
 }
 
 /// The cost comparison `check-config` ends with: the inventory polled every interval, with

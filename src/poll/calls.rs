@@ -136,12 +136,7 @@ fn idle_stages(t: &mut Target, now: i64, idle: IdleConfig) -> (HashSet<StageId>,
     let mut seen: HashSet<StageId> = HashSet::new();
     let mut previous: Option<&Query> = None;
     // Series of no API (Lambda functions) have no traffic of their own: never idle.
-    for q in t
-        .plan
-        .queries
-        .iter()
-        .filter(|q| !q.labels.api_id.is_empty())
-    {
+    for q in t.plan.queries.iter().filter(|q| q.labels.is_api()) {
         if previous.is_some_and(|p| same_stage(p, q)) {
             continue;
         }

@@ -361,10 +361,12 @@ impl Poller {
 
         let settle = p.settle();
         let settled = (now - settle).div_euclid(period) * period - period;
+        // A monitoring account's source accounts are inventories of their own.
         let inventories: Vec<&TargetInventory> = self
             .targets
             .iter()
             .filter_map(|t| t.inventory.as_ref())
+            .flat_map(TargetInventory::accounts)
             .collect();
         let snap = snapshot::build(
             &self.store,

@@ -66,18 +66,30 @@ pub struct DiscoveryDone {
     pub at: i64,
 }
 
-/// A stage (or an API without stages) of a target: (api id, stage).
-pub(super) type StageId = (String, Option<String>);
+/// A stage (or an API without stages) of a target: (account, api id, api name, stage). The
+/// account tells a monitoring account's sources apart; the name, REST APIs that ListMetrics
+/// alone found (they have no id).
+pub(super) type StageId = (String, String, String, Option<String>);
 
 /// The stage of a query.
 pub(super) fn stage_of(q: &crate::plan::Query) -> StageId {
-    (q.labels.api_id.clone(), q.labels.stage.clone())
+    let l = &q.labels;
+    (
+        l.account_id.clone(),
+        l.api_id.clone(),
+        l.api_name.clone(),
+        l.stage.clone(),
+    )
 }
 
 /// Whether two queries belong to one stage. A stage's queries sit next to each other in a
 /// plan, so comparing with the previous query spares a [`StageId`] per query.
 pub(super) fn same_stage(a: &crate::plan::Query, b: &crate::plan::Query) -> bool {
-    a.labels.api_id == b.labels.api_id && a.labels.stage == b.labels.stage
+    let (a, b) = (&a.labels, &b.labels);
+    a.api_id == b.api_id
+        && a.stage == b.stage
+        && a.api_name == b.api_name
+        && a.account_id == b.account_id
 }
 
 /// What `poll.idle` needs to know of a stage, in Unix seconds.

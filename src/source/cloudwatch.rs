@@ -61,6 +61,8 @@ pub fn to_query(index: usize, q: &Query, period: i64) -> MetricDataQuery {
                 .build(),
         )
         .return_data(true)
+        // A source account's metric, read through the monitoring account.
+        .set_account_id(q.account.as_deref().map(str::to_string))
         .build()
 }
 

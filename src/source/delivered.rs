@@ -528,6 +528,7 @@ mod tests {
             delivered: true,
             canary_split,
             streamed: false,
+            account: None,
         }
     }
 

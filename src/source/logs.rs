@@ -304,10 +304,15 @@ impl AccessLogSource {
         let mut token: Option<String> = None;
         loop {
             self.pace.acquire().await;
-            let result = self
-                .client
-                .filter_log_events()
-                .log_group_name(group)
+            // A source account's group, read through the monitoring account, is named by its
+            // ARN ("you must use the log group ARN"); the target's own by its name.
+            let request = self.client.filter_log_events();
+            let request = if group.starts_with("arn:") {
+                request.log_group_identifier(group)
+            } else {
+                request.log_group_name(group)
+            };
+            let result = request
                 .start_time(window.start * 1000)
                 .end_time(window.end * 1000)
                 .set_filter_pattern((!all).then(|| self.filter_pattern.clone()))
@@ -789,6 +794,7 @@ mod tests {
             delivered: false,
             canary_split: false,
             streamed: false,
+            account: None,
         }
     }
 

@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
@@ -49,6 +49,10 @@ pub struct Fleet {
     /// Percentage of API Gateway calls answered 429.
     throttle: Arc<AtomicU32>,
     counter: Arc<AtomicU64>,
+    /// API Gateway calls answered AccessDeniedException (a role that lost its permissions).
+    deny: Arc<AtomicBool>,
+    /// The account STS names.
+    pub account: String,
 }
 
 pub fn rest_id(i: usize) -> String {
@@ -68,7 +72,20 @@ impl Fleet {
             log: Arc::default(),
             throttle: Arc::default(),
             counter: Arc::default(),
+            deny: Arc::default(),
+            account: "111122223333".into(),
         }
+    }
+
+    /// The same account under another id.
+    pub fn with_account(mut self, account: &str) -> Fleet {
+        self.account = account.to_string();
+        self
+    }
+
+    /// From now on every API Gateway call is denied (`true`), or answered again.
+    pub fn deny(&self, deny: bool) {
+        self.deny.store(deny, Ordering::SeqCst);
     }
 
     /// Deploys `api` anew: its stage serves deployment `id` from now on.
@@ -97,8 +114,8 @@ impl Fleet {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
 
-    /// Logs a call; whether to answer it 429.
-    fn arrive(&self, operation: &'static str, api: &str) -> bool {
+    /// Logs a call; the refusal to answer it with (429 while throttling, 403 while denied).
+    fn arrive(&self, operation: &'static str, api: &str) -> Option<HttpResponse> {
         let share = u64::from(self.throttle.load(Ordering::SeqCst));
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         // A deterministic share, spread evenly: a retry meets a different answer.
@@ -109,7 +126,10 @@ impl Fleet {
             api: api.to_string(),
             throttled,
         });
-        throttled
+        if self.deny.load(Ordering::SeqCst) && operation != "GetCallerIdentity" {
+            return Some(access_denied());
+        }
+        throttled.then(too_many_requests)
     }
 
     /// SDK clients answered by this account (CloudWatch answers only ListMetrics).
@@ -120,8 +140,8 @@ impl Fleet {
         let f = self.clone();
         let rest_apis =
             mock!(aws_sdk_apigateway::Client::get_rest_apis).then_compute_response(move |req| {
-                if f.arrive("GetRestApis", "") {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetRestApis", "") {
+                    return MockResponse::Http(refused);
                 }
                 let from: usize = req.position().map_or(0, |p| p.parse().unwrap());
                 let to = (from + 500).min(f.rest);
@@ -143,8 +163,8 @@ impl Fleet {
         let rest_stages =
             mock!(aws_sdk_apigateway::Client::get_stages).then_compute_response(move |req| {
                 let id = req.rest_api_id().unwrap_or_default();
-                if f.arrive("GetStages", id) {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetStages", id) {
+                    return MockResponse::Http(refused);
                 }
                 MockResponse::Output(
                     rest::get_stages::GetStagesOutput::builder()
@@ -161,8 +181,8 @@ impl Fleet {
         let resources =
             mock!(aws_sdk_apigateway::Client::get_resources).then_compute_response(move |req| {
                 let id = req.rest_api_id().unwrap_or_default();
-                if f.arrive("GetResources", id) {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetResources", id) {
+                    return MockResponse::Http(refused);
                 }
                 let integration = aws_sdk_apigateway::types::Integration::builder()
                     .r#type(aws_sdk_apigateway::types::IntegrationType::HttpProxy)
@@ -188,16 +208,16 @@ impl Fleet {
         let f = self.clone();
         let account =
             mock!(aws_sdk_apigateway::Client::get_account).then_compute_response(move |_| {
-                if f.arrive("GetAccount", "") {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetAccount", "") {
+                    return MockResponse::Http(refused);
                 }
                 MockResponse::Output(rest::get_account::GetAccountOutput::builder().build())
             });
         let f = self.clone();
         let plans =
             mock!(aws_sdk_apigateway::Client::get_usage_plans).then_compute_response(move |_| {
-                if f.arrive("GetUsagePlans", "") {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetUsagePlans", "") {
+                    return MockResponse::Http(refused);
                 }
                 MockResponse::Output(rest::get_usage_plans::GetUsagePlansOutput::builder().build())
             });
@@ -205,8 +225,8 @@ impl Fleet {
         let f = self.clone();
         let apis =
             mock!(aws_sdk_apigatewayv2::Client::get_apis).then_compute_response(move |req| {
-                if f.arrive("GetApis", "") {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetApis", "") {
+                    return MockResponse::Http(refused);
                 }
                 let from: usize = req.next_token().map_or(0, |p| p.parse().unwrap());
                 let to = (from + 500).min(f.http);
@@ -229,8 +249,8 @@ impl Fleet {
         let v2_stages =
             mock!(aws_sdk_apigatewayv2::Client::get_stages).then_compute_response(move |req| {
                 let id = req.api_id().unwrap_or_default();
-                if f.arrive("GetStages", id) {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetStages", id) {
+                    return MockResponse::Http(refused);
                 }
                 // Every 100th API's stage has detailed metrics: its routes come from ListMetrics.
                 let detailed = id.ends_with("00");
@@ -254,8 +274,8 @@ impl Fleet {
         let routes =
             mock!(aws_sdk_apigatewayv2::Client::get_routes).then_compute_response(move |req| {
                 let id = req.api_id().unwrap_or_default();
-                if f.arrive("GetRoutes", id) {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetRoutes", id) {
+                    return MockResponse::Http(refused);
                 }
                 MockResponse::Output(
                     v2::get_routes::GetRoutesOutput::builder()
@@ -272,8 +292,8 @@ impl Fleet {
         let integrations = mock!(aws_sdk_apigatewayv2::Client::get_integrations)
             .then_compute_response(move |req| {
                 let id = req.api_id().unwrap_or_default();
-                if f.arrive("GetIntegrations", id) {
-                    return MockResponse::Http(too_many_requests());
+                if let Some(refused) = f.arrive("GetIntegrations", id) {
+                    return MockResponse::Http(refused);
                 }
                 MockResponse::Output(
                     v2::get_integrations::GetIntegrationsOutput::builder()
@@ -298,7 +318,7 @@ impl Fleet {
             mock!(aws_sdk_cloudwatch::Client::list_metrics).then_compute_output(move |req| {
                 use aws_sdk_cloudwatch::types::{Dimension, Metric};
                 let api = req.dimensions()[0].value().unwrap_or_default().to_string();
-                f.arrive("ListMetrics", &api);
+                let _ = f.arrive("ListMetrics", &api);
                 let dim = |n: &str, v: &str| Dimension::builder().name(n).value(v).build();
                 aws_sdk_cloudwatch::operation::list_metrics::ListMetricsOutput::builder()
                     .metrics(
@@ -315,9 +335,9 @@ impl Fleet {
             });
         let f = self.clone();
         let sts = mock!(aws_sdk_sts::Client::get_caller_identity).then_compute_output(move |_| {
-            f.arrive("GetCallerIdentity", "");
+            let _ = f.arrive("GetCallerIdentity", "");
             aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
-                .account("111122223333")
+                .account(f.account.as_str())
                 .build()
         });
         apigateway_exporter::sdk::TargetClients {
@@ -352,6 +372,21 @@ pub fn too_many_requests() -> HttpResponse {
     response
         .headers_mut()
         .insert("x-amzn-errortype", "TooManyRequestsException");
+    response
+        .headers_mut()
+        .insert("content-type", "application/json");
+    response
+}
+
+/// What API Gateway answers a role without the permission.
+pub fn access_denied() -> HttpResponse {
+    let mut response = HttpResponse::new(
+        StatusCode::try_from(403).expect("status"),
+        SdkBody::from(r#"{"message":"User is not authorized to perform: apigateway:GET"}"#),
+    );
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", "AccessDeniedException");
     response
         .headers_mut()
         .insert("content-type", "application/json");

@@ -61,16 +61,26 @@ pub fn now_secs() -> i64 {
 }
 
 fn sdk(endpoint: &str) -> SdkConfig {
+    sdk_as(endpoint, "test")
+}
+
+/// LocalStack takes a 12-digit access key as the account it acts in (docs/emulators.md).
+fn sdk_as(endpoint: &str, access_key: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                "test", "test", None, None, "tests",
+                access_key, "test", None, None, "tests",
             )),
         )
         .build()
+}
+
+/// REST API Gateway of another LocalStack account.
+pub fn apigateway_in(account: &str) -> aws_sdk_apigateway::Client {
+    aws_sdk_apigateway::Client::new(&sdk_as(&localstack(), account))
 }
 
 pub fn cloudwatch() -> aws_sdk_cloudwatch::Client {
@@ -106,7 +116,15 @@ pub fn emulator_config(include: &str, extra: &str) -> String {
 
 /// Creates a REST API with a MOCK `GET /` and deploys it to each stage; returns its id.
 pub async fn create_rest_api(name: &str, stages: &[&str]) -> String {
-    let gw = apigateway();
+    create_rest_api_with(&apigateway(), name, stages).await
+}
+
+/// [`create_rest_api`] with `gw`'s account.
+pub async fn create_rest_api_with(
+    gw: &aws_sdk_apigateway::Client,
+    name: &str,
+    stages: &[&str],
+) -> String {
     let api = gw
         .create_rest_api()
         .name(name)

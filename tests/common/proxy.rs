@@ -27,6 +27,8 @@ pub struct Call {
     pub path: String,
     /// Answered with TooManyRequestsException by the proxy instead of the emulator.
     pub throttled: bool,
+    /// The request body as it arrived (CloudWatch's is CBOR).
+    pub body: Bytes,
 }
 
 impl Call {
@@ -163,12 +165,15 @@ async fn serve(
                         .map(|p| p.as_str().to_string())
                         .unwrap_or_default();
                     let (service, operation) = classify(req.method().as_str(), &path);
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await?.to_bytes();
                     let mut call = Call {
                         at,
                         operation,
                         service,
                         path: path.clone(),
                         throttled: false,
+                        body: body.clone(),
                     };
                     // A deterministic 30 % (or whatever share): calls n with (n·p) mod 100 < p
                     // spread evenly, so a retry meets a different answer.
@@ -190,8 +195,6 @@ async fn serve(
                             .expect("429 response");
                         return Ok::<_, hyper::Error>(response);
                     }
-                    let (parts, body) = req.into_parts();
-                    let body = body.collect().await?.to_bytes();
                     let mut forward = Request::builder()
                         .method(parts.method)
                         .uri(format!("{upstream}{path}"));

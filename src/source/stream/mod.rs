@@ -397,7 +397,45 @@ mod tests {
             delivered: false,
             canary_split: false,
             streamed: true,
+            account: None,
         }
+    }
+
+    /// A stream from a monitoring account carries its source accounts' metrics, each record
+    /// with its own `account_id`: two accounts with the same API name and stage stay apart.
+    #[test]
+    fn a_monitoring_accounts_stream_attributes_each_record_to_its_own_account() {
+        let b = StreamBuffer::new(0, 1800, 600);
+        let now = 10_000;
+        let of = |account: &str, sum: f64| Record {
+            account_id: account.into(),
+            ..record("Count", 9_600, sum, sum)
+        };
+        b.ingest(
+            vec![
+                of("222222222222", 2.0),
+                of("333333333333", 3.0),
+                of("1", 1.0),
+            ],
+            now,
+        );
+        let asked = |account: &str| {
+            let mut q = query("Count", Stat::Sum);
+            let mut labels = (*q.labels).clone();
+            labels.account_id = account.into();
+            q.labels = Arc::new(labels);
+            q.account = (account != "1").then(|| Arc::from(account));
+            q
+        };
+        let w = Window::at(now, 60, 600);
+        for (account, sum) in [("222222222222", 2.0), ("333333333333", 3.0), ("1", 1.0)] {
+            assert_eq!(
+                b.points(&asked(account), &w, now),
+                vec![(9_600, sum)],
+                "{account}"
+            );
+        }
+        assert!(b.points(&asked("444444444444"), &w, now).is_empty());
     }
 
     #[test]
