@@ -131,7 +131,7 @@ fn queries(stages: usize) -> Vec<Query> {
                 family,
                 stat: Stat::Sum,
                 metric_name: Arc::from("AccessLogLines"),
-                dimensions: vec![("ApiId", api.clone()), ("Stage", stage.clone())],
+                dimensions: vec![("ApiId", api.clone()), ("Stage", stage.clone())].into(),
                 labels: Arc::clone(&labels),
                 log_group: None,
                 delivered: true,

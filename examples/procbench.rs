@@ -21,7 +21,8 @@
 //!    still growing with the wall clock (CloudWatch's late data) so every cycle tops counters
 //!    up; and `ListMetrics` (none), should it be called. Any other request is an error.
 //! 2. the exporter runs with a config pointing every endpoint at the stand-in (default poll
-//!    settings but `poll.interval: --interval`, default latency statistics, no request rate
+//!    settings but `poll.interval: --interval` and the largest discovery budget (10 calls a
+//!    second, so a 100k fleet is discovered in minutes), default latency statistics, no request rate
 //!    limit), dummy credentials from the environment, and `--env` settings;
 //! 3. once `/-/ready` and the expected series are there, `--warmup` cycles pass; then, from
 //!    a moment between two cycles (no GetMetricData for a while, no CPU tick of the exporter)
@@ -708,6 +709,7 @@ impl Exporter {
     fn start(binary: &Path, dir: &Path, aws: &str, o: &Options) -> Result<Exporter> {
         let config = format!(
             "poll:\n  interval: {interval}s\n\
+             discovery:\n  max_requests_per_second: 10\n\
              targets:\n  - regions: [{REGION}]\n\
              aws:\n  max_requests_per_second: 0\n  endpoints:\n    cloudwatch: {aws}\n    \
              apigateway: {aws}\n    apigatewayv2: {aws}\n    sts: {aws}\n    logs: {aws}\n",

@@ -194,8 +194,49 @@ async fn check_config(cli: &Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    one_malloc_arena();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the process with one glibc malloc arena. glibc gives threads that allocate at once
+/// arenas of their own, and each keeps what was freed in it: measured at 100k series, 260 MB
+/// of RSS with the default arenas against 182 MB with one, for no measurable CPU or latency
+/// (docs/performance.md). The arena count can only be set before the allocator starts, so
+/// the process re-executes itself once with `MALLOC_ARENA_MAX=1` (same pid, arguments and
+/// environment) unless the variable is already set, which also lets a user choose another
+/// value. If the exec fails, it carries on with glibc's defaults.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        const VAR: &str = "MALLOC_ARENA_MAX";
+        if std::env::var_os(VAR).is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        let err = command.args(args).env(VAR, "1").exec();
+        eprintln!("cannot re-execute with {VAR}=1 ({err}); running with glibc's default arenas");
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli) {
         eprintln!("{e:#}");

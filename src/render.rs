@@ -165,6 +165,8 @@ pub fn encode_families(families: &[FamilySnapshot]) -> EncodedFamilies {
         out.families.push((name, start..out.text.len()));
         i += run;
     }
+    // Kept for as long as the snapshot: without the estimate's spare room.
+    out.text.shrink_to_fit();
     out
 }
 

@@ -87,9 +87,11 @@ impl Periods {
         self.0.drain(..n);
     }
 
-    /// Makes room for the periods of `window` up front, so a steady series never reallocates.
-    fn reserve(&mut self, window: &Window) {
-        let periods = ((window.end - window.start) / window.period.max(1)).clamp(1, 1024) as usize;
+    /// Makes room for the periods from `from` to the end of `window` up front, so a steady
+    /// series never reallocates (and holds no more room than it fills).
+    fn reserve(&mut self, window: &Window, from: i64) {
+        let periods = ((window.end - from.max(window.start)) / window.period.max(1)).clamp(1, 1024);
+        let periods = usize::try_from(periods).unwrap_or(1);
         self.0.reserve_exact(periods.saturating_sub(self.0.len()));
     }
 }
@@ -143,16 +145,36 @@ pub struct Ingested {
 }
 
 /// All series state. Owned by the poll loop; readers see [`crate::snapshot::Snapshot`]s.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     series: BTreeMap<SeriesKey, SeriesState>,
     /// Route-level parts kept per split anchor, to bound them ([`MAX_ROUTE_SERIES`]).
     route_parts: HashMap<SeriesKey, usize>,
+    /// The settled period of the current cycle ([`Store::settle`]): gauges keep no period
+    /// before it, since the settled period only ever moves forward.
+    settled: i64,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            series: BTreeMap::new(),
+            route_parts: HashMap::new(),
+            settled: i64::MIN,
+        }
+    }
 }
 
 impl Store {
     pub fn new() -> Store {
         Store::default()
+    }
+
+    /// Sets the period the next snapshot reports gauges of ([`Store::iter`]'s `settled`), before
+    /// a cycle's ingests: a gauge then keeps that period and the ones after it, not the whole
+    /// window (at the default settings 5 periods instead of 12).
+    pub fn settle(&mut self, settled: i64) {
+        self.settled = self.settled.max(settled);
     }
 
     /// Ingests what one query returned over `window`.
@@ -163,10 +185,14 @@ impl Store {
         window: &Window,
         points: &[(i64, f64)],
     ) -> Ingested {
+        let settled = self.settled;
         let series = self.series.entry(key.clone()).or_default();
         let i = match series.stats.binary_search_by_key(&stat, |(s, _)| *s) {
             Ok(i) => i,
             Err(i) => {
+                // A series has a few statistics, added once: room for exactly those (a
+                // growing Vec would keep room for 4 behind a counter's single one).
+                series.stats.reserve_exact(1);
                 series.stats.insert(i, (stat, StatState::new(stat)));
                 i
             }
@@ -182,12 +208,10 @@ impl Store {
                 report.decreases = c.ingest(window, points);
             }
             StatState::Gauge(g) => {
-                g.periods.forget_before(window.keep_from);
-                g.periods.reserve(window);
-                for &(t, v) in points
-                    .iter()
-                    .filter(|(t, _)| *t >= window.keep_from && *t < window.end)
-                {
+                let from = window.keep_from.max(settled);
+                g.periods.forget_before(from);
+                g.periods.reserve(window, from);
+                for &(t, v) in points.iter().filter(|(t, _)| *t >= from && *t < window.end) {
                     g.periods.insert(t, v);
                 }
             }
@@ -350,6 +374,11 @@ impl CounterState {
         let mut decreases = 0;
         let before = self.total;
         if self.baselined {
+            // Periods before the window are not consulted by this read (and are forgotten
+            // after it anyway): drop them first, so the window's periods fit the room made
+            // for them and the Vec never doubles for one period too many.
+            self.periods.forget_before(window.start);
+            self.periods.reserve(window, window.start);
             for &(t, v) in points {
                 if t < self.floor || !in_window(t) || !v.is_finite() || v < 0.0 {
                     continue;
@@ -370,7 +399,7 @@ impl CounterState {
         } else {
             self.baselined = true;
             self.floor = window.start;
-            self.periods.reserve(window);
+            self.periods.reserve(window, window.start);
             for &(t, v) in points.iter().filter(|(t, _)| in_window(*t)) {
                 self.periods.insert(t, v);
             }

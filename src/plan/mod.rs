@@ -2,6 +2,7 @@
 //! (the API's limit, so a cycle makes the fewest calls possible), and what that costs.
 //! Pure: `check-config` prints the same plan the poll loop runs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 mod cost;
@@ -18,6 +19,9 @@ use crate::model::{Family, FamilyKind, Labels, SeriesLabels, Stat};
 /// GetMetricData accepts at most this many queries per call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
 
+/// A query's CloudWatch dimensions, as (name, value).
+pub type Dims = Arc<[(&'static str, String)]>;
+
 /// One GetMetricData query: a metric, one statistic, one dimension set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
@@ -26,7 +30,8 @@ pub struct Query {
     pub family: Family,
     pub stat: Stat,
     pub metric_name: Arc<str>,
-    pub dimensions: Vec<(&'static str, String)>,
+    /// Shared by the queries of one stage or route (one allocation for all its statistics).
+    pub dimensions: Dims,
     pub labels: Labels,
     /// Answered from this access log group's events instead of a CloudWatch metric.
     pub log_group: Option<Arc<str>>,
@@ -121,7 +126,7 @@ impl TargetPlan {
             (
                 q.namespace.clone(),
                 q.metric_name.clone(),
-                q.dimensions.clone(),
+                q.dimensions.to_vec(),
             )
         };
         let mut s = Shape::default();
@@ -332,6 +337,8 @@ pub fn plan_target(inv: &TargetInventory, opts: &PlanOptions) -> TargetPlan {
         queries.sort_by_key(|q| q.streamed);
     }
     queries.append(&mut log_queries);
+    // Held until the next discovery changes it: no room kept for growth.
+    queries.shrink_to_fit();
     TargetPlan {
         account_id: inv.account_id.clone(),
         region: inv.region.clone(),
@@ -453,13 +460,13 @@ fn plan_account(
                     stat,
                     metric_name: Arc::clone(&metric),
                     dimensions: if family.split() || family.canary() {
-                        vec![("ApiId", api.id.clone()), ("Stage", stage.name.clone())]
+                        Dims::from([("ApiId", api.id.clone()), ("Stage", stage.name.clone())])
                     } else {
-                        vec![
+                        Dims::from([
                             ("ApiId", api.id.clone()),
                             ("Stage", stage.name.clone()),
                             ("Reason", reason_dimension(family).to_string()),
-                        ]
+                        ])
                     },
                     labels: Arc::clone(&labels),
                     log_group,
@@ -542,8 +549,8 @@ fn push_lambda(queries: &mut Vec<Query>, inv: &TargetInventory) {
                     namespace: Arc::clone(&namespace),
                     family,
                     stat,
-                    metric_name: Arc::from(metric),
-                    dimensions: vec![("FunctionName", function.clone())],
+                    metric_name: metric_arc(metric),
+                    dimensions: Dims::from([("FunctionName", function.clone())]),
                     labels: Arc::clone(&labels),
                     log_group: None,
                     delivered: false,
@@ -610,7 +617,15 @@ fn push_route(
         dimensions.push((name, value.clone()));
     }
     let has = |_: Family, metric: &str| route.metrics.iter().any(|m| m == metric);
-    push_metrics(queries, namespace, api, &labels, &dimensions, has, latency);
+    push_metrics(
+        queries,
+        namespace,
+        api,
+        &labels,
+        &Dims::from(dimensions),
+        has,
+        latency,
+    );
 }
 
 /// One query per statistic of every family `wanted` for this API type, with `dimensions`.
@@ -619,7 +634,7 @@ fn push_metrics(
     namespace: &Arc<str>,
     api: &Api,
     labels: &Labels,
-    dimensions: &[(&'static str, String)],
+    dimensions: &Dims,
     wanted: impl Fn(Family, &str) -> bool,
     latency: &[Stat],
 ) {
@@ -630,13 +645,14 @@ fn push_metrics(
         if !wanted(family, metric_name) {
             continue;
         }
+        let metric_name = metric_arc(metric_name);
         for stat in stats_for(family, latency) {
             queries.push(Query {
                 namespace: Arc::clone(namespace),
                 family,
                 stat,
-                metric_name: Arc::from(metric_name),
-                dimensions: dimensions.to_vec(),
+                metric_name: Arc::clone(&metric_name),
+                dimensions: Arc::clone(dimensions),
                 labels: Arc::clone(labels),
                 log_group: None,
                 delivered: false,
@@ -669,10 +685,22 @@ fn push_level(
         namespace,
         api,
         &labels,
-        &dimensions,
+        &Dims::from(dimensions),
         wanted,
         latency,
     );
+}
+
+/// The shared name of an AWS metric: one allocation per name for the whole process, however
+/// many queries read it (a plan of 100k queries would otherwise hold as many copies).
+fn metric_arc(name: &'static str) -> Arc<str> {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<HashMap<&'static str, Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    Arc::clone(names.entry(name).or_insert_with(|| Arc::from(name)))
 }
 
 #[cfg(test)]
@@ -846,14 +874,14 @@ mod tests {
         );
         let rest = p.queries.iter().find(|q| q.labels.api_id == "r1").unwrap();
         assert_eq!(
-            rest.dimensions,
+            *rest.dimensions,
             [
                 ("ApiName", "r1-name".to_string()),
                 ("Stage", "prod".to_string())
             ]
         );
         let http = p.queries.iter().find(|q| q.labels.api_id == "h1").unwrap();
-        assert_eq!(http.dimensions, [("ApiId", "h1".to_string())]);
+        assert_eq!(*http.dimensions, [("ApiId", "h1".to_string())]);
         assert_eq!(http.labels.stage, None);
     }
 

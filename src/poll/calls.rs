@@ -165,11 +165,11 @@ fn idle_stages(t: &mut Target, now: i64, idle: IdleConfig) -> (HashSet<StageId>,
 /// discovery has read so far (a quarter of the interval when that is shorter).
 const DISCOVERY_WAIT: Duration = Duration::from_secs(2);
 
-/// Refreshes one target if due, then makes all its calls, a few at a time. With `poll.idle`,
-/// idle stages that are not due are left out, and every batch reads back to where its series'
-/// counting stands, so a stage read after a pause counts everything since its last read.
+/// Refreshes one target if due, then plans its calls. With `poll.idle`, idle stages that are
+/// not due are left out, and every batch reads back to where its series' counting stands,
+/// so a stage read after a pause counts everything since its last read.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn fetch_target(
+pub(super) async fn prepare_target(
     t: &mut Target,
     store: &Store,
     clock: &Arc<dyn Clock>,
@@ -180,7 +180,7 @@ pub(super) async fn fetch_target(
     window: Window,
     bounds: Bounds,
     idle: Option<IdleConfig>,
-) -> Fetched {
+) -> Prepared {
     let discovered = match t
         .refresh(clock, refresh, opts, DISCOVERY_WAIT.min(interval / 4))
         .await
@@ -192,7 +192,7 @@ pub(super) async fn fetch_target(
         }
     };
     if t.inventory.is_none() {
-        return Fetched {
+        return Prepared {
             ok: false,
             calls: Vec::new(),
             lost: None,
@@ -235,23 +235,7 @@ pub(super) async fn fetch_target(
     // A stage read after a pause is behind: no steady-state shortcut while any stage is idle.
     let caught_up = if idle_count > 0 { None } else { t.caught_up };
     let (calls, lost) = plan_calls(plan, caught_up, store, window, bounds);
-    let mut pending = Vec::new();
-    for call in calls {
-        let source = Arc::clone(&t.source);
-        let queries = &plan.queries[call.queries.clone()];
-        pending.push(async move {
-            let result = source
-                .fetch(queries, call.window)
-                .await
-                .map_err(|e| e.message);
-            (call, result)
-        });
-    }
-    let calls = futures::stream::iter(pending)
-        .buffer_unordered(BATCH_CONCURRENCY)
-        .collect()
-        .await;
-    Fetched {
+    Prepared {
         ok: true,
         calls,
         lost,
@@ -262,10 +246,33 @@ pub(super) async fn fetch_target(
     }
 }
 
-/// Per-target results of the fetch phase.
-pub(super) struct Fetched {
+/// The answers to `calls` of a target whose queries are `plan`'s, a few calls at a time, as
+/// they come: the poll loop ingests each answer before the next, so a cycle holds a few
+/// answers at once, not all of them.
+pub(super) fn answers<'a>(
+    t: &'a Target,
+    plan: &'a TargetPlan,
+    calls: Vec<Call>,
+) -> impl futures::Stream<Item = (Call, Result<Vec<Outcome>, String>)> + 'a {
+    futures::stream::iter(calls)
+        .map(move |call| {
+            let source = Arc::clone(&t.source);
+            let queries = plan.queries.get(call.queries.clone()).unwrap_or_default();
+            async move {
+                let result = source
+                    .fetch(queries, call.window)
+                    .await
+                    .map_err(|e| e.message);
+                (call, result)
+            }
+        })
+        .buffer_unordered(BATCH_CONCURRENCY)
+}
+
+/// What a cycle does for one target: its calls, and what it knows before making them.
+pub(super) struct Prepared {
     pub(super) ok: bool,
-    pub(super) calls: Vec<(Call, Result<Vec<Outcome>, String>)>,
+    pub(super) calls: Vec<Call>,
     /// The periods a catch-up could not reach (beyond `poll.max_backfill`, or for streamed
     /// series beyond what the stream buffer keeps).
     pub(super) lost: Option<Lost>,

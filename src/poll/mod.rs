@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use tracing::{debug, warn};
 
 mod calls;
@@ -22,7 +23,7 @@ use crate::selfmetrics::SelfMetrics;
 use crate::snapshot::{self, SharedSnapshot};
 use crate::source::{Outcome, Window};
 use crate::store::{SeriesKey, Store};
-use calls::{Bounds, Fetched, fetch_target};
+use calls::{Bounds, Prepared, answers, prepare_target};
 
 /// What a cycle did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -204,6 +205,9 @@ impl Poller {
         };
         let refresh = self.settings.refresh_interval;
         let opts = self.settings.plan.clone();
+        // The period the snapshot will report gauges of: the store keeps no older one.
+        let settled = (now - p.settle()).div_euclid(period) * period - period;
+        self.store.settle(settled);
 
         // Futures are built in plain loops: closures over borrowed batches trip the
         // compiler's higher-ranked lifetime inference once the loop is spawned.
@@ -211,7 +215,7 @@ impl Poller {
         let clock = &self.clock;
         let mut per_target = Vec::with_capacity(self.targets.len());
         for t in self.targets.iter_mut() {
-            per_target.push(fetch_target(
+            per_target.push(prepare_target(
                 t,
                 store,
                 clock,
@@ -224,33 +228,49 @@ impl Poller {
                 p.idle(),
             ));
         }
-        let fetched: Vec<Fetched> = futures::future::join_all(per_target).await;
+        let mut prepared: Vec<Prepared> = futures::future::join_all(per_target).await;
 
         let mut report = CycleReport::default();
         let mut newest: Option<i64> = None;
-        for (target, fetched) in self.targets.iter_mut().zip(fetched) {
-            let mut target_complete = fetched.ok;
-            if fetched.ok {
-                report.targets_ok += 1;
-            } else {
-                report.targets_failed += 1;
-            }
-            let plan = fetched.plan.as_ref().unwrap_or(&target.plan);
-            for (call, result) in fetched.calls {
+        // Per target: whether its cycle completed, and the stages whose traffic was seen.
+        let mut complete: Vec<bool> = prepared.iter().map(|f| f.ok).collect();
+        let mut traffic: Vec<Vec<target::StageId>> = vec![Vec::new(); prepared.len()];
+        {
+            let calls: Vec<Vec<calls::Call>> = prepared
+                .iter_mut()
+                .map(|f| std::mem::take(&mut f.calls))
+                .collect();
+            let targets = &self.targets;
+            let plans: Vec<&crate::plan::TargetPlan> = targets
+                .iter()
+                .zip(&prepared)
+                .map(|(t, f)| f.plan.as_ref().unwrap_or(&t.plan))
+                .collect();
+            let streams =
+                targets
+                    .iter()
+                    .zip(&plans)
+                    .zip(calls)
+                    .enumerate()
+                    .map(|(i, ((t, plan), calls))| {
+                        Box::pin(answers(t, plan, calls).map(move |answer| (i, answer)))
+                    });
+            // Every answer is ingested as it comes, so the cycle holds a few at once.
+            let mut answers = futures::stream::select_all(streams);
+            while let Some((i, (call, result))) = answers.next().await {
                 report.calls += 1;
-                let queries = plan.queries.get(call.queries.clone()).unwrap_or_default();
+                let queries = plans[i]
+                    .queries
+                    .get(call.queries.clone())
+                    .unwrap_or_default();
                 match result {
                     Ok(outcomes) => {
                         for (q, outcome) in queries.iter().zip(outcomes) {
                             match outcome {
                                 Outcome::Points(points) => {
                                     // Traffic keeps a stage out of idle polling.
-                                    if is_traffic(q)
-                                        && points.iter().any(|(_, v)| *v > 0.0)
-                                        && let Some(a) =
-                                            target.activity.get_mut(&target::stage_of(q))
-                                    {
-                                        a.traffic = now;
+                                    if is_traffic(q) && points.iter().any(|(_, v)| *v > 0.0) {
+                                        traffic[i].push(target::stage_of(q));
                                     }
                                     let key = SeriesKey {
                                         family: q.family,
@@ -278,7 +298,7 @@ impl Poller {
                                 }
                                 Outcome::Failed(status) => {
                                     report.failed_queries += 1;
-                                    target_complete = false;
+                                    complete[i] = false;
                                     self.metrics.query_errors.with_label_values(&[status]).inc();
                                 }
                             }
@@ -286,9 +306,28 @@ impl Poller {
                     }
                     Err(message) => {
                         report.failed_batches += 1;
-                        target_complete = false;
-                        warn!(region = %target.region, queries = ?call.queries, error = %message, "call failed; its series keep their last values");
+                        complete[i] = false;
+                        warn!(region = %targets[i].region, queries = ?call.queries, error = %message, "call failed; its series keep their last values");
                     }
+                }
+            }
+        }
+
+        for (((target, fetched), target_complete), traffic) in self
+            .targets
+            .iter_mut()
+            .zip(prepared)
+            .zip(complete)
+            .zip(traffic)
+        {
+            if fetched.ok {
+                report.targets_ok += 1;
+            } else {
+                report.targets_failed += 1;
+            }
+            for stage in traffic {
+                if let Some(a) = target.activity.get_mut(&stage) {
+                    a.traffic = now;
                 }
             }
             target.caught_up = target_complete.then_some(window.keep_from);
@@ -359,8 +398,6 @@ impl Poller {
             .collect();
         self.store.retain(&live);
 
-        let settle = p.settle();
-        let settled = (now - settle).div_euclid(period) * period - period;
         // A monitoring account's source accounts are inventories of their own.
         let inventories: Vec<&TargetInventory> = self
             .targets

@@ -511,7 +511,7 @@ mod tests {
             family,
             stat,
             metric_name: Arc::from("AccessLogLines"),
-            dimensions: vec![("ApiId", "a1".into()), ("Stage", "prod".into())],
+            dimensions: vec![("ApiId", "a1".into()), ("Stage", "prod".into())].into(),
             labels: Arc::new(SeriesLabels {
                 account_id: "1".into(),
                 region: "r".into(),

@@ -785,7 +785,7 @@ mod tests {
             family,
             stat: crate::model::Stat::Sum,
             metric_name: Arc::from("AccessLogEvents"),
-            dimensions: vec![],
+            dimensions: Vec::new().into(),
             labels: Arc::new(crate::model::SeriesLabels {
                 stage: Some("prod".into()),
                 ..crate::model::SeriesLabels::account("1", "r")

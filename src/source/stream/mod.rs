@@ -380,7 +380,7 @@ mod tests {
             family: Family::Requests,
             stat,
             metric_name: Arc::from(metric),
-            dimensions: vec![("Stage", "prod".into()), ("ApiName", "a".into())],
+            dimensions: vec![("Stage", "prod".into()), ("ApiName", "a".into())].into(),
             labels: Arc::new(SeriesLabels {
                 account_id: "1".into(),
                 region: "r".into(),
@@ -470,7 +470,9 @@ mod tests {
         );
         // Another dimension set is another metric.
         let mut q = query("Count", Stat::Sum);
-        q.dimensions.push(("Resource", "/".into()));
+        let mut dims = q.dimensions.to_vec();
+        dims.push(("Resource", "/".into()));
+        q.dimensions = dims.into();
         assert!(b.points(&q, &w, now).is_empty());
     }
 
