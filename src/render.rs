@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -52,6 +53,19 @@ impl Exposition {
     /// The text exposition of everything: the families of the registry and of the current
     /// snapshot, in name order, exactly as `TextEncoder` writes [`Exposition::gather`].
     pub fn encode(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let chunks = self.encode_chunks()?;
+        let mut buf = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+        for chunk in &chunks {
+            buf.extend_from_slice(chunk);
+        }
+        Ok(buf)
+    }
+
+    /// [`Exposition::encode`] as chunks to send one after the other: the self-metrics'
+    /// families written anew, the snapshot's as slices of its kept text. A scrape copies
+    /// nothing of the snapshot (17 MB at 100k series), so scrapes at once cost no memory
+    /// each.
+    pub fn encode_chunks(&self) -> Result<Vec<Bytes>, prometheus::Error> {
         let snapshot = self.shared.load();
         let encoded = self.encoded(&snapshot);
         let gathered = self.registry.gather();
@@ -63,20 +77,47 @@ impl Exposition {
             encoded
                 .families
                 .iter()
-                .map(|(name, range)| (*name, Part::Text(&encoded.text[range.clone()]))),
+                .map(|(name, range)| (*name, Part::Text(range.clone()))),
         );
         parts.sort_by(|a, b| a.0.cmp(b.0));
         // Self-metrics and snapshot families never share a name (the contract's levels).
         debug_assert!(parts.windows(2).all(|w| w[0].0 != w[1].0));
-        let mut buf = Vec::with_capacity(encoded.text.len() + 64 * 1024);
+        let text = Bytes::from_owner(KeptText(Arc::clone(&encoded)));
         let encoder = TextEncoder::new();
+        let mut chunks = Vec::new();
+        // A run of self-metrics families written, or of neighbouring snapshot families.
+        let mut written: Vec<u8> = Vec::new();
+        let mut kept: Option<Range<usize>> = None;
         for (_, part) in parts {
             match part {
-                Part::Gathered(mf) => encoder.encode(std::slice::from_ref(mf), &mut buf)?,
-                Part::Text(text) => buf.extend_from_slice(text.as_bytes()),
+                Part::Gathered(mf) => {
+                    if let Some(range) = kept.take() {
+                        chunks.push(text.slice(range));
+                    }
+                    encoder.encode(std::slice::from_ref(mf), &mut written)?;
+                }
+                Part::Text(range) => {
+                    if !written.is_empty() {
+                        chunks.push(Bytes::from(std::mem::take(&mut written)));
+                    }
+                    kept = match kept {
+                        Some(run) if run.end == range.start => Some(run.start..range.end),
+                        Some(run) => {
+                            chunks.push(text.slice(run));
+                            Some(range)
+                        }
+                        None => Some(range),
+                    };
+                }
             }
         }
-        Ok(buf)
+        if let Some(range) = kept {
+            chunks.push(text.slice(range));
+        }
+        if !written.is_empty() {
+            chunks.push(Bytes::from(written));
+        }
+        Ok(chunks)
     }
 
     /// Every family as the `prometheus` crate's protobuf, sorted by name: the registry's and
@@ -112,10 +153,20 @@ fn gather_order(a: &[proto::LabelPair], b: &[proto::LabelPair]) -> std::cmp::Ord
         .then_with(|| a.iter().map(|l| l.value()).cmp(b.iter().map(|l| l.value())))
 }
 
-/// One family of the output: from the registry, or snapshot text.
+/// One family of the output: from the registry, or the bytes of the snapshot's text.
 enum Part<'a> {
     Gathered(&'a MetricFamily),
-    Text(&'a str),
+    Text(Range<usize>),
+}
+
+/// The kept text of a snapshot as the owner of the [`Bytes`] a scrape sends: they point into
+/// it and keep it alive while they are sent, even after a new snapshot replaced it.
+struct KeptText(Arc<EncodedFamilies>);
+
+impl AsRef<[u8]> for KeptText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.text.as_bytes()
+    }
 }
 
 /// The families in name order, those of one name merged (as a registry merges collectors),
@@ -584,6 +635,31 @@ mod tests {
         // The old text goes with the old snapshot: only this test holds it now.
         drop(old);
         assert_eq!(Arc::strong_count(&kept), 1);
+    }
+
+    #[test]
+    fn a_scrape_sends_the_kept_text_itself_and_keeps_it_alive_while_it_is_sent() {
+        let (e, shared) = exposition_with(tricky());
+        let chunks = e.encode_chunks().unwrap();
+        assert_eq!(chunks.concat(), e.encode().unwrap());
+        let kept = shared
+            .load()
+            .derived(|_| EncodedFamilies::default())
+            .unwrap();
+        let text = kept.text.as_bytes().as_ptr_range();
+        let inside = |c: &Bytes| text.contains(&c.as_ptr());
+        // The snapshot's families are slices of its text (no copy), the self-metrics not.
+        let sliced: usize = chunks.iter().filter(|c| inside(c)).map(Bytes::len).sum();
+        assert_eq!(sliced, kept.text.len());
+        assert!(chunks.iter().any(|c| !inside(c)));
+        // A new snapshot replaces the old one: the scrape in flight still holds the old text,
+        // which goes once it is sent.
+        let weak = Arc::downgrade(&kept);
+        drop(kept);
+        shared.store(tricky());
+        assert!(weak.upgrade().is_some());
+        drop(chunks);
+        assert!(weak.upgrade().is_none());
     }
 
     #[test]

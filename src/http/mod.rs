@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -46,14 +45,59 @@ pub struct AppState {
     pub web: Option<Arc<web::WebFront>>,
 }
 
-pub type Body = Full<Bytes>;
+/// A response body of one or more chunks, sent one after the other with their total length:
+/// `/metrics` sends the snapshot's kept text as slices of it, not a copy per scrape.
+#[derive(Debug, Default)]
+pub struct Body {
+    chunks: std::collections::VecDeque<Bytes>,
+}
+
+impl Body {
+    pub fn chunks(chunks: impl IntoIterator<Item = Bytes>) -> Body {
+        Body {
+            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+        }
+    }
+}
+
+impl<T: Into<Bytes>> From<T> for Body {
+    fn from(bytes: T) -> Body {
+        Body::chunks([bytes.into()])
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .chunks
+                .pop_front()
+                .map(|c| Ok(hyper::body::Frame::data(c))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let len: usize = self.chunks.iter().map(Bytes::len).sum();
+        hyper::body::SizeHint::with_exact(u64::try_from(len).unwrap_or(u64::MAX))
+    }
+}
 
 fn respond(
     status: StatusCode,
     content_type: &'static str,
-    body: impl Into<Bytes>,
+    body: impl Into<Body>,
 ) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -147,8 +191,8 @@ pub fn handle(state: &AppState, method: &Method, path: &str) -> Response<Body> {
         return r;
     }
     match path {
-        "/metrics" => match state.exposition.encode() {
-            Ok(body) => respond(StatusCode::OK, render::CONTENT_TYPE, body),
+        "/metrics" => match state.exposition.encode_chunks() {
+            Ok(chunks) => respond(StatusCode::OK, render::CONTENT_TYPE, Body::chunks(chunks)),
             Err(e) => {
                 warn!(error = %e, "cannot encode metrics");
                 respond(

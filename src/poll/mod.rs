@@ -70,6 +70,9 @@ pub struct Poller {
     metrics: SelfMetrics,
     /// (account, region) of the per-target self-metric series set so far (one per target).
     labelled: Vec<(String, String)>,
+    /// The targets' plan versions the store was last trimmed to (`None`: never, or targets
+    /// changed since).
+    retained: Option<Vec<u64>>,
 }
 
 impl Poller {
@@ -88,6 +91,7 @@ impl Poller {
             shared,
             metrics,
             labelled: Vec::new(),
+            retained: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl Poller {
         }
         self.targets = targets;
         self.settings = settings;
+        self.retained = None;
         self.forget_removed_targets();
     }
 
@@ -386,17 +391,23 @@ impl Poller {
             }
         }
 
-        // Series whose API or stage left every inventory leave the output.
-        let live: HashSet<SeriesKey> = self
-            .targets
-            .iter()
-            .flat_map(|t| t.plan.queries.iter())
-            .map(|q| SeriesKey {
-                family: q.family,
-                labels: Arc::clone(&q.labels),
-            })
-            .collect();
-        self.store.retain(&live);
+        // Series whose API or stage left every inventory leave the output. Only a new plan
+        // can make one leave: the set of live series (as large as the plan) is built only
+        // after one.
+        let versions: Vec<u64> = self.targets.iter().map(|t| t.plan_version).collect();
+        if self.retained.as_ref() != Some(&versions) {
+            let live: HashSet<SeriesKey> = self
+                .targets
+                .iter()
+                .flat_map(|t| t.plan.queries.iter())
+                .map(|q| SeriesKey {
+                    family: q.family,
+                    labels: Arc::clone(&q.labels),
+                })
+                .collect();
+            self.store.retain(&live);
+            self.retained = Some(versions);
+        }
 
         // A monitoring account's source accounts are inventories of their own.
         let inventories: Vec<&TargetInventory> = self

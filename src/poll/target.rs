@@ -33,6 +33,8 @@ pub struct Target {
     /// The version of the running discovery's progress last taken.
     seen: u64,
     pub(super) plan: TargetPlan,
+    /// Counts the plan's changes: the poll loop drops series that left only after one.
+    pub(super) plan_version: u64,
     /// The lookback start of this target's last complete cycle: while cycles complete on
     /// time, every series' floor is there and no catch-up is needed.
     pub(super) caught_up: Option<i64>,
@@ -121,6 +123,7 @@ impl Target {
             running: None,
             seen: 0,
             plan: TargetPlan::default(),
+            plan_version: 0,
             caught_up: None,
             lost_through: i64::MIN,
             activity: HashMap::new(),
@@ -148,6 +151,7 @@ impl Target {
         if let (Some(account), Some(found)) = (&self.account_id, old.found) {
             let inv = inventory::build(account, &self.region, &found, &self.filter);
             self.plan = plan::plan_target(&inv, opts);
+            self.plan_version += 1;
             self.inventory = Some(inv);
             self.found = Some(found);
         }
@@ -256,6 +260,7 @@ impl Target {
         }
         info!(account_id = %account, region = %self.region, apis = inv.apis.len(), "inventory updated");
         self.plan = plan::plan_target(&inv, opts);
+        self.plan_version += 1;
         info!(account_id = %account, region = %self.region, queries = self.plan.queries.len(), calls = self.plan.calls(), "plan updated");
         self.inventory = Some(inv);
     }
