@@ -55,10 +55,9 @@ LABEL org.opencontainers.image.title="apigateway-exporter" \
 
 COPY --from=build /src/target/release/apigateway-exporter /usr/local/bin/apigateway-exporter
 
-# One glibc malloc arena for all threads: the default (one per thread that allocates) keeps
-# about 3 MB more freed memory resident at 10k series, for no measurable CPU (see
-# docs/performance.md, "The whole process"). Override with -e MALLOC_ARENA_MAX=... if wanted.
-ENV MALLOC_ARENA_MAX=1
+# No allocator variables here: the binary sets glibc's (MALLOC_ARENA_MAX=1,
+# MALLOC_MMAP_THRESHOLD_=262144) itself, unless they are set (docs/performance.md, "The whole
+# process"); -e MALLOC_ARENA_MAX=... overrides one.
 # distroless's "nonroot" user, given by number so that Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
 # The default --web.listen-address (0.0.0.0:9743): /metrics, /-/healthy, /-/ready, /.

@@ -195,7 +195,7 @@ async fn check_config(cli: &Cli) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    one_malloc_arena();
+    tune_malloc();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -208,19 +208,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the process with one glibc malloc arena. glibc gives threads that allocate at once
-/// arenas of their own, and each keeps what was freed in it: measured at 100k series, 260 MB
-/// of RSS with the default arenas against 182 MB with one, for no measurable CPU or latency
-/// (docs/performance.md). The arena count can only be set before the allocator starts, so
-/// the process re-executes itself once with `MALLOC_ARENA_MAX=1` (same pid, arguments and
-/// environment) unless the variable is already set, which also lets a user choose another
-/// value. If the exec fails, it carries on with glibc's defaults.
-fn one_malloc_arena() {
+/// glibc allocator settings the process runs with, each unless the environment already sets
+/// it (a user's own value wins), measured in docs/performance.md:
+/// - one arena: glibc gives threads that allocate at once arenas of their own, and each keeps
+///   what was freed in it (260 MB of RSS at 100k series with the default arenas, 182 MB with
+///   one, for no measurable CPU or latency);
+/// - a fixed mmap threshold of 256 KiB: by default glibc raises the threshold up to 32 MiB
+///   each time a large block is freed, after which the multi-megabyte buffers of a cycle (the
+///   plan, the snapshot's text, response bodies) are carved from the heap and their holes keep
+///   it large; fixed, they are mapped and returned whole (115 → 75 MB at 100k series).
+///
+/// glibc reads these only before its allocator starts, so the process re-executes itself
+/// once with them added (same pid, arguments and environment). If the exec fails, it carries
+/// on with glibc's defaults.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ENV: [(&str, &str); 2] = [
+    ("MALLOC_ARENA_MAX", "1"),
+    ("MALLOC_MMAP_THRESHOLD_", "262144"),
+];
+
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        const VAR: &str = "MALLOC_ARENA_MAX";
-        if std::env::var_os(VAR).is_some() {
+        let missing: Vec<_> = MALLOC_ENV
+            .iter()
+            .filter(|(name, _)| std::env::var_os(name).is_none())
+            .collect();
+        if missing.is_empty() {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {
@@ -231,8 +246,14 @@ fn one_malloc_arena() {
         if let Some(arg0) = args.next() {
             command.arg0(arg0);
         }
-        let err = command.args(args).env(VAR, "1").exec();
-        eprintln!("cannot re-execute with {VAR}=1 ({err}); running with glibc's default arenas");
+        command.args(args);
+        for (name, value) in &missing {
+            command.env(name, value);
+        }
+        let err = command.exec();
+        eprintln!(
+            "cannot re-execute with glibc's allocator settings ({err}); running with its defaults"
+        );
     }
 }
 

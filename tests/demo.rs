@@ -375,3 +375,69 @@ async fn the_same_seed_gives_the_same_data() {
     assert_eq!(runs[0], runs[1]);
     assert_ne!(runs[0], runs[2]);
 }
+
+/// The environment of a running process, as the kernel shows it.
+fn environ_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// Starts the demo binary with `env` set and the allocator variables not in it removed;
+/// returns the environment its pid runs with once it has re-executed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn allocator_env_of_demo(env: &[(&str, &str)]) -> Vec<String> {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_apigateway-exporter"));
+    command
+        .args(["--demo", "--web.listen-address=127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for name in ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("start exporter");
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let seen = environ_of(pid);
+        let set = |name: &str| seen.iter().any(|v| v.starts_with(&format!("{name}=")));
+        if set("MALLOC_ARENA_MAX") && set("MALLOC_MMAP_THRESHOLD_") {
+            break seen;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pid {pid} never ran with both allocator variables set: {seen:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let still_running = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(still_running, "the re-executed process exited");
+    seen
+}
+
+/// The binary sets glibc's allocator settings itself (one arena, a fixed mmap threshold:
+/// docs/performance.md) by re-executing once under the same pid; a value the user set wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_binary_runs_with_its_allocator_settings_and_keeps_the_users_own() {
+    let has = |env: &[String], v: &str| env.iter().any(|e| e == v);
+    let defaults = allocator_env_of_demo(&[]);
+    assert!(has(&defaults, "MALLOC_ARENA_MAX=1"), "{defaults:?}");
+    assert!(
+        has(&defaults, "MALLOC_MMAP_THRESHOLD_=262144"),
+        "{defaults:?}"
+    );
+    let own = allocator_env_of_demo(&[("MALLOC_MMAP_THRESHOLD_", "131072")]);
+    assert!(has(&own, "MALLOC_ARENA_MAX=1"), "{own:?}");
+    assert!(
+        has(&own, "MALLOC_MMAP_THRESHOLD_=131072"),
+        "the user's value is kept: {own:?}"
+    );
+    assert!(!has(&own, "MALLOC_MMAP_THRESHOLD_=262144"), "{own:?}");
+}
