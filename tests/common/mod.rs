@@ -1,11 +1,13 @@
 //! Shared harness of the integration tests: emulator endpoints, SDK clients for seeding, the
-//! real exporter binary, and a scraper with a small exposition parser.
+//! real exporter binary, and a scraper with a small exposition parser. Deployment artefacts
+//! (YAML manifests, the tools that check them) are read with [`manifests`].
 //!
 //! Emulators are started by `scripts/test.sh`; a test that needs one and finds no endpoint
 //! fails with a message saying how to run it. It never skips.
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod manifests;
 pub mod metric_stream;
 pub mod proxy;
 
@@ -310,9 +312,32 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A child process, killed (and reaped) on drop.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The real exporter binary, killed on drop.
 pub struct Exporter {
-    child: Child,
+    child: KillOnDrop,
     pub port: u16,
     /// The Firehose endpoint's port (`stream.listen_address`), when the test set one.
     pub stream_port: Option<u16>,
@@ -353,7 +378,7 @@ impl Exporter {
             .spawn()
             .expect("start exporter");
         let exporter = Exporter {
-            child,
+            child: KillOnDrop(child),
             port,
             stream_port: None,
             config_path,
@@ -464,11 +489,19 @@ impl Exporter {
     }
 }
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// curl printing nothing but the response's HTTP status code; [`http_code`] reads it.
+pub fn curl_http_code() -> Command {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+    cmd
+}
+
+/// The status a [`curl_http_code`] printed: 0 when the connection or TLS failed.
+pub fn http_code(out: &std::process::Output) -> u16 {
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// A minimal HTTP/1.1 GET (`Connection: close`); `None` when nothing listens.
@@ -510,9 +543,14 @@ fn send(
     s.write_all(body.unwrap_or_default()).ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
+    response(&String::from_utf8_lossy(&buf))
+}
+
+/// An HTTP/1.1 response as read to its end: the status and the (dechunked) body; `None`
+/// when it has no status.
+pub fn response(text: &str) -> Option<(u16, String)> {
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
@@ -748,16 +786,9 @@ pub fn check_config(config: &str) -> String {
 /// A real Prometheus (`APIGW_TEST_PROMETHEUS`, else `prometheus` on PATH) with `config`
 /// (prometheus.yml text), its storage in a temporary directory; killed on drop.
 pub struct Prometheus {
-    child: Child,
+    child: KillOnDrop,
     pub port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `s` as a URL query value.
@@ -820,7 +851,7 @@ impl Prometheus {
         .spawn()
         .expect("prometheus must be installed (scripts/setup-tools.sh installs it)");
         let p = Prometheus {
-            child,
+            child: KillOnDrop(child),
             port,
             _dir: dir,
         };
