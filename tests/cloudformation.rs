@@ -70,6 +70,7 @@ const EXPORTER_ACCOUNT: &str = "000000000000";
 const ROLE_ACCOUNT: &str = "246813579024";
 const TRUST_ACCOUNT: &str = "135792468013";
 const PARTS_ACCOUNT: &str = "975318642086";
+const MONITORING_ACCOUNT: &str = "864209753186";
 const WAIT: Duration = Duration::from_secs(90);
 
 // ---------------------------------------------------------------------------------------
@@ -96,9 +97,74 @@ fn to_json(v: &Value) -> Json {
     serde_json::to_value(v).expect("YAML to JSON")
 }
 
+fn policy_file(file: &str) -> Json {
+    let text = std::fs::read_to_string(repo().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
 fn iam_policy() -> Json {
-    let text = std::fs::read_to_string(repo().join("deploy/iam-policy.json")).unwrap();
-    serde_json::from_str(&text).expect("deploy/iam-policy.json")
+    policy_file("deploy/iam-policy.json")
+}
+
+/// deploy/iam-policy-monitoring-account.json with its `SourceAccountRoles` resource (the
+/// template's `SourceAccountRoleArns` parameter) replaced by `source_roles`, as CloudFormation
+/// passes a CommaDelimitedList: a list.
+fn monitoring_policy(source_roles: &[&str]) -> Json {
+    let mut p = policy_file("deploy/iam-policy-monitoring-account.json");
+    let statement = p["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["Sid"] == json!("SourceAccountRoles"))
+        .expect("a SourceAccountRoles statement");
+    statement["Resource"] = json!(source_roles);
+    p
+}
+
+/// The exporter role's policy document as CloudFormation resolves it in the aws partition:
+/// `!If [MonitoringAccount, ...]` by `monitoring`, `!Ref AWS::NoValue` dropped,
+/// `!Ref SourceAccountRoleArns` the parameter's default (a list), and `!Sub` with
+/// `${AWS::Partition}` = `aws`. A plain `arn:aws:` string fails: the partition is substituted.
+fn resolve_role_policy(v: &Value, monitoring: bool, t: &Value) -> Option<Json> {
+    let resolve = |v: &Value| resolve_role_policy(v, monitoring, t);
+    match v {
+        Value::Tagged(tagged) if tagged.tag == "If" => {
+            let args = tagged.value.as_sequence().expect("!If [condition, a, b]");
+            assert_eq!(args[0].as_str(), Some("MonitoringAccount"), "{v:?}");
+            resolve(&args[if monitoring { 1 } else { 2 }])
+        }
+        Value::Tagged(tagged) if tagged.tag == "Ref" => match tagged.value.as_str() {
+            Some("AWS::NoValue") => None,
+            Some("SourceAccountRoleArns") => {
+                let default = at(t, &["Parameters", "SourceAccountRoleArns", "Default"])
+                    .as_str()
+                    .unwrap();
+                Some(json!(default.split(',').collect::<Vec<_>>()))
+            }
+            other => panic!("!Ref {other:?} in the role's policy"),
+        },
+        Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            let s = tagged.value.as_str().expect("!Sub STRING");
+            let s = s.replace("${AWS::Partition}", "aws");
+            assert!(!s.contains("${"), "{s}");
+            Some(json!(s))
+        }
+        Value::Tagged(tagged) => panic!("{} in the role's policy", tagged.tag),
+        Value::Sequence(items) => Some(Json::Array(items.iter().filter_map(resolve).collect())),
+        Value::Mapping(m) => Some(Json::Object(
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str().unwrap().to_string(), resolve(v)?)))
+                .collect(),
+        )),
+        Value::String(s) => {
+            assert!(
+                !s.starts_with("arn:aws:"),
+                "{s}: a hardcoded partition, use !Sub \"arn:${{AWS::Partition}}:...\""
+            );
+            Some(json!(s))
+        }
+        other => Some(to_json(other)),
+    }
 }
 
 /// The template's resource types, by logical id.
@@ -144,6 +210,9 @@ fn cfn_lint_finds_nothing() {
     );
 }
 
+/// deploy/iam-policy.json, and with `MonitoringAccount=true`
+/// deploy/iam-policy-monitoring-account.json (its `SourceAccountRoles` resource is the
+/// `SourceAccountRoleArns` parameter, whose default is the file's resource).
 #[test]
 fn the_roles_policy_is_deploy_iam_policy_json() {
     let t = template();
@@ -154,11 +223,47 @@ fn the_roles_policy_is_deploy_iam_policy_json() {
         .iter()
         .find(|p| p.get("PolicyName").and_then(Value::as_str) == Some("read-only"))
         .expect("the read-only policy");
+    let document = at(read_only, &["PolicyDocument"]);
     assert_eq!(
-        to_json(at(read_only, &["PolicyDocument"])),
-        iam_policy(),
+        resolve_role_policy(document, false, &t),
+        Some(iam_policy()),
         "the template's read-only policy differs from deploy/iam-policy.json"
     );
+    let file = policy_file("deploy/iam-policy-monitoring-account.json");
+    let file_roles = file["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == json!("SourceAccountRoles"))
+        .map(|s| s["Resource"].clone());
+    let default = at(&t, &["Parameters", "SourceAccountRoleArns", "Default"]);
+    assert_eq!(
+        file_roles,
+        Some(json!(default.as_str().unwrap())),
+        "SourceAccountRoleArns' default is the file's SourceAccountRoles resource"
+    );
+    assert_eq!(
+        resolve_role_policy(document, true, &t),
+        Some(monitoring_policy(&[default.as_str().unwrap()])),
+        "with MonitoringAccount=true, the template's read-only policy differs from \
+         deploy/iam-policy-monitoring-account.json"
+    );
+}
+
+/// Deleting the stack does not unset the region's API Gateway CloudWatch role, so the role it
+/// points to is kept: deleting it would break REST logging to CloudWatch Logs in the region.
+#[test]
+fn the_api_gateway_cloudwatch_role_is_retained() {
+    let t = template();
+    for resource in ["ApiGatewayCloudWatchLogsRole", "AccessLogGroup"] {
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            assert_eq!(
+                at(&t, &["Resources", resource, policy]).as_str(),
+                Some("Retain"),
+                "{resource}.{policy}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -250,10 +355,15 @@ fn bad_parameter_values_are_refused_by_their_constraints() {
             other => panic!("{name}: default {other:?}"),
         };
         if p.get("AllowedPattern").is_some() {
-            assert!(
-                pattern(name).is_match(&default),
-                "{name}: default {default:?}"
-            );
+            // A CommaDelimitedList's pattern applies to each value.
+            let values = if p.get("Type").and_then(Value::as_str) == Some("CommaDelimitedList") {
+                default.split(',').map(String::from).collect()
+            } else {
+                vec![default.clone()]
+            };
+            for value in values {
+                assert!(pattern(name).is_match(&value), "{name}: default {value:?}");
+            }
         }
         if let Some(allowed) = p.get("AllowedValues") {
             let allowed: Vec<String> = allowed
@@ -336,6 +446,31 @@ fn bad_parameter_values_are_refused_by_their_constraints() {
         // amazon-apigateway-NAME is a Firehose stream name: 64 characters at most.
         ("Name", &"n".repeat(47), false),
         ("Name", "exporter/x", false),
+        // NAME is also the metric stream's name: A-Z a-z 0-9 - _ only.
+        ("Name", "apigateway_exporter-2", true),
+        ("Name", "apigateway.exporter", false),
+        (
+            "SourceAccountRoleArns",
+            "arn:aws:iam::*:role/apigateway-exporter-read",
+            true,
+        ),
+        (
+            "SourceAccountRoleArns",
+            "arn:aws:iam::222222222222:role/apigateway-exporter-read",
+            true,
+        ),
+        (
+            "SourceAccountRoleArns",
+            "arn:aws-cn:iam::*:role/read-*",
+            true,
+        ),
+        ("SourceAccountRoleArns", "apigateway-exporter-read", false),
+        ("SourceAccountRoleArns", "arn:aws:iam::*:user/reader", false),
+        (
+            "SourceAccountRoleArns",
+            "arn:aws:iam::2222:role/reader",
+            false,
+        ),
         ("ExternalId", "apigateway-exporter", true),
         ("ExternalId", "a", false),
         (
@@ -758,7 +893,7 @@ async fn the_role_stack_deploys_on_localstack_and_the_exporter_discovers_apis_th
         ls.trust_policy(&tag),
         json!({"Version": "2012-10-17", "Statement": [{
             "Sid": "TrustedPrincipal", "Effect": "Allow",
-            "Principal": {"AWS": trusted}, "Action": "sts:AssumeRole"}]})
+            "Principal": {"AWS": trusted}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
     );
 
     // The same API name in both accounts: the role's is the one to find.
@@ -811,6 +946,39 @@ async fn the_role_stack_deploys_on_localstack_and_the_exporter_discovers_apis_th
             .iter()
             .any(|b| b.split('&').any(|kv| kv == format!("RoleArn={role_arn}"))),
         "no AssumeRole of {role_arn} reached STS: {assumed:?}"
+    );
+}
+
+/// `MonitoringAccount=true`: the role's policy, as IAM holds it, is
+/// deploy/iam-policy-monitoring-account.json with `SourceAccountRoleArns` as the resource of
+/// `SourceAccountRoles`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_monitoring_account_role_deploys_on_localstack() {
+    let ls = LocalStack::new(MONITORING_ACCOUNT);
+    let tag = common::unique("cfnmon");
+    let issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+    let roles = [
+        "arn:aws:iam::222222222222:role/apigateway-exporter-read",
+        "arn:aws:iam::333333333333:role/apigateway-exporter-read",
+    ];
+    let stack = ls.deploy(
+        &tag,
+        &[
+            ("Name", &tag),
+            ("OidcIssuer", issuer),
+            ("MonitoringAccount", "true"),
+            ("SourceAccountRoleArns", &roles.join(",")),
+        ],
+    );
+    assert_eq!(
+        stack.created(),
+        BTreeSet::from(["AWS::IAM::Role".to_string()]),
+        "{:#?}",
+        stack.events
+    );
+    assert_eq!(
+        ls.role_policies(&tag),
+        BTreeMap::from([("read-only".to_string(), monitoring_policy(&roles))])
     );
 }
 

@@ -1520,8 +1520,9 @@ fn iam_policy_is_read_only_and_matches_the_readme() {
 
 /// The cross-account policies (docs/cross-account.md): the monitoring account's reads only
 /// CloudWatch, OAM's links and API Gateway, and assumes only roles; a source account's role
-/// reads only API Gateway, and trusts only `sts:AssumeRole`. The guide shows each file as it
-/// is.
+/// reads only API Gateway, and trusts only `sts:AssumeRole` and `sts:TagSession` (EKS Pod
+/// Identity's session tags are transitive: an exporter running with Pod Identity passes them
+/// on to the roles it assumes). The guide shows each file as it is.
 #[test]
 fn cross_account_policies_are_read_only_and_the_guide_shows_them() {
     let policy = |file: &str| -> Value {
@@ -1580,7 +1581,7 @@ fn cross_account_policies_are_read_only_and_the_guide_shows_them() {
     let trust = policy("iam-trust-source-account.json");
     assert_eq!(
         actions(&trust),
-        BTreeSet::from(["sts:AssumeRole".to_string()])
+        BTreeSet::from(["sts:AssumeRole".to_string(), "sts:TagSession".to_string()])
     );
     // The guide's JSON blocks are the three files, in order.
     let guide = read(&repo().join("docs/cross-account.md"));

@@ -1346,16 +1346,23 @@ fn sharded_render_wires_the_pod_index() {
             r.set,
             yaml(set)
         );
+        // The metrics Service (metrics_service_is_the_same_in_every_mode) and the
+        // StatefulSet's headless governing Service.
         let services = r.of_kind("Service");
-        assert_eq!(services.len(), 1);
+        assert_eq!(services.len(), 2, "{}", r.dump());
+        let headless = r
+            .find("Service", &format!("{RELEASE}-headless"))
+            .unwrap_or_else(|| panic!("{}: no headless Service\n{}", r.set, r.dump()));
         assert_eq!(
-            services[0].doc["spec"]["clusterIP"].as_str(),
+            headless.doc["spec"]["clusterIP"].as_str(),
             Some("None"),
             "headless"
         );
         assert_eq!(
             set["spec"]["serviceName"].as_str(),
-            Some(services[0].name())
+            Some(headless.name()),
+            "{}: the StatefulSet is governed by the headless Service",
+            r.set
         );
 
         let cm = r.of_kind("ConfigMap");
@@ -1397,6 +1404,85 @@ fn sharded_render_wires_the_pod_index() {
             );
         }
     }
+}
+
+/// spec.clusterIP is immutable: the Service a `helm upgrade` turning sharding on or off keeps
+/// must not change it (nor anything else of its spec), and the ServiceMonitor scrapes that
+/// Service alone in both modes, never the headless one too (each pod twice).
+#[test]
+fn metrics_service_is_the_same_in_every_mode() {
+    let monitor = "serviceMonitor: {enabled: true}\n";
+    let sets = [
+        render_values("default", monitor),
+        render_values(
+            "sharded",
+            &format!("{monitor}sharding: {{enabled: true, shards: 3}}\n"),
+        ),
+        render_values(
+            "sharded, NodePort",
+            &format!("{monitor}sharding: {{enabled: true}}\nservice: {{type: NodePort}}\n"),
+        ),
+        render_values(
+            "default, NodePort",
+            &format!("{monitor}service: {{type: NodePort}}\n"),
+        ),
+    ];
+    let service_of = |r: &Render| {
+        r.find("Service", RELEASE)
+            .unwrap_or_else(|| panic!("{}: no Service {RELEASE}\n{}", r.set, r.dump()))
+    };
+    for r in &sets {
+        let svc = service_of(r);
+        let spec = &svc.doc["spec"];
+        assert!(
+            spec["clusterIP"].is_null(),
+            "{}: clusterIP is Kubernetes' to assign\n{}",
+            r.set,
+            yaml(&svc.doc)
+        );
+        assert_eq!(
+            spec["type"].as_str(),
+            Some(r.text("service.type")),
+            "{}: type\n{}",
+            r.set,
+            yaml(&svc.doc)
+        );
+        let monitors = r.of_kind("ServiceMonitor");
+        assert_eq!(monitors.len(), 1, "{}", r.set);
+        let selector = string_map(&monitors[0].doc["spec"]["selector"]["matchLabels"]);
+        let selected: Vec<String> = r
+            .of_kind("Service")
+            .iter()
+            .filter(|s| selects(&selector, &string_map(&s.doc["metadata"]["labels"])))
+            .map(|s| s.name().to_string())
+            .collect();
+        assert_eq!(
+            selected,
+            [RELEASE],
+            "{}: the ServiceMonitor selects exactly the metrics Service\n{}",
+            r.set,
+            r.dump()
+        );
+    }
+    for (a, b) in [(&sets[0], &sets[1]), (&sets[3], &sets[2])] {
+        let (sa, sb) = (service_of(a), service_of(b));
+        assert_eq!(
+            sa.doc["spec"], sb.doc["spec"],
+            "{} / {}: the Service's spec changes with sharding",
+            a.set, b.set
+        );
+        assert_eq!(
+            sa.doc["metadata"]["labels"], sb.doc["metadata"]["labels"],
+            "{} / {}",
+            a.set, b.set
+        );
+    }
+    assert!(
+        sets[0]
+            .find("Service", &format!("{RELEASE}-headless"))
+            .is_none(),
+        "no headless Service without sharding"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1631,7 +1717,11 @@ fn schema_rejects_bad_values() {
             "/sharding/shards",
         ),
         ("a bad enum", "logFormat: xml\n", "/logFormat"),
-        ("a numeric image tag", "image:\n  tag: 1.0\n", "/image/tag"),
+        (
+            "an image tag of another type",
+            "image:\n  tag: [1]\n",
+            "/image/tag",
+        ),
         (
             "a password instead of a hash",
             "webConfig:\n  basicAuth:\n    enabled: true\n    users:\n      prometheus: secret\n",
@@ -1686,6 +1776,29 @@ fn schema_rejects_bad_values() {
         if let Err((code, err)) = try_render_values("good", good) {
             panic!("good values refused (exit {code}):\n{good}\n{err}");
         }
+    }
+}
+
+/// image.tag may be a number (`--set image.tag=2`): the image reference gets it as a string,
+/// whole numbers without a fraction or an exponent.
+#[test]
+fn numeric_image_tags_render_as_strings() {
+    let repository = "ghcr.io/apigateway-exporter/apigateway-exporter";
+    let app_version = cargo_package_field("version");
+    for (values, tag) in [
+        ("image:\n  tag: 2\n", "2"),
+        ("image:\n  tag: 1.5\n", "1.5"),
+        ("image:\n  tag: 20240101\n", "20240101"),
+        ("image:\n  tag: \"1.0\"\n", "1.0"),
+        // YAML's 1.0 is the number 1: the reason values.yaml says to quote decimals.
+        ("image:\n  tag: 1.0\n", "1"),
+        ("image:\n  tag: \"\"\n", app_version.as_str()),
+    ] {
+        let r = render_values("numeric tag", values);
+        let deployments = r.of_kind("Deployment");
+        assert_eq!(deployments.len(), 1, "{values}");
+        let image = str_of(&exporter_of(&deployments[0])["image"], "image");
+        assert_eq!(image, format!("{repository}:{tag}"), "{values}");
     }
 }
 

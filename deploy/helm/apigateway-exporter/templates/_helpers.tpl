@@ -67,8 +67,16 @@ user labels never break a selector (and no key appears twice). */}}
 {{- end }}
 {{- end }}
 
+{{/* image.tag may be a number (--set image.tag=2, tag: 2 in a values file): rendered through
+toString. A values file's numbers reach the template as float64, so a whole one is printed as
+an integer (20240101, not 2.0240101e+07); 1.0 is the number 1 by then: quote such tags. */}}
 {{- define "apigateway-exporter.image" -}}
-{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- $tag := .Values.image.tag }}
+{{- if kindIs "float64" $tag }}
+{{- if eq $tag (float64 (int64 $tag)) }}{{ $tag = int64 $tag }}{{ end }}
+{{- end }}
+{{- $tag = ternary "" (toString $tag) (kindIs "invalid" $tag) }}
+{{- $tag = default .Chart.AppVersion $tag }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
