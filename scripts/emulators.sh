@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the AWS emulators the integration tests talk to:
-#   LocalStack (CloudWatch CBOR, REST API Gateway, Logs, STS) on 127.0.0.1:$LOCALSTACK_PORT
+#   LocalStack (CloudWatch CBOR, REST API Gateway, Logs, STS; CloudFormation, IAM, S3,
+#     Firehose, Secrets Manager for deploy/aws/)             on 127.0.0.1:$LOCALSTACK_PORT
 #   moto server (apigatewayv2)                                on 127.0.0.1:$MOTO_PORT
 #
 # Usage: scripts/emulators.sh start|stop|status|env

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs, idempotently (fast when already present):
 #   - Debian `prometheus` (prometheus + promtool), with its system service kept off
-#   - LocalStack (CloudWatch CBOR, REST API Gateway, Logs, STS) in a Python 3.13 venv
+#   - LocalStack (CloudWatch CBOR, REST API Gateway, Logs, STS, CloudFormation and what the
+#     stack of deploy/aws/ creates) in a Python 3.13 venv
 #   - moto server (apigatewayv2) + boto3 in a Python 3.11 venv
 #   - hadolint, kubernetes-validate, helm-python-sdk (Helm's Go SDK, for the chart tests) and
 #     cfn-lint in a lint venv

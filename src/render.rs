@@ -51,7 +51,9 @@ impl Exposition {
     }
 
     /// The text exposition of everything: the families of the registry and of the current
-    /// snapshot, in name order, exactly as `TextEncoder` writes [`Exposition::gather`].
+    /// snapshot, in name order, exactly as `TextEncoder` writes [`Exposition::gather`], in one
+    /// buffer, for tests, benchmarks and examples that want the bytes. `/metrics` sends
+    /// [`Exposition::encode_chunks`] instead, which copies nothing.
     pub fn encode(&self) -> Result<Vec<u8>, prometheus::Error> {
         let chunks = self.encode_chunks()?;
         let mut buf = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());

@@ -20,14 +20,12 @@ use std::time::Duration;
 
 use apigateway_exporter::app;
 use apigateway_exporter::clock::ManualClock;
-use apigateway_exporter::config::{ApiSelection, PollConfig, RequestRate};
+use apigateway_exporter::config::{ApiSelection, Config, RequestRate};
 use apigateway_exporter::inventory::{
     ApiFilter, AwsDiscovery, Discovered, Discovery, DiscoveryError, LinkedAccounts,
     MetricsDiscovery, MonitoringDiscovery, Pace, Role, SourceSpec, Sources, linked_accounts,
 };
-use apigateway_exporter::model::Stat;
-use apigateway_exporter::plan::PlanOptions;
-use apigateway_exporter::poll::{PollSettings, Poller, Target};
+use apigateway_exporter::poll::{Poller, Target};
 use apigateway_exporter::render::Exposition;
 use apigateway_exporter::selfmetrics::SelfMetrics;
 use apigateway_exporter::source::cloudwatch::CloudWatchSource;
@@ -355,30 +353,8 @@ impl Org {
                 RequestRate::Unlimited,
             )),
         );
-        let settings = PollSettings {
-            poll: PollConfig::new(
-                Duration::from_secs(60),
-                Duration::from_secs(60),
-                Duration::from_secs(600),
-                Duration::from_secs(180),
-                Duration::from_secs(3 * 3600),
-            )
-            .unwrap(),
-            refresh_interval: Duration::from_secs(600),
-            plan: PlanOptions {
-                // The README's default statistics: 15 queries a REST stage.
-                latency: vec![
-                    Stat::Percentile(5000),
-                    Stat::Percentile(9000),
-                    Stat::Percentile(9900),
-                    Stat::Maximum,
-                ],
-                access_logs: None,
-                lambda: false,
-                stream: None,
-            },
-            tags_as_labels: vec![],
-        };
+        // The default config's settings: the README's statistics, 15 queries a REST stage.
+        let settings = app::settings(&Config::default());
         Org {
             poller: Poller::new(vec![target], settings, clock.clone(), shared, metrics),
             exposition,
